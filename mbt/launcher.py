@@ -1,0 +1,233 @@
+"""`mbt up`: PostgreSQL, NATS, migrations, the five gRPC services and the HTTP gateway.
+
+Each service runs as its own process; a crashed one is restarted. Ctrl-C or SIGTERM stops
+everything in reverse order, with nothing left running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mbt.infra import Nats, Postgres, start_nats, start_postgres
+from services.platform.settings import DEFAULT_PORTS, sqlalchemy_url
+
+SERVICE_ORDER = ("marketdata", "accounts", "orders", "sessions", "handoff")
+
+
+@dataclass
+class UpOptions:
+    data_dir: Path
+    gateway_port: int = 8080
+    grpc_ports: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    replay_speed: float = 1.0
+    replay_days: str = ""
+    quiet: bool = False
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def load_secret(data_dir: Path) -> str:
+    """The JWT key, generated on first start and kept (0600) so sessions survive restarts."""
+    path = data_dir / "jwt-secret.hex"
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value)
+    return value
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_healthy(addr: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(addr) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"exited with code {proc.returncode}")
+            try:
+                r = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if r.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"not healthy after {timeout:.0f} s")
+
+
+def wait_http(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with code {proc.returncode}")
+        if port_in_use(port):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("gateway did not start")
+
+
+class System:
+    """The running system: infrastructure plus supervised service processes."""
+
+    def __init__(self, opts: UpOptions) -> None:
+        self.opts = opts
+        self.pg: Postgres | None = None
+        self.nats: Nats | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env: dict[str, str] = {}
+        self.log_dir = opts.data_dir / "logs"
+        self.stopping = False
+
+    def say(self, msg: str) -> None:
+        if not self.opts.quiet:
+            print(msg, flush=True)
+
+    def start(self) -> None:
+        o = self.opts
+        o.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        busy = [p for p in (o.gateway_port, *o.grpc_ports.values()) if port_in_use(p)]
+        if busy:
+            raise SystemExit(f"ports already in use: {busy} (is another `mbt up` running?)")
+        self.say(f"[1/5] PostgreSQL   starting (data in {o.data_dir})")
+        self.pg = start_postgres(o.data_dir)
+        self.say("[2/5] NATS         starting (JetStream)")
+        self.nats = start_nats(o.data_dir)
+        self.env = {
+            **os.environ,
+            "DATABASE_URL": sqlalchemy_url(self.pg.url),
+            "NATS_URL": self.nats.url,
+            "MBT_JWT_SECRET": load_secret(o.data_dir),
+            "MBT_DATA_DIR": str(o.data_dir),
+            "MBT_REPLAY_SPEED": str(o.replay_speed),
+            "MBT_GATEWAY_PORT": str(o.gateway_port),
+            "MBT_WEBAUTHN_ORIGINS": f"http://localhost:{o.gateway_port}",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if o.replay_days:
+            self.env["MBT_REPLAY_DAYS"] = o.replay_days
+        for name, port in o.grpc_ports.items():
+            self.env[f"MBT_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
+        self.say("[3/5] migrations   applying")
+        self._migrate()
+        self.say("[4/5] services     starting")
+        for name in SERVICE_ORDER:
+            self._spawn(name)
+            addr = f"127.0.0.1:{o.grpc_ports[name]}"
+            try:
+                wait_healthy(addr, self.procs[name])
+            except RuntimeError as exc:
+                raise SystemExit(f"{name} failed to start: {exc}; see {self.log_dir / name}.log") from exc
+            self.say(f"      {name:<11} gRPC {addr}")
+        self.say("[5/5] gateway      starting")
+        self._spawn("gateway")
+        try:
+            wait_http(o.gateway_port, self.procs["gateway"])
+        except RuntimeError as exc:
+            raise SystemExit(f"gateway failed to start: {exc}; see {self.log_dir}/gateway.log") from exc
+        self.say(f"      gateway     HTTP http://127.0.0.1:{o.gateway_port}  (OpenAPI: /openapi.json)")
+        self.say(f"      nats        {self.nats.url}")
+        self.say("MBT is up. In another terminal: mbt signup --email you@example.com; Ctrl-C stops.")
+
+    def _migrate(self) -> None:
+        from services.accounts.adapters.tables import MIGRATIONS as A
+        from services.orders.adapters.tables import MIGRATIONS as O
+        from services.platform.db import make_engine, migrate
+        from services.sessions.adapters.tables import MIGRATIONS as S
+
+        async def run() -> None:
+            engine = make_engine(self.env["DATABASE_URL"], pool_size=1)
+            try:
+                for m in (A, O, S):
+                    await migrate(engine, m)
+            finally:
+                await engine.dispose()
+
+        asyncio.run(run())
+
+    def _spawn(self, name: str) -> None:
+        module = "gateway" if name == "gateway" else f"services.{name}"
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", module], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+
+    def supervise(self) -> None:
+        """Restart a service that dies, until asked to stop."""
+        restarts: dict[str, float] = {}
+        while not self.stopping:
+            for name, p in list(self.procs.items()):
+                if p.poll() is not None and not self.stopping:
+                    last = restarts.get(name, 0.0)
+                    if time.monotonic() - last < 1.0:
+                        time.sleep(1.0)
+                    self.say(f"{name} exited with code {p.returncode}; restarting")
+                    restarts[name] = time.monotonic()
+                    self._spawn(name)
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self.say("stopping...")
+        for name in reversed(("gateway", *SERVICE_ORDER)):
+            p = self.procs.get(name)
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for p in self.procs.values():
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        if self.nats is not None:
+            self.nats.stop()
+        if self.pg is not None:
+            self.pg.stop()
+        self.say("stopped.")
+
+
+def run_up(opts: UpOptions) -> int:
+    system = System(opts)
+
+    def on_signal(signum: int, frame: object) -> None:
+        system.stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        system.start()
+        system.supervise()
+    except SystemExit as exc:
+        system.stop()
+        if isinstance(exc.code, str):
+            print(f"error: {exc.code}", file=sys.stderr)
+            return 1
+        raise
+    except KeyboardInterrupt:
+        pass
+    system.stop()
+    return 0

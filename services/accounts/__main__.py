@@ -1,0 +1,40 @@
+"""`python -m services.accounts`: the accounts gRPC service and its trade-event consumer."""
+
+from __future__ import annotations
+
+from raxx.mbt.v1 import accounts_service_pb2, accounts_service_pb2_grpc
+from services.accounts.adapters.tables import MIGRATIONS
+from services.accounts.consumer import TradeEventConsumer
+from services.accounts.servicer import AccountsServicer
+from services.platform.bus import TRADES_STREAM
+from services.platform.clients import ServiceChannel
+from services.platform.grpc_server import ServiceHost
+from services.platform.runtime import Runtime, main
+
+SERVICE = accounts_service_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name
+
+
+async def build(rt: Runtime) -> ServiceHost:
+    assert rt.engine is not None
+    engine, s = rt.engine, rt.settings
+    md = ServiceChannel(s.service_addrs["marketdata"], caller="accounts", secret=s.jwt_secret)
+    servicer = AccountsServicer(engine, md)
+    consumer = TradeEventConsumer(engine)
+    assert TRADES_STREAM.name is not None
+
+    async def consume() -> None:
+        await rt.bus.consume("mbt.>", "accounts-ledger", consumer.handle, stream=TRADES_STREAM.name)
+
+    return ServiceHost(
+        name="accounts",
+        port=s.port_of("accounts"),
+        secret=s.jwt_secret,
+        registrars=[lambda srv: accounts_service_pb2_grpc.add_AccountsServiceServicer_to_server(servicer, srv)],
+        service_names=[SERVICE],
+        background=[consume],
+        on_shutdown=[md.close],
+    )
+
+
+if __name__ == "__main__":
+    main("accounts", MIGRATIONS, build)

@@ -1,0 +1,107 @@
+"""The accounts schema: only this service reads or writes these tables."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+
+from services.platform.db import SchemaMigrations, create_tables
+from services.platform.outbox import outbox_table
+
+SCHEMA = "accounts"
+metadata = MetaData(schema=SCHEMA)
+MONEY = Numeric(20, 6)
+QTY = Numeric(20, 6)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), nullable=False, unique=True),  # one account per user in v1
+    Column("account_type", String(10), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("profile", String(20), nullable=False),
+    Column("tier", String(10), nullable=False),
+    Column("fill_preference", String(14), nullable=False),
+    Column("cash", MONEY, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+positions = Table(
+    "positions",
+    metadata,
+    Column("account_id", String(36), ForeignKey(accounts.c.id), primary_key=True),
+    Column("symbol", String(32), primary_key=True),
+    Column("asset_class", String(10), nullable=False),
+    Column("qty", QTY, nullable=False),
+    Column("avg_entry_price", MONEY, nullable=False),
+    Column("realized_pl", MONEY, nullable=False),
+    Column("opened_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("order_id", String(36), primary_key=True),
+    Column("account_id", String(36), ForeignKey(accounts.c.id), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("amount", MONEY, nullable=False),  # cash reserved (buys)
+    Column("qty", QTY, nullable=False),  # shares reserved (sells)
+    Column("status", String(10), nullable=False),  # active | released
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("holds_active", "account_id", postgresql_where="status = 'active'"),
+)
+
+activities = Table(
+    "activities",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("account_id", String(36), ForeignKey(accounts.c.id), nullable=False),
+    Column("activity_type", String(16), nullable=False),
+    Column("symbol", String(32)),
+    Column("amount", MONEY, nullable=False),
+    Column("qty", QTY),
+    Column("price", MONEY),
+    Column("ref_id", String(64)),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("activities_by_account", "account_id", "occurred_at"),
+)
+
+# Inbox: each bus event is applied exactly once (by its Nats-Msg-Id).
+applied_events = Table(
+    "applied_events",
+    metadata,
+    Column("event_id", String(80), primary_key=True),
+    Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Events that reference an unknown account: parked and reported, never lost.
+parked_events = Table(
+    "parked_events",
+    metadata,
+    Column("event_id", String(80), primary_key=True),
+    Column("subject", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("event_id"),
+)
+
+outbox = outbox_table(metadata)
+
+MIGRATIONS = SchemaMigrations(schema=SCHEMA, steps=[create_tables(metadata)])

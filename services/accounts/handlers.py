@@ -1,0 +1,292 @@
+"""Accounts service layer: handlers `(command, engine) -> result`, one transaction each."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.accounts.adapters.tables import (
+    accounts,
+    activities,
+    applied_events,
+    holds,
+    parked_events,
+    positions,
+)
+from services.accounts.domain.ledger import ZERO, PositionState, apply_fill
+from services.accounts.domain.profiles import (
+    DEFAULT_PROFILE,
+    PROFILES,
+    ProfileError,
+    Tier,
+    starting_cash,
+)
+from services.platform.errors import FailedPrecondition, InvalidArgument, NotFound
+
+
+@dataclass(frozen=True)
+class FillApplied:
+    execution_id: str
+    order_id: str
+    user_id: str
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    filled_at: datetime
+    order_status: str
+    explanation: str
+
+
+async def open_account(
+    engine: AsyncEngine, user_id: str, profile: str, tier: str, override: Decimal | None
+) -> str:
+    """Create the user's account (idempotent: an existing account is returned as it is)."""
+    profile = profile or DEFAULT_PROFILE
+    try:
+        t = Tier(tier or "free")
+    except ValueError as exc:
+        raise InvalidArgument("tier", f"unknown tier {tier!r}") from exc
+    try:
+        cash = starting_cash(profile, t, override)
+    except ProfileError as exc:
+        raise InvalidArgument(exc.field, exc.problem) from exc
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(accounts)
+            .values(
+                id=str(uuid.uuid4()),
+                user_id=user_id,
+                account_type="cash",
+                status="active",
+                profile=profile,
+                tier=t.value,
+                fill_preference=PROFILES[profile].fill_preference,
+                cash=cash,
+            )
+            .on_conflict_do_nothing(index_elements=[accounts.c.user_id])
+        )
+        row = (await conn.execute(select(accounts.c.id).where(accounts.c.user_id == user_id))).one()
+        return str(row.id)
+
+
+async def account_of_user(conn: AsyncConnection, user_id: str, *, lock: bool = False) -> dict[str, object]:
+    q = select(accounts).where(accounts.c.user_id == user_id)
+    if lock:
+        q = q.with_for_update()
+    row = (await conn.execute(q)).mappings().first()
+    if row is None:
+        raise NotFound("no MBT account for this user; sign up with `mbt signup`",
+                       reason="ACCOUNT_NOT_FOUND")
+    return dict(row)
+
+
+async def held_amount(conn: AsyncConnection, account_id: str) -> Decimal:
+    v = (
+        await conn.execute(
+            select(func.coalesce(func.sum(holds.c.amount), 0)).where(
+                holds.c.account_id == account_id, holds.c.status == "active"
+            )
+        )
+    ).scalar_one()
+    return Decimal(v)
+
+
+async def held_qty(conn: AsyncConnection, account_id: str, symbol: str) -> Decimal:
+    v = (
+        await conn.execute(
+            select(func.coalesce(func.sum(holds.c.qty), 0)).where(
+                holds.c.account_id == account_id,
+                holds.c.symbol == symbol,
+                holds.c.side == "sell",
+                holds.c.status == "active",
+            )
+        )
+    ).scalar_one()
+    return Decimal(v)
+
+
+async def place_hold(
+    engine: AsyncEngine, user_id: str, order_id: str, symbol: str, side: str, qty: Decimal,
+    amount: Decimal,
+) -> tuple[str, Decimal]:
+    """Reserve cash (buy) or shares (sell) for an order, or refuse. Idempotent by order id.
+
+    The account row is locked, so two concurrent orders can never spend the same cash.
+    """
+    async with engine.begin() as conn:
+        acct = await account_of_user(conn, user_id, lock=True)
+        account_id = str(acct["id"])
+        existing = (await conn.execute(select(holds).where(holds.c.order_id == order_id))).first()
+        if existing is not None:
+            return account_id, Decimal(existing.amount)
+        if acct["status"] != "active":
+            raise FailedPrecondition(f"account is {acct['status']}", reason="ACCOUNT_NOT_ACTIVE")
+        if side == "buy":
+            available = Decimal(str(acct["cash"])) - await held_amount(conn, account_id)
+            if amount > available:
+                raise FailedPrecondition(
+                    f"insufficient buying power: order needs ${amount:.2f}, "
+                    f"available ${max(available, ZERO):.2f}",
+                    reason="INSUFFICIENT_BUYING_POWER",
+                    metadata={"required": f"{amount:.2f}", "available": f"{available:.2f}"},
+                )
+            hold_amount, hold_qty = amount, ZERO
+        else:
+            pos = (
+                await conn.execute(
+                    select(positions.c.qty).where(
+                        positions.c.account_id == account_id, positions.c.symbol == symbol
+                    )
+                )
+            ).scalar_one_or_none()
+            owned = Decimal(pos) if pos is not None else ZERO
+            available_qty = owned - await held_qty(conn, account_id, symbol)
+            if qty > available_qty:
+                raise FailedPrecondition(
+                    f"insufficient qty: selling {qty.normalize():f} {symbol} but {max(available_qty, ZERO).normalize():f} "
+                    "available (cash accounts cannot sell short)",
+                    reason="INSUFFICIENT_QTY",
+                    metadata={"symbol": symbol, "available": str(max(available_qty, ZERO))},
+                )
+            hold_amount, hold_qty = ZERO, qty
+        await conn.execute(
+            holds.insert().values(
+                order_id=order_id, account_id=account_id, symbol=symbol, side=side,
+                amount=hold_amount, qty=hold_qty, status="active",
+            )
+        )
+        return account_id, hold_amount
+
+
+async def release_hold(conn: AsyncConnection, order_id: str) -> bool:
+    res = await conn.execute(
+        update(holds)
+        .where(holds.c.order_id == order_id, holds.c.status == "active")
+        .values(status="released", amount=0, qty=0)
+    )
+    return bool(res.rowcount)
+
+
+async def release_hold_tx(engine: AsyncEngine, order_id: str) -> bool:
+    async with engine.begin() as conn:
+        return await release_hold(conn, order_id)
+
+
+async def already_applied(conn: AsyncConnection, event_id: str) -> bool:
+    res = await conn.execute(
+        insert(applied_events).values(event_id=event_id).on_conflict_do_nothing()
+    )
+    return res.rowcount == 0
+
+
+async def park(conn: AsyncConnection, event_id: str, subject: str, reason: str, payload: str) -> None:
+    await conn.execute(
+        insert(parked_events)
+        .values(event_id=event_id, subject=subject, reason=reason, payload=payload)
+        .on_conflict_do_nothing()
+    )
+
+
+async def apply_fill_event(conn: AsyncConnection, event_id: str, fill: FillApplied) -> str:
+    """Apply one fill exactly once: cash, position, hold and an activity row.
+
+    Returns "applied", "duplicate" or "parked". The caller commits, then acks the message.
+    """
+    if await already_applied(conn, event_id):
+        return "duplicate"
+    acct = (
+        await conn.execute(
+            select(accounts).where(accounts.c.user_id == fill.user_id).with_for_update()
+        )
+    ).mappings().first()
+    if acct is None:
+        await park(conn, event_id, "fill", "unknown account for user", fill.execution_id)
+        return "parked"
+    account_id = str(acct["id"])
+    row = (
+        await conn.execute(
+            select(positions)
+            .where(positions.c.account_id == account_id, positions.c.symbol == fill.symbol)
+            .with_for_update()
+        )
+    ).mappings().first()
+    pos = (
+        PositionState(
+            qty=Decimal(row["qty"]),
+            avg_entry_price=Decimal(row["avg_entry_price"]),
+            realized_pl=Decimal(row["realized_pl"]),
+        )
+        if row
+        else PositionState()
+    )
+    effect = apply_fill(pos, fill.side, fill.qty, fill.price)
+    new = effect.position
+    values = {
+        "qty": new.qty,
+        "avg_entry_price": new.avg_entry_price,
+        "realized_pl": new.realized_pl,
+        "closed_at": fill.filled_at if new.qty == 0 else None,
+    }
+    if row is None:
+        await conn.execute(
+            positions.insert().values(
+                account_id=account_id, symbol=fill.symbol, asset_class="equity",
+                opened_at=fill.filled_at, **values,
+            )
+        )
+    else:
+        if Decimal(row["qty"]) == 0:
+            values["opened_at"] = fill.filled_at
+        await conn.execute(
+            update(positions)
+            .where(positions.c.account_id == account_id, positions.c.symbol == fill.symbol)
+            .values(**values)
+        )
+    await conn.execute(
+        update(accounts).where(accounts.c.id == account_id).values(cash=accounts.c.cash + effect.cash_delta)
+    )
+    # the hold shrinks by what the fill used; a done order releases the rest
+    if fill.order_status in {"filled", "canceled", "expired"}:
+        await release_hold(conn, fill.order_id)
+    elif fill.side == "buy":
+        await conn.execute(
+            update(holds)
+            .where(holds.c.order_id == fill.order_id, holds.c.status == "active")
+            .values(amount=func.greatest(holds.c.amount - fill.qty * fill.price, 0))
+        )
+    else:
+        await conn.execute(
+            update(holds)
+            .where(holds.c.order_id == fill.order_id, holds.c.status == "active")
+            .values(qty=func.greatest(holds.c.qty - fill.qty, 0))
+        )
+    await conn.execute(
+        activities.insert().values(
+            id=fill.execution_id,
+            account_id=account_id,
+            activity_type="fill",
+            symbol=fill.symbol,
+            amount=effect.cash_delta,
+            qty=fill.qty if fill.side == "buy" else -fill.qty,
+            price=fill.price,
+            ref_id=fill.order_id,
+            description=fill.explanation,
+            occurred_at=fill.filled_at,
+        )
+    )
+    return "applied"
+
+
+async def apply_order_done(conn: AsyncConnection, event_id: str, order_id: str) -> str:
+    """An order reached canceled/expired/rejected: release what is left of its hold."""
+    if await already_applied(conn, event_id):
+        return "duplicate"
+    await release_hold(conn, order_id)
+    return "applied"

@@ -1,0 +1,173 @@
+"""AccountsService over gRPC: proto <-> handlers, nothing else."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import grpc
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from raxx.mbt.v1 import accounts_service_pb2 as pb
+from raxx.mbt.v1 import accounts_service_pb2_grpc as pb_grpc
+from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
+from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
+from services.accounts import handlers
+from services.accounts.adapters.tables import activities, positions
+from services.accounts.domain.ledger import ZERO, buying_power_cash_account
+from services.platform.auth import require_service, require_user
+from services.platform.clients import ServiceChannel
+from services.platform.errors import InvalidArgument, MbtError, NotFound
+from services.platform.pagination import next_page_token, page_bounds
+from services.platform.wire import dec_to_wire, money, parse_decimal, ts_to_wire
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+class AccountsServicer(pb_grpc.AccountsServiceServicer):
+    def __init__(self, engine: AsyncEngine, marketdata: ServiceChannel) -> None:
+        self.engine = engine
+        self.md = marketdata
+        self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
+
+    async def _mark(self, symbol: str) -> Decimal | None:
+        """Mark price for valuation: the mid of the latest NBBO (None when no quote)."""
+        try:
+            q = await self.md.call(self.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=symbol))
+        except MbtError:
+            return None
+        bid, ask = Decimal(q.bid), Decimal(q.ask)
+        return (bid + ask) / 2 if bid > 0 else ask
+
+    async def _positions(self, account_id: str) -> list[pb.Position]:
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(positions)
+                    .where(positions.c.account_id == account_id, positions.c.qty != 0)
+                    .order_by(positions.c.symbol)
+                )
+            ).mappings().all()
+        out = []
+        for r in rows:
+            qty, avg = Decimal(r["qty"]), Decimal(r["avg_entry_price"])
+            mark = await self._mark(r["symbol"])
+            mv = qty * mark if mark is not None else qty * avg
+            out.append(
+                pb.Position(
+                    symbol=r["symbol"],
+                    asset_class=r["asset_class"],
+                    qty=dec_to_wire(qty),
+                    avg_entry_price=dec_to_wire(avg.quantize(Decimal("0.0001"))),
+                    cost_basis=money(qty * avg),
+                    current_price=dec_to_wire(mark) if mark is not None else "",
+                    market_value=money(mv),
+                    unrealized_pl=money(mv - qty * avg),
+                    realized_pl=money(Decimal(r["realized_pl"])),
+                    opened_at=ts_to_wire(r["opened_at"]),
+                )
+            )
+        return out
+
+    async def _account_message(self, acct: dict[str, Any], held: Decimal) -> pb.Account:
+        cash = Decimal(str(acct["cash"]))
+        pos = await self._positions(str(acct["id"]))
+        long_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) > 0), ZERO)
+        short_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) < 0), ZERO)
+        return pb.Account(
+            id=str(acct["id"]),
+            user_id=str(acct["user_id"]),
+            account_type=str(acct["account_type"]),
+            status=str(acct["status"]),
+            profile=str(acct["profile"]),
+            tier=str(acct["tier"]),
+            cash=money(cash),
+            buying_power=money(buying_power_cash_account(cash, held)),
+            equity=money(cash + long_mv + short_mv),
+            long_market_value=money(long_mv),
+            short_market_value=money(short_mv),
+            held_for_orders=money(held),
+            currency="USD",
+            default_fill_preference=str(acct["fill_preference"]),
+            created_at=ts_to_wire(acct["created_at"]),
+        )
+
+    async def GetAccount(self, request: pb.GetAccountRequest, context: Ctx) -> pb.Account:
+        user = require_user()
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, user.user_id)
+            held = await handlers.held_amount(conn, str(acct["id"]))
+        return await self._account_message(acct, held)
+
+    async def ListPositions(self, request: pb.ListPositionsRequest, context: Ctx) -> pb.ListPositionsResponse:
+        user = require_user()
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, user.user_id)
+        return pb.ListPositionsResponse(positions=await self._positions(str(acct["id"])))
+
+    async def GetPosition(self, request: pb.GetPositionRequest, context: Ctx) -> pb.Position:
+        user = require_user()
+        symbol = request.symbol.strip().upper()
+        if not symbol:
+            raise InvalidArgument("symbol", "is required")
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, user.user_id)
+        for p in await self._positions(str(acct["id"])):
+            if p.symbol == symbol:
+                return p
+        raise NotFound(f"no open position in {symbol}", reason="POSITION_NOT_FOUND",
+                       metadata={"symbol": symbol})
+
+    async def ListActivities(self, request: pb.ListActivitiesRequest, context: Ctx) -> pb.ListActivitiesResponse:
+        user = require_user()
+        size, offset = page_bounds(request.page_size, request.page_token)
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, user.user_id)
+            q = select(activities).where(activities.c.account_id == acct["id"])
+            if request.activity_type:
+                q = q.where(activities.c.activity_type == request.activity_type)
+            q = q.order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
+            rows = (await conn.execute(q.offset(offset).limit(size + 1))).mappings().all()
+        return pb.ListActivitiesResponse(
+            activities=[
+                pb.Activity(
+                    id=r["id"],
+                    activity_type=r["activity_type"],
+                    symbol=r["symbol"] or "",
+                    amount=money(Decimal(r["amount"])),
+                    qty=dec_to_wire(Decimal(r["qty"])) if r["qty"] is not None else "",
+                    price=dec_to_wire(Decimal(r["price"])) if r["price"] is not None else "",
+                    ref_id=r["ref_id"] or "",
+                    description=r["description"],
+                    occurred_at=ts_to_wire(r["occurred_at"]),
+                )
+                for r in rows[:size]
+            ],
+            next_page_token=next_page_token(offset, size, len(rows)),
+        )
+
+    async def OpenAccount(self, request: pb.OpenAccountRequest, context: Ctx) -> pb.Account:
+        require_service()
+        if not request.user_id:
+            raise InvalidArgument("user_id", "is required")
+        override = parse_decimal("starting_cash", request.starting_cash, required=False)
+        await handlers.open_account(self.engine, request.user_id, request.profile, request.tier, override)
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, request.user_id)
+            held = await handlers.held_amount(conn, str(acct["id"]))
+        return await self._account_message(acct, held)
+
+    async def PlaceHold(self, request: pb.PlaceHoldRequest, context: Ctx) -> pb.PlaceHoldResponse:
+        require_service()
+        if request.side not in ("buy", "sell"):
+            raise InvalidArgument("side", "must be buy or sell")
+        qty = parse_decimal("qty", request.qty, positive=True)
+        amount = parse_decimal("amount", request.amount, required=False) or ZERO
+        assert qty is not None
+        account_id, held = await handlers.place_hold(
+            self.engine, request.user_id, request.order_id, request.symbol, request.side, qty, amount
+        )
+        return pb.PlaceHoldResponse(account_id=account_id, held_amount=money(held))
+
+    async def ReleaseHold(self, request: pb.ReleaseHoldRequest, context: Ctx) -> pb.ReleaseHoldResponse:
+        require_service()
+        return pb.ReleaseHoldResponse(released=await handlers.release_hold_tx(self.engine, request.order_id))

@@ -1,0 +1,65 @@
+"""`python -m services.marketdata`: replays recorded quotes on the simulated clock."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+from raxx.mbt.v1 import events_pb2, marketdata_service_pb2, marketdata_service_pb2_grpc
+from services.marketdata.domain.calendar import MarketCalendar
+from services.marketdata.domain.recorded import RecordedArchive
+from services.marketdata.domain.replay import ReplayPlan, demo_start, iter_replay
+from services.marketdata.feed import ReplayFeed
+from services.marketdata.servicer import MarketDataServicer, quote_to_pb
+from services.orders.domain.model import Quote
+from services.platform.bus import CLOCK_SUBJECT, QUOTES_SUBJECT
+from services.platform.grpc_server import ServiceHost
+from services.platform.runtime import Runtime, main
+from services.platform.wire import ts_to_wire
+
+SERVICE = marketdata_service_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name
+DEFAULT_DAYS = "2013-10-07,2013-10-08"
+
+
+async def build(rt: Runtime) -> ServiceHost:
+    s = rt.settings
+    days = [date.fromisoformat(d.strip()) for d in (s.replay_days or DEFAULT_DAYS).split(",")]
+    archive = RecordedArchive()
+    calendar = MarketCalendar()
+    plan = ReplayPlan(archive, days, None, session_only=True)
+    start = demo_start(days[0])
+    symbols = sorted({sym for d in days for sym in archive.symbols(d)})
+    speed = s.replay_speed if s.replay_speed > 0 else float("inf")
+    nc = rt.bus.nc
+
+    async def publish(q: Quote) -> None:
+        await nc.publish(
+            f"{QUOTES_SUBJECT}.{q.symbol}",
+            events_pb2.QuoteEvent(quote=quote_to_pb(q)).SerializeToString(),
+        )
+
+    feed = ReplayFeed(iter_replay(plan, start, True), start, speed, calendar, publish)
+    servicer = MarketDataServicer(feed, symbols)
+
+    async def tick_clock() -> None:
+        while True:
+            now = feed.clock.now()
+            ev = events_pb2.ClockEvent(timestamp=ts_to_wire(now), is_open=calendar.is_open(now))
+            await nc.publish(CLOCK_SUBJECT, ev.SerializeToString())
+            await asyncio.sleep(0.25)
+
+    return ServiceHost(
+        name="marketdata",
+        port=s.port_of("marketdata"),
+        secret=s.jwt_secret,
+        registrars=[
+            lambda srv: marketdata_service_pb2_grpc.add_MarketDataServiceServicer_to_server(servicer, srv)
+        ],
+        service_names=[SERVICE],
+        public_methods=frozenset({"GetClock", "ListSymbols"}),
+        background=[feed.run, tick_clock],
+    )
+
+
+if __name__ == "__main__":
+    main("marketdata", None, build)

@@ -1,0 +1,54 @@
+"""`python -m services.orders`: orders, the matching engine, fills and the outbox relay."""
+
+from __future__ import annotations
+
+from raxx.mbt.v1 import orders_service_pb2, orders_service_pb2_grpc
+from services.marketdata.domain.calendar import MarketCalendar
+from services.orders.adapters.tables import MIGRATIONS, outbox
+from services.orders.app import OrdersApp
+from services.orders.domain.engine import MatchingEngine
+from services.orders.feed import run_market_feed
+from services.orders.servicer import OrdersServicer
+from services.platform.bus import TRADES_STREAM
+from services.platform.clients import ServiceChannel
+from services.platform.grpc_server import ServiceHost
+from services.platform.outbox import Outbox
+from services.platform.runtime import Runtime, main
+
+SERVICE = orders_service_pb2.DESCRIPTOR.services_by_name["OrdersService"].full_name
+
+
+async def build(rt: Runtime) -> ServiceHost:
+    assert rt.engine is not None
+    s = rt.settings
+    await rt.bus.ensure_stream(TRADES_STREAM)
+    accounts = ServiceChannel(s.service_addrs["accounts"], caller="orders", secret=s.jwt_secret)
+    marketdata = ServiceChannel(s.service_addrs["marketdata"], caller="orders", secret=s.jwt_secret)
+    box = Outbox(outbox)
+    app = OrdersApp(rt.engine, box, MatchingEngine(MarketCalendar()), accounts, marketdata, s)
+    servicer = OrdersServicer(app)
+
+    async def relay() -> None:
+        assert rt.engine is not None
+        await box.relay_forever(rt.engine, rt.bus)
+
+    async def market() -> None:
+        await run_market_feed(app, rt.bus)
+
+    async def close() -> None:
+        await accounts.close()
+        await marketdata.close()
+
+    return ServiceHost(
+        name="orders",
+        port=s.port_of("orders"),
+        secret=s.jwt_secret,
+        registrars=[lambda srv: orders_service_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, srv)],
+        service_names=[SERVICE],
+        background=[relay, market],
+        on_shutdown=[close],
+    )
+
+
+if __name__ == "__main__":
+    main("orders", MIGRATIONS, build)

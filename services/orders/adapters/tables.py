@@ -1,0 +1,106 @@
+"""The orders schema: orders, fills (with their NBBO), the audit log and the outbox."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+from services.platform.db import SchemaMigrations, create_tables
+from services.platform.outbox import outbox_table
+
+SCHEMA = "orders"
+metadata = MetaData(schema=SCHEMA)
+PRICE = Numeric(20, 6)
+QTY = Numeric(20, 6)
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), nullable=False),
+    Column("account_id", String(36)),
+    Column("client_order_id", String(128), nullable=False),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("qty", QTY, nullable=False),
+    Column("order_type", String(10), nullable=False),
+    Column("time_in_force", String(3), nullable=False),
+    Column("limit_price", PRICE),
+    Column("stop_price", PRICE),
+    Column("status", String(20), nullable=False),
+    Column("status_reason", Text, nullable=False, server_default=""),
+    Column("reject_reason", Text, nullable=False, server_default=""),
+    Column("filled_qty", QTY, nullable=False, server_default="0"),
+    Column("filled_notional", PRICE, nullable=False, server_default="0"),
+    Column("fill_count", Integer, nullable=False, server_default="0"),
+    Column("triggered", Boolean, nullable=False, server_default="false"),
+    Column("hold_amount", PRICE, nullable=False, server_default="0"),
+    Column("legs", JSONB),
+    Column("submitted_at", DateTime(timezone=True), nullable=False),
+    Column("accepted_at", DateTime(timezone=True)),
+    Column("filled_at", DateTime(timezone=True)),
+    Column("canceled_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # client_order_id is unique per account (one account per user in v1)
+    UniqueConstraint("user_id", "client_order_id", name="orders_client_order_id_per_user"),
+    Index("orders_by_user", "user_id", "submitted_at"),
+    Index(
+        "orders_open",
+        "status",
+        postgresql_where="status IN ('new','accepted','partially_filled')",
+    ),
+)
+
+fills = Table(
+    "fills",
+    metadata,
+    Column("id", String(80), primary_key=True),  # execution id: applied exactly once
+    Column("order_id", String(36), ForeignKey(orders.c.id), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("account_id", String(36)),
+    Column("symbol", String(32), nullable=False),
+    Column("side", String(4), nullable=False),
+    Column("qty", QTY, nullable=False),
+    Column("price", PRICE, nullable=False),
+    Column("filled_at", DateTime(timezone=True), nullable=False),
+    Column("quote_symbol", String(32), nullable=False),
+    Column("nbbo_bid", PRICE, nullable=False),
+    Column("nbbo_ask", PRICE, nullable=False),
+    Column("nbbo_bid_size", BigInteger, nullable=False),
+    Column("nbbo_ask_size", BigInteger, nullable=False),
+    Column("quote_ts", DateTime(timezone=True), nullable=False),
+    Column("explanation", Text, nullable=False),
+    Index("fills_by_user", "user_id", "filled_at"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigInteger, Identity(), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("sim_at", DateTime(timezone=True)),
+    Column("actor", String(80), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("order_id", String(36)),
+    Column("detail", JSONB, nullable=False),
+)
+
+outbox = outbox_table(metadata)
+
+MIGRATIONS = SchemaMigrations(schema=SCHEMA, steps=[create_tables(metadata)])

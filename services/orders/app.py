@@ -1,0 +1,406 @@
+"""The orders application: submit/cancel, the matching engine fed by quotes, persistence.
+
+Concurrency: one asyncio lock serialises the engine and the writes of its events, so the
+database sees engine events in the order the engine produced them. If a write fails, the
+process exits (fail-stop) and a restart re-arms the book from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from decimal import ROUND_UP, Decimal
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
+from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
+from raxx.mbt.v1 import events_pb2
+from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
+from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
+from services.orders.adapters.tables import audit_log, fills, orders
+from services.orders.convert import fill_to_pb, order_to_pb
+from services.orders.domain.engine import MatchingEngine
+from services.orders.domain.events import (
+    Event,
+    FillDeferred,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    StopTriggered,
+)
+from services.orders.domain.model import Order, OrderStatus, OrderType, Quote, Side
+from services.orders.validation import OrderIntent
+from services.platform.auth import Principal
+from services.platform.clients import ServiceChannel
+from services.platform.db import UnitOfWork
+from services.platform.errors import MbtError, NotFound, Unavailable
+from services.platform.outbox import Outbox
+from services.platform.settings import Settings
+from services.platform.wire import ts_from_wire, ts_to_wire
+
+log = logging.getLogger("mbt.orders")
+
+OPEN_STATUSES = ("new", "accepted", "partially_filled")
+# Market and stop buys reserve the current ask plus a collar, since they fill on a later quote.
+MARKET_COLLAR = Decimal("1.02")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def hold_amount(intent: OrderIntent, ask: Decimal) -> Decimal:
+    """Cash a buy order reserves until it fills or ends; sells reserve shares instead."""
+    if intent.side is Side.SELL:
+        return Decimal(0)
+    if intent.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
+        assert intent.limit_price is not None
+        price = intent.limit_price
+    elif intent.order_type is OrderType.STOP:
+        assert intent.stop_price is not None
+        price = max(intent.stop_price, ask) * MARKET_COLLAR
+    else:
+        price = ask * MARKET_COLLAR
+    return (intent.qty * price).quantize(Decimal("0.01"), rounding=ROUND_UP)
+
+
+class OrdersApp:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: Outbox,
+        matching: MatchingEngine,
+        accounts: ServiceChannel,
+        marketdata: ServiceChannel,
+        settings: Settings,
+    ) -> None:
+        import asyncio
+
+        self.db = engine
+        self.outbox = outbox
+        self.matching = matching
+        self.accounts = accounts
+        self.accounts_stub = acct_grpc.AccountsServiceStub(accounts.channel)
+        self.marketdata = marketdata
+        self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
+        self.settings = settings
+        self.lock = asyncio.Lock()
+        self.sim_now = EPOCH
+        self.user_of_order: dict[str, str] = {}
+
+    # ---- time -------------------------------------------------------------------------
+    def advance(self, ts: datetime) -> None:
+        if ts > self.sim_now:
+            self.sim_now = ts
+
+    async def on_clock(self, now: datetime) -> None:
+        self.advance(now)
+        async with self.lock:
+            events = self.matching.on_time(self.sim_now)
+            if events:
+                await self._persist(events)
+
+    async def on_quote(self, q: Quote) -> None:
+        self.advance(q.ts)
+        async with self.lock:
+            events = self.matching.on_quote(q)
+            if events:
+                await self._persist(events)
+
+    # ---- commands -----------------------------------------------------------------------
+    async def submit(self, user: Principal, intent: OrderIntent) -> dict[str, Any]:
+        if self.settings.trading_disabled:
+            raise Unavailable("trading is disabled (read-only mode)", reason="TRADING_DISABLED")
+        if self.settings.new_orders_disabled:
+            raise Unavailable("new orders are disabled; views and cancels still work",
+                              reason="NEW_ORDERS_DISABLED")
+        coid = intent.client_order_id or str(uuid.uuid4())
+        existing = await self._by_client_id(user.user_id, coid)
+        if existing is not None:
+            return existing
+        quote = await self.marketdata.call(
+            self.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=intent.symbol)
+        )
+        order_id = str(uuid.uuid4())
+        now_wall = datetime.now(UTC)
+        async with UnitOfWork(self.db) as uow:
+            inserted = (
+                await uow.conn.execute(
+                    insert(orders)
+                    .values(
+                        id=order_id, user_id=user.user_id, client_order_id=coid,
+                        symbol=intent.symbol, side=intent.side.value, qty=intent.qty,
+                        order_type=intent.order_type.value,
+                        time_in_force=intent.time_in_force.value,
+                        limit_price=intent.limit_price, stop_price=intent.stop_price,
+                        status="new", submitted_at=now_wall,
+                    )
+                    .on_conflict_do_nothing(constraint="orders_client_order_id_per_user")
+                    .returning(orders.c.id)
+                )
+            ).first()
+            if inserted is not None:
+                await self._audit(uow, user.user_id, "submit", order_id, {
+                    "symbol": intent.symbol, "side": intent.side.value, "qty": str(intent.qty),
+                    "type": intent.order_type.value, "tif": intent.time_in_force.value,
+                    "limit": str(intent.limit_price or ""), "stop": str(intent.stop_price or ""),
+                })
+        if inserted is None:  # a concurrent duplicate won the insert
+            dup = await self._by_client_id(user.user_id, coid)
+            assert dup is not None
+            return dup
+        return await self._hold_and_accept(order_id, user.user_id, intent, Decimal(quote.ask))
+
+    async def _hold_and_accept(
+        self, order_id: str, user_id: str, intent: OrderIntent, ask: Decimal
+    ) -> dict[str, Any]:
+        amount = hold_amount(intent, ask)
+        try:
+            held = await self.accounts.call(
+                self.accounts_stub.PlaceHold,
+                acct_pb.PlaceHoldRequest(
+                    user_id=user_id, order_id=order_id, symbol=intent.symbol,
+                    side=intent.side.value, qty=str(intent.qty), amount=str(amount),
+                ),
+            )
+        except MbtError as exc:
+            await self._reject(order_id, user_id, exc.message)
+            raise
+        async with self.lock:
+            now = self.sim_now
+            async with UnitOfWork(self.db, self.outbox) as uow:
+                row = (
+                    await uow.conn.execute(
+                        update(orders)
+                        .where(orders.c.id == order_id, orders.c.status == "new")
+                        .values(status="accepted", accepted_at=now, account_id=held.account_id,
+                                hold_amount=amount, updated_at=datetime.now(UTC))
+                        .returning(*orders.c)
+                    )
+                ).mappings().first()
+                if row is None:  # canceled while the hold was being placed
+                    return await self._get(order_id)
+                self._emit_order(uow, "accepted", row, user_id)
+                await self._audit(uow, "system", "accept", order_id, {"sim_at": now.isoformat()})
+            events = self.matching.accept(self._domain_order(row))
+            self.user_of_order[order_id] = user_id
+            if events:
+                await self._persist(events)
+        return await self._get(order_id)
+
+    async def _reject(self, order_id: str, user_id: str, reason: str) -> None:
+        async with UnitOfWork(self.db, self.outbox) as uow:
+            row = (
+                await uow.conn.execute(
+                    update(orders)
+                    .where(orders.c.id == order_id)
+                    .values(status="rejected", reject_reason=reason, updated_at=datetime.now(UTC))
+                    .returning(*orders.c)
+                )
+            ).mappings().one()
+            self._emit_order(uow, "rejected", row, user_id)
+            await self._audit(uow, "system", "reject", order_id, {"reason": reason})
+
+    async def cancel(self, user: Principal, order_id: str) -> dict[str, Any]:
+        row = await self.get_for_user(user.user_id, order_id)
+        if row["status"] not in OPEN_STATUSES:
+            return row
+        if self.settings.trading_disabled:
+            raise Unavailable("trading is disabled (read-only mode)", reason="TRADING_DISABLED")
+        async with self.lock:
+            events = self.matching.cancel(order_id, self.sim_now)
+            if events:
+                await self._persist(events, actor=user.user_id)
+            else:
+                async with UnitOfWork(self.db, self.outbox) as uow:
+                    r = (
+                        await uow.conn.execute(
+                            update(orders)
+                            .where(orders.c.id == order_id, orders.c.status.in_(OPEN_STATUSES))
+                            .values(status="canceled", canceled_at=self.sim_now,
+                                    status_reason="canceled by user", updated_at=datetime.now(UTC))
+                            .returning(*orders.c)
+                        )
+                    ).mappings().first()
+                    if r is not None:
+                        self._emit_order(uow, "canceled", r, user.user_id)
+                        await self._audit(uow, user.user_id, "cancel", order_id, {})
+        return await self._get(order_id)
+
+    # ---- queries ------------------------------------------------------------------------
+    async def _get(self, order_id: str) -> dict[str, Any]:
+        async with self.db.connect() as conn:
+            row = (await conn.execute(select(orders).where(orders.c.id == order_id))).mappings().one()
+        return dict(row)
+
+    async def get_for_user(self, user_id: str, order_id: str) -> dict[str, Any]:
+        try:
+            uuid.UUID(order_id)
+        except ValueError:
+            raise NotFound(f"order {order_id!r} not found", reason="ORDER_NOT_FOUND") from None
+        async with self.db.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(orders).where(orders.c.id == order_id, orders.c.user_id == user_id)
+                )
+            ).mappings().first()
+        if row is None:  # another user's order is "not found", never "forbidden"
+            raise NotFound(f"order {order_id} not found", reason="ORDER_NOT_FOUND",
+                           metadata={"orderId": order_id})
+        return dict(row)
+
+    async def _by_client_id(self, user_id: str, coid: str) -> dict[str, Any] | None:
+        async with self.db.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(orders).where(orders.c.user_id == user_id, orders.c.client_order_id == coid)
+                )
+            ).mappings().first()
+        return dict(row) if row else None
+
+    # ---- recovery -----------------------------------------------------------------------
+    async def rearm(self) -> int:
+        """Rebuild the book from the database after a (re)start; finish orders left `new`."""
+        try:
+            clock = await self.marketdata.call(self.md_stub.GetClock, md_pb.GetClockRequest())
+            self.advance(ts_from_wire(clock.timestamp))
+        except MbtError:
+            log.warning("market clock unavailable at start; waiting for quotes")
+        async with self.db.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(orders).where(orders.c.status.in_(OPEN_STATUSES)).order_by(orders.c.submitted_at)
+                )
+            ).mappings().all()
+        armed = 0
+        for r in rows:
+            if r["status"] == "new":
+                await self._resume_new(dict(r))
+                continue
+            async with self.lock:
+                events = self.matching.accept(self._domain_order(r, rested=True))
+                self.user_of_order[r["id"]] = r["user_id"]
+                if events:
+                    await self._persist(events)
+            armed += 1
+        log.info("re-armed %d open orders", armed)
+        return armed
+
+    async def _resume_new(self, r: dict[str, Any]) -> None:
+        from services.orders.domain.model import TimeInForce
+
+        intent = OrderIntent(
+            symbol=r["symbol"], side=Side(r["side"]), qty=Decimal(r["qty"]),
+            order_type=OrderType(r["order_type"]), time_in_force=TimeInForce(r["time_in_force"]),
+            limit_price=r["limit_price"], stop_price=r["stop_price"],
+            client_order_id=r["client_order_id"],
+        )
+        try:
+            q = await self.marketdata.call(self.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=r["symbol"]))
+            await self._hold_and_accept(r["id"], r["user_id"], intent, Decimal(q.ask))
+        except MbtError as exc:
+            log.info("order %s left new at restart was rejected: %s", r["id"], exc.message)
+
+    # ---- persistence of engine events ---------------------------------------------------
+    def _domain_order(self, r: Any, rested: bool = False) -> Order:
+        from services.orders.domain.model import TimeInForce
+
+        return Order(
+            id=r["id"], account_id=r["account_id"] or "", symbol=r["symbol"], side=Side(r["side"]),
+            qty=Decimal(r["qty"]), order_type=OrderType(r["order_type"]),
+            time_in_force=TimeInForce(r["time_in_force"]), accepted_at=r["accepted_at"],
+            limit_price=Decimal(r["limit_price"]) if r["limit_price"] is not None else None,
+            stop_price=Decimal(r["stop_price"]) if r["stop_price"] is not None else None,
+            filled_qty=Decimal(r["filled_qty"]), filled_notional=Decimal(r["filled_notional"]),
+            fill_count=int(r["fill_count"]), triggered=bool(r["triggered"]),
+            status=OrderStatus(r["status"]), rested=rested,
+        )
+
+    def _emit_order(self, uow: UnitOfWork, event: str, row: Any, user_id: str) -> None:
+        msg = events_pb2.OrderEvent(
+            event=event, order=order_to_pb(row), user_id=user_id,
+            timestamp=ts_to_wire(datetime.now(UTC)),
+        )
+        acct = row["account_id"] or "none"
+        uow.publish(f"mbt.orders.{acct}", msg.SerializeToString(), f"{row['id']}:{event}:{uuid.uuid4().hex[:8]}")
+
+    async def _audit(self, uow: UnitOfWork, actor: str, action: str, order_id: str, detail: dict[str, Any]) -> None:
+        await uow.conn.execute(
+            audit_log.insert().values(
+                actor=actor, action=action, order_id=order_id, sim_at=self.sim_now,
+                detail=json.loads(json.dumps(detail, default=str)),
+            )
+        )
+
+    async def _persist(self, events: list[Event], actor: str = "system") -> None:
+        """Write the engine's events in one transaction: fills, order state, outbox, audit."""
+        async with UnitOfWork(self.db, self.outbox) as uow:
+            c = uow.conn
+            for ev in events:
+                now_wall = datetime.now(UTC)
+                if isinstance(ev, OrderFilled):
+                    done = ev.remaining_qty == 0
+                    row = (
+                        await c.execute(
+                            update(orders)
+                            .where(orders.c.id == ev.order_id)
+                            .values(
+                                filled_qty=ev.cumulative_qty,
+                                filled_notional=orders.c.filled_notional + ev.qty * ev.price,
+                                fill_count=orders.c.fill_count + 1,
+                                status="filled" if done else "partially_filled",
+                                filled_at=ev.ts if done else None,
+                                status_reason="",
+                                updated_at=now_wall,
+                            )
+                            .returning(*orders.c)
+                        )
+                    ).mappings().one()
+                    fill_row = {
+                        "id": ev.execution_id, "order_id": ev.order_id, "user_id": row["user_id"],
+                        "account_id": row["account_id"], "symbol": ev.symbol, "side": ev.side.value,
+                        "qty": ev.qty, "price": ev.price, "filled_at": ev.ts,
+                        "quote_symbol": ev.quote.symbol, "nbbo_bid": ev.quote.bid,
+                        "nbbo_ask": ev.quote.ask, "nbbo_bid_size": ev.quote.bid_size,
+                        "nbbo_ask_size": ev.quote.ask_size, "quote_ts": ev.quote.ts,
+                        "explanation": ev.explanation,
+                    }
+                    await c.execute(fills.insert().values(**fill_row))
+                    fe = events_pb2.FillEvent(
+                        fill=fill_to_pb(fill_row), order=order_to_pb(row), user_id=row["user_id"]
+                    )
+                    uow.publish(f"mbt.fills.{row['account_id']}", fe.SerializeToString(), ev.execution_id)
+                    await self._audit(uow, "system", "fill", ev.order_id, {
+                        "execution_id": ev.execution_id, "qty": str(ev.qty), "price": str(ev.price),
+                        "bid": str(ev.quote.bid), "ask": str(ev.quote.ask), "why": ev.explanation,
+                    })
+                elif isinstance(ev, OrderCanceled | OrderExpired):
+                    status = "canceled" if isinstance(ev, OrderCanceled) else "expired"
+                    row = (
+                        await c.execute(
+                            update(orders)
+                            .where(orders.c.id == ev.order_id)
+                            .values(status=status, canceled_at=ev.ts, status_reason=ev.reason,
+                                    updated_at=now_wall)
+                            .returning(*orders.c)
+                        )
+                    ).mappings().one()
+                    self._emit_order(uow, status, row, row["user_id"])
+                    await self._audit(uow, actor if status == "canceled" else "system",
+                                      "cancel" if status == "canceled" else "expire",
+                                      ev.order_id, {"reason": ev.reason})
+                elif isinstance(ev, FillDeferred):
+                    await c.execute(
+                        update(orders).where(orders.c.id == ev.order_id).values(status_reason=ev.reason)
+                    )
+                elif isinstance(ev, StopTriggered):
+                    await c.execute(
+                        update(orders).where(orders.c.id == ev.order_id).values(triggered=True)
+                    )
+                    await self._audit(uow, "system", "trigger", ev.order_id, {
+                        "bid": str(ev.quote.bid), "ask": str(ev.quote.ask), "ts": ev.quote.ts.isoformat(),
+                    })
+

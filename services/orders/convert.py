@@ -1,0 +1,65 @@
+"""Rows of the orders schema <-> protobuf messages."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from raxx.mbt.v1 import common_pb2, orders_service_pb2 as pb
+from services.platform.wire import dec_to_wire, ts_to_wire
+
+Row = Mapping[str, Any]
+
+
+def _dec(v: Any) -> str:
+    return dec_to_wire(Decimal(v)) if v is not None else ""
+
+
+def order_to_pb(r: Row) -> pb.Order:
+    filled = Decimal(r["filled_qty"])
+    avg = Decimal(r["filled_notional"]) / filled if filled else None
+    return pb.Order(
+        id=r["id"],
+        client_order_id=r["client_order_id"],
+        account_id=r["account_id"] or "",
+        symbol=r["symbol"],
+        side=r["side"],
+        qty=_dec(r["qty"]),
+        order_type=r["order_type"],
+        time_in_force=r["time_in_force"],
+        limit_price=_dec(r["limit_price"]),
+        stop_price=_dec(r["stop_price"]),
+        status=r["status"],
+        filled_qty=dec_to_wire(filled),
+        filled_avg_price=dec_to_wire(avg.quantize(Decimal("0.0001"))) if avg is not None else "",
+        reject_reason=r["reject_reason"],
+        status_reason=r["status_reason"],
+        submitted_at=ts_to_wire(r["submitted_at"]),
+        accepted_at=ts_to_wire(r["accepted_at"]),
+        filled_at=ts_to_wire(r["filled_at"]),
+        canceled_at=ts_to_wire(r["canceled_at"]),
+        updated_at=ts_to_wire(r["updated_at"]),
+    )
+
+
+def fill_to_pb(r: Row) -> pb.Fill:
+    return pb.Fill(
+        id=r["id"],
+        order_id=r["order_id"],
+        account_id=r["account_id"] or "",
+        symbol=r["symbol"],
+        side=r["side"],
+        qty=_dec(r["qty"]),
+        price=_dec(r["price"]),
+        filled_at=ts_to_wire(r["filled_at"]),
+        quote=common_pb2.Quote(
+            symbol=r["quote_symbol"],
+            bid=_dec(r["nbbo_bid"]),
+            ask=_dec(r["nbbo_ask"]),
+            bid_size=int(r["nbbo_bid_size"]),
+            ask_size=int(r["nbbo_ask_size"]),
+            timestamp=ts_to_wire(r["quote_ts"]),
+        ),
+        explanation=r["explanation"],
+    )

@@ -1,0 +1,45 @@
+"""Feeds the matching engine: quotes and clock ticks from NATS, processed in arrival order."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+
+from nats.aio.msg import Msg
+
+from raxx.mbt.v1 import events_pb2
+from services.orders.app import OrdersApp
+from services.orders.domain.model import Quote
+from services.platform.bus import CLOCK_SUBJECT, QUOTES_SUBJECT, Bus
+from services.platform.wire import ts_from_wire
+
+
+def quote_from_event(data: bytes) -> Quote:
+    q = events_pb2.QuoteEvent.FromString(data).quote
+    return Quote(
+        symbol=q.symbol,
+        ts=ts_from_wire(q.timestamp),
+        bid=Decimal(q.bid),
+        ask=Decimal(q.ask),
+        bid_size=int(q.bid_size),
+        ask_size=int(q.ask_size),
+    )
+
+
+async def run_market_feed(app: OrdersApp, bus: Bus) -> None:
+    """Re-arm the book, then apply quotes and clock ticks one at a time, forever."""
+    queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+    async def enqueue(msg: Msg) -> None:
+        queue.put_nowait(msg)
+
+    await bus.nc.subscribe(f"{QUOTES_SUBJECT}.>", cb=enqueue, pending_msgs_limit=1_000_000)
+    await bus.nc.subscribe(CLOCK_SUBJECT, cb=enqueue)
+    await app.rearm()
+    while True:
+        msg = await queue.get()
+        if msg.subject == CLOCK_SUBJECT:
+            ev = events_pb2.ClockEvent.FromString(msg.data)
+            await app.on_clock(ts_from_wire(ev.timestamp))
+        else:
+            await app.on_quote(quote_from_event(msg.data))

@@ -1,0 +1,110 @@
+"""The NATS connection and the JetStream streams MBT uses."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.errors import NotFoundError
+
+log = logging.getLogger("mbt.bus")
+
+# Streams, declared idempotently by their owning service.
+TRADES_STREAM = StreamConfig(
+    name="MBT_TRADES",
+    subjects=["mbt.fills.>", "mbt.orders.>"],
+    duplicate_window=600.0,
+    max_age=30 * 24 * 3600.0,
+)
+SESSIONS_STREAM = StreamConfig(
+    name="MBT_SESSIONS",
+    subjects=["mbt.sessions.>"],
+    duplicate_window=600.0,
+    max_age=24 * 3600.0,
+)
+
+QUOTES_SUBJECT = "mbt.quotes"
+CLOCK_SUBJECT = "mbt.clock"
+SESSION_REVOKED_SUBJECT = "mbt.sessions.revoked"
+
+
+def subject_token(value: str) -> str:
+    """Validate a value used as one subject token (no dots, wildcards or spaces)."""
+    if not value or any(c in value for c in ".*> \t\r\n"):
+        raise ValueError(f"not a valid subject token: {value!r}")
+    return value
+
+
+@dataclass
+class Bus:
+    nc: Client
+    js: JetStreamContext
+
+    @classmethod
+    async def connect(cls, url: str, name: str) -> Bus:
+        nc = await nats.connect(
+            url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5
+        )
+        return cls(nc=nc, js=nc.jetstream())
+
+    async def ensure_stream(self, config: StreamConfig) -> None:
+        assert config.name is not None
+        try:
+            await self.js.stream_info(config.name)
+            await self.js.update_stream(config)
+        except NotFoundError:
+            await self.js.add_stream(config)
+
+    async def wait_for_stream(self, name: str, timeout: float = 30.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            try:
+                await self.js.stream_info(name)
+                return
+            except NotFoundError:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise
+                await asyncio.sleep(0.2)
+
+    async def js_publish(self, subject: str, payload: bytes, *, msg_id: str) -> None:
+        ack = await self.js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
+        if ack.duplicate:
+            log.debug("duplicate suppressed by JetStream: %s", msg_id)
+
+    async def consume(
+        self,
+        subject: str,
+        durable: str,
+        handler: Callable[[Msg], Awaitable[None]],
+        *,
+        stream: str,
+        batch: int = 100,
+    ) -> None:
+        """Pull messages from a durable consumer forever; the handler acks after its commit."""
+        await self.wait_for_stream(stream)
+        sub = await self.js.pull_subscribe(
+            subject,
+            durable=durable,
+            stream=stream,
+            config=ConsumerConfig(ack_wait=30, max_deliver=-1, max_ack_pending=10_000),
+        )
+        while True:
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            for msg in msgs:
+                await handler(msg)
+
+    async def close(self) -> None:
+        try:
+            await self.nc.drain()
+        except Exception:  # closing anyway
+            log.debug("drain failed", exc_info=True)

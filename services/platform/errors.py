@@ -1,0 +1,142 @@
+"""Typed errors, mapped in one place to gRPC status (with google.rpc.ErrorInfo) and HTTP.
+
+    MbtError                      (base; carries grpc code, reason, metadata)
+     ├── InvalidArgument          INVALID_ARGUMENT   400  a field is missing or malformed
+     ├── NotFound                 NOT_FOUND          404  no such thing *for this caller*
+     ├── AlreadyExists            ALREADY_EXISTS     409
+     ├── FailedPrecondition       FAILED_PRECONDITION 400 e.g. insufficient buying power
+     ├── Unauthenticated          UNAUTHENTICATED    401
+     ├── PermissionDenied         PERMISSION_DENIED  403
+     ├── Unavailable              UNAVAILABLE        503  kill switch, dependency down
+     └── ResourceExhausted        RESOURCE_EXHAUSTED 429
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+ERROR_DOMAIN = "mbt.raxx.dev"
+
+# grpc-gateway's HTTPStatusFromCode (research/architecture.md §1.2).
+HTTP_STATUS_BY_CODE: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.CANCELLED: 499,
+    grpc.StatusCode.UNKNOWN: 500,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.FAILED_PRECONDITION: 400,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.OUT_OF_RANGE: 400,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DATA_LOSS: 500,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+}
+
+
+class MbtError(Exception):
+    """A domain error with a stable UPPER_SNAKE reason and a message that names the problem."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    default_reason = "INTERNAL"
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, metadata: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason or self.default_reason
+        self.metadata = metadata or {}
+
+    def to_status(self) -> status_pb2.Status:
+        info = error_details_pb2.ErrorInfo(
+            reason=self.reason, domain=ERROR_DOMAIN, metadata=self.metadata
+        )
+        detail = any_pb2.Any()
+        detail.Pack(info)
+        return status_pb2.Status(code=self.code.value[0], message=self.message, details=[detail])
+
+
+class InvalidArgument(MbtError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, problem: str, *, reason: str | None = None) -> None:
+        super().__init__(f"{field}: {problem}", reason=reason, metadata={"field": field})
+        self.field = field
+
+
+class NotFound(MbtError):
+    code = grpc.StatusCode.NOT_FOUND
+    default_reason = "NOT_FOUND"
+
+
+class AlreadyExists(MbtError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    default_reason = "ALREADY_EXISTS"
+
+
+class FailedPrecondition(MbtError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_reason = "FAILED_PRECONDITION"
+
+
+class Unauthenticated(MbtError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_reason = "UNAUTHENTICATED"
+
+
+class PermissionDenied(MbtError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_reason = "PERMISSION_DENIED"
+
+
+class Unavailable(MbtError):
+    code = grpc.StatusCode.UNAVAILABLE
+    default_reason = "UNAVAILABLE"
+
+
+class ResourceExhausted(MbtError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_reason = "RESOURCE_EXHAUSTED"
+
+
+_BY_CODE: dict[grpc.StatusCode, type[MbtError]] = {
+    cls.code: cls
+    for cls in (
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        Unauthenticated,
+        PermissionDenied,
+        Unavailable,
+        ResourceExhausted,
+    )
+}
+
+
+def error_from_rpc(err: grpc.aio.AioRpcError) -> MbtError:
+    """Rebuild the typed error a downstream service raised, keeping its reason and message."""
+    from grpc_status import rpc_status
+
+    reason, metadata = err.code().name, {}
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    if status is not None:
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info):
+                reason, metadata = info.reason, dict(info.metadata)
+    message = err.details() or reason
+    if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        e: MbtError = InvalidArgument(metadata.get("field", "request"), message, reason=reason)
+        e.message = message
+        return e
+    cls = _BY_CODE.get(err.code(), Unavailable)
+    return cls(message, reason=reason, metadata=metadata)

@@ -1,0 +1,201 @@
+"""One server factory for every service: interceptors, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+import signal
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from services.platform.auth import RevocationList, authenticate, set_principal
+from services.platform.errors import MbtError
+
+log = logging.getLogger("mbt.grpc")
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("mbt_request_id", default="")
+
+
+def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
+    md = details.invocation_metadata or ()
+    return {k: v for k, v in md if isinstance(v, str)}
+
+
+class PlatformInterceptor(grpc.aio.ServerInterceptor):
+    """Request id, authentication and domain-error mapping for every unary RPC."""
+
+    def __init__(
+        self, secret: bytes, revocations: RevocationList, public_methods: frozenset[str]
+    ) -> None:
+        self._secret = secret
+        self._revocations = revocations
+        self._public = public_methods
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method = details.method
+        if handler is None or method.startswith("/grpc."):
+            return handler
+        md = _metadata(details)
+        rid = md.get("x-request-id") or uuid.uuid4().hex
+        public = method.rsplit("/", 1)[-1] in self._public
+        auth_header = md.get("authorization")
+
+        async def prepare(ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
+            request_id_var.set(rid)
+            set_principal(None)
+            if auth_header or not public:
+                try:
+                    set_principal(authenticate(auth_header, self._secret, self._revocations))
+                except MbtError as exc:
+                    if not public:
+                        raise
+                    log.debug("ignored bad credentials on public method: %s", exc)
+
+        async def fail(ctx: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+            if isinstance(exc, MbtError):
+                await ctx.abort_with_status(rpc_status.to_status(exc.to_status()))
+            log.exception("unhandled error in %s (request %s)", method, rid)
+            await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
+
+        if handler.unary_unary:
+            inner = handler.unary_unary
+
+            async def unary(req: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                ctx.set_trailing_metadata((("x-request-id", rid),))
+                try:
+                    await prepare(ctx)
+                    return await inner(req, ctx)
+                except asyncio.CancelledError:
+                    raise
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:  # mapped to a status, never leaked as a traceback
+                    await fail(ctx, exc)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            inner_s = handler.unary_stream
+
+            async def stream(req: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                try:
+                    await prepare(ctx)
+                    async for item in inner_s(req, ctx):
+                        yield item
+                except asyncio.CancelledError:
+                    raise
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await fail(ctx, exc)
+
+            return grpc.unary_stream_rpc_method_handler(
+                stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+Registrar = Callable[[grpc.aio.Server], None]
+
+
+@dataclass
+class ServiceHost:
+    """A running gRPC server plus the background tasks of its service."""
+
+    name: str
+    port: int
+    secret: bytes
+    registrars: list[Registrar]
+    service_names: list[str]
+    public_methods: frozenset[str] = frozenset()
+    revocations: RevocationList = field(default_factory=RevocationList)
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    bound_port: int = 0
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, ready: Callable[[int], None] | None = None) -> None:
+        """Serve until SIGTERM/SIGINT (or `stop()`), then shut down gracefully."""
+        server = grpc.aio.server(
+            interceptors=[PlatformInterceptor(self.secret, self.revocations, self.public_methods)],
+            options=[("grpc.so_reuseport", 0)],
+        )
+        for register in self.registrars:
+            register(server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.bound_port = server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if self.bound_port == 0:
+            raise SystemExit(f"{self.name}: cannot bind 127.0.0.1:{self.port}")
+        await server.start()
+        for svc in self.service_names:
+            await health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, self._stop.set)
+            except (NotImplementedError, RuntimeError):  # not the main thread (tests)
+                pass
+        tasks = [asyncio.create_task(_supervised(self.name, job)) for job in self.background]
+        log.info("%s listening on 127.0.0.1:%d", self.name, self.bound_port)
+        if ready is not None:
+            ready(self.bound_port)
+        try:
+            await self._stop.wait()
+        finally:
+            await health_servicer.enter_graceful_shutdown()
+            await server.stop(grace=3)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for hook in self.on_shutdown:
+                await hook()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+async def _supervised(name: str, job: Callable[[], Awaitable[None]]) -> None:
+    """Run a background job; if it fails, the process exits so the supervisor restarts it.
+
+    Fail-stop is deliberate: in-memory state (the order book) is rebuilt from the database on
+    start, which is simpler and safer than guessing what a half-failed job left behind.
+    """
+    try:
+        await job()
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("%s: background job %s failed; exiting", name, getattr(job, "__name__", job))
+        import os
+
+        os._exit(70)
+
+
+def configure_logging(name: str) -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+    )
+
