@@ -41,10 +41,13 @@ class GatewayConfig:
     @classmethod
     def from_env(cls) -> GatewayConfig:
         addrs = {
-            n: os.environ.get(f"MBT_{n.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[n]}") for n in SERVICE_NAMES
+            n: os.environ.get(f"MBT_{n.upper()}_ADDR", f"127.0.0.1:{DEFAULT_PORTS[n]}")
+            for n in SERVICE_NAMES
         }
         origins = tuple(
-            o.strip() for o in os.environ.get("MBT_WEBAUTHN_ORIGINS", "http://localhost:8080").split(",") if o
+            o.strip()
+            for o in os.environ.get("MBT_WEBAUTHN_ORIGINS", "http://localhost:8080").split(",")
+            if o
         )
         extra = tuple(o.replace("localhost", "127.0.0.1") for o in origins)
         return cls(service_addrs=addrs, allowed_origins=origins + extra)
@@ -59,7 +62,9 @@ class Gateway:
     def channel(self, service: str) -> grpc.aio.Channel:
         ch = self.channels.get(service)
         if ch is None:
-            ch = self.channels[service] = grpc.aio.insecure_channel(self.config.service_addrs[service])
+            ch = self.channels[service] = grpc.aio.insecure_channel(
+                self.config.service_addrs[service]
+            )
         return ch
 
     def find(self, verb: str, path: str) -> tuple[HttpRoute | None, dict[str, str], list[str]]:
@@ -77,7 +82,9 @@ class Gateway:
             await ch.close()
 
 
-def error_response(status: int, code: str, message: str, rid: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, rid: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"error": {"code": code, "message": message, "request_id": rid}},
         status_code=status,
@@ -101,22 +108,33 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         route, params, allowed = gw.find(request.method, request.url.path)
         if route is None:
             if allowed:
-                return error_response(405, "METHOD_NOT_ALLOWED",
-                                      f"{request.method} is not allowed on {request.url.path}",
-                                      rid, {"allow": ", ".join(sorted(set(allowed)))})
-            return error_response(404, "NOT_FOUND", f"no route for {request.method} {request.url.path}", rid)
+                return error_response(
+                    405,
+                    "METHOD_NOT_ALLOWED",
+                    f"{request.method} is not allowed on {request.url.path}",
+                    rid,
+                    {"allow": ", ".join(sorted(set(allowed)))},
+                )
+            return error_response(
+                404, "NOT_FOUND", f"no route for {request.method} {request.url.path}", rid
+            )
         metadata: list[tuple[str, str]] = [("x-request-id", rid)]
         auth = request.headers.get("authorization")
         cookie = request.cookies.get(COOKIE)
         if auth:
             metadata.append(("authorization", auth))
         elif cookie:
-            if request.method not in SAFE_METHODS and not _origin_ok(request, gw.config.allowed_origins):
-                return error_response(403, "CSRF_REJECTED",
-                                      "cross-site request with a session cookie refused", rid)
+            if request.method not in SAFE_METHODS and not _origin_ok(
+                request, gw.config.allowed_origins
+            ):
+                return error_response(
+                    403, "CSRF_REJECTED", "cross-site request with a session cookie refused", rid
+                )
             metadata.append(("authorization", f"Bearer {cookie}"))
         try:
-            msg = build_request(route, params, list(request.query_params.multi_items()), await request.body())
+            msg = build_request(
+                route, params, list(request.query_params.multi_items()), await request.body()
+            )
         except BadRequest as exc:
             return error_response(400, "INVALID_ARGUMENT", str(exc), rid)
         call = gw.channel(route.service).unary_unary(
@@ -134,16 +152,28 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
                 resp.delete_cookie(COOKIE, path="/")
             return resp
         data: dict[str, Any] = message_to_json(reply)
-        resp = JSONResponse({"data": data, "meta": {"request_id": rid}}, headers={"x-request-id": rid})
+        resp = JSONResponse(
+            {"data": data, "meta": {"request_id": rid}}, headers={"x-request-id": rid}
+        )
         name = route.method.name
         if name in SESSION_METHODS:
             token = data.pop("token", "")
-            resp = JSONResponse({"data": data, "meta": {"request_id": rid}}, headers={"x-request-id": rid})
-            resp.set_cookie(COOKIE, token, max_age=12 * 3600, path="/", secure=gw.config.secure_cookie,
-                            httponly=True, samesite="strict")
+            resp = JSONResponse(
+                {"data": data, "meta": {"request_id": rid}}, headers={"x-request-id": rid}
+            )
+            resp.set_cookie(
+                COOKIE,
+                token,
+                max_age=12 * 3600,
+                path="/",
+                secure=gw.config.secure_cookie,
+                httponly=True,
+                samesite="strict",
+            )
         elif name == "RevokeCurrentSession":
-            resp.delete_cookie(COOKIE, path="/", secure=gw.config.secure_cookie, httponly=True,
-                               samesite="strict")
+            resp.delete_cookie(
+                COOKIE, path="/", secure=gw.config.secure_cookie, httponly=True, samesite="strict"
+            )
         return resp
 
     async def openapi(request: Request) -> Response:
@@ -153,8 +183,12 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         return JSONResponse({"data": {"status": "ok"}, "meta": {}})
 
     async def index(request: Request) -> Response:
-        return JSONResponse({"data": {"service": "mbt-gateway", "api": "/api/mbt", "openapi": "/openapi.json"},
-                             "meta": {}})
+        return JSONResponse(
+            {
+                "data": {"service": "mbt-gateway", "api": "/api/mbt", "openapi": "/openapi.json"},
+                "meta": {},
+            }
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

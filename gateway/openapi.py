@@ -22,14 +22,16 @@ def _schema_ref(md: descriptor.Descriptor) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{md.full_name}"}
 
 
-def _field_schema(fd: descriptor.FieldDescriptor, todo: list[descriptor.Descriptor]) -> dict[str, Any]:
-    if fd.type == fd.TYPE_MESSAGE:
+def _field_schema(
+    fd: descriptor.FieldDescriptor, todo: list[descriptor.Descriptor]
+) -> dict[str, Any]:
+    if fd.type == fd.TYPE_MESSAGE and fd.message_type is not None:
         if fd.message_type.full_name == "google.protobuf.Timestamp":
             s: dict[str, Any] = {"type": "string", "format": "date-time"}
         else:
             todo.append(fd.message_type)
             s = _schema_ref(fd.message_type)
-    elif fd.type == fd.TYPE_ENUM:
+    elif fd.type == fd.TYPE_ENUM and fd.enum_type is not None:
         s = {"type": "string", "enum": [v.name for v in fd.enum_type.values]}
     else:
         s = dict(_SCALAR.get(fd.type, {"type": "string"}))
@@ -56,10 +58,17 @@ def build_openapi(routes: list[HttpRoute]) -> dict[str, Any]:
             "responses": {
                 "200": {
                     "description": "OK (wrapped in the {data, meta} envelope)",
-                    "content": {"application/json": {"schema": {
-                        "type": "object",
-                        "properties": {"data": _schema_ref(r.method.output_type), "meta": {"type": "object"}},
-                    }}},
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "data": _schema_ref(r.method.output_type),
+                                    "meta": {"type": "object"},
+                                },
+                            }
+                        }
+                    },
                 },
                 "default": {"description": "Error: {error: {code, message, request_id}}"},
             },
@@ -67,11 +76,15 @@ def build_openapi(routes: list[HttpRoute]) -> dict[str, Any]:
         todo.append(r.method.output_type)
         if r.body:
             todo.append(r.method.input_type)
-            op["requestBody"] = {"content": {"application/json": {"schema": _schema_ref(r.method.input_type)}}}
+            op["requestBody"] = {
+                "content": {"application/json": {"schema": _schema_ref(r.method.input_type)}}
+            }
         else:
             for fd in r.method.input_type.fields:
                 if fd.name not in r.fields.values() and fd.type != fd.TYPE_MESSAGE:
-                    op["parameters"].append({"name": fd.name, "in": "query", "schema": _field_schema(fd, todo)})
+                    op["parameters"].append(
+                        {"name": fd.name, "in": "query", "schema": _field_schema(fd, todo)}
+                    )
         paths.setdefault(path, {})[r.verb.lower()] = op
     while todo:
         md = todo.pop()

@@ -11,7 +11,6 @@ from typing import Any
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor, message_factory
-
 from raxx.mbt.v1 import (
     accounts_service_pb2,
     handoff_service_pb2,
@@ -81,7 +80,9 @@ def compile_template(template: str) -> tuple[re.Pattern[str], dict[str, str]]:
         group = f"f{i}"
         fields[group] = m.group(1)
         sub = m.group(2) or "*"
-        sub_re = "/".join("[^/]+" if s == "*" else ".+" if s == "**" else re.escape(s) for s in sub.split("/"))
+        sub_re = "/".join(
+            "[^/]+" if s == "*" else ".+" if s == "**" else re.escape(s) for s in sub.split("/")
+        )
         out.append(f"(?P<{group}>{sub_re})")
         pos = m.end()
     out.append(re.escape(path[pos:]))
@@ -111,8 +112,14 @@ def build_routes() -> list[HttpRoute]:
                 regex, fields = compile_template(template)
                 routes.append(
                     HttpRoute(
-                        verb=verb, template=template, regex=regex, fields=fields, body=rule.body,
-                        service=service, grpc_path=f"/{full_name}/{m.name}", method=m,
+                        verb=verb,
+                        template=template,
+                        regex=regex,
+                        fields=fields,
+                        body=rule.body,
+                        service=service,
+                        grpc_path=f"/{full_name}/{m.name}",
+                        method=m,
                         request_cls=message_factory.GetMessageClass(m.input_type),
                         response_cls=message_factory.GetMessageClass(m.output_type),
                     )

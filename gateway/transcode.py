@@ -40,7 +40,14 @@ def _set_path(msg: Message, dotted: str, value: str) -> None:
 
 def _coerce(fd: Any, value: str) -> Any:
     t = fd.type
-    if t in (fd.TYPE_INT32, fd.TYPE_INT64, fd.TYPE_UINT32, fd.TYPE_UINT64, fd.TYPE_SINT32, fd.TYPE_SINT64):
+    if t in (
+        fd.TYPE_INT32,
+        fd.TYPE_INT64,
+        fd.TYPE_UINT32,
+        fd.TYPE_UINT64,
+        fd.TYPE_SINT32,
+        fd.TYPE_SINT64,
+    ):
         return int(value)
     if t in (fd.TYPE_DOUBLE, fd.TYPE_FLOAT):
         return float(value)
@@ -65,7 +72,9 @@ def build_request(
             try:
                 data = json.loads(body)
             except json.JSONDecodeError as exc:
-                raise BadRequest("body", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+                raise BadRequest(
+                    "body", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+                ) from exc
             if not isinstance(data, dict):
                 raise BadRequest("body", "must be a JSON object")
             data = {k: _stringify_number(v) for k, v in data.items()}
@@ -101,7 +110,7 @@ def error_from_rpc(err: grpc.aio.AioRpcError) -> tuple[int, str, str]:
     """(HTTP status, reason code, message) for a failed call."""
     code = err.code()
     reason = code.name
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     if status is not None:
         for d in status.details:
             info = error_details_pb2.ErrorInfo()

@@ -42,7 +42,10 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     if not rows:
         return "(none)"
     widths = [max(len(str(x)) for x in col) for col in zip(headers, *rows, strict=False)]
-    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False))  # noqa: E731
+
+    def line(r: list[str]) -> str:
+        return "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=False))
+
     return "\n".join([line(headers), line(["-" * w for w in widths]), *[line(r) for r in rows]])
 
 
@@ -57,8 +60,11 @@ def cmd_signup(ns: argparse.Namespace) -> None:
     key = SoftPasskey.generate()
     key.email = ns.email.strip().lower()
     credential = key.create(data["options_json"], origin_for(url))
-    done, resp = api.call("POST", f"/api/mbt/sessions/registrations/{data['ceremony_id']}:finish",
-                          json_body={"credential_json": credential})
+    done, resp = api.call(
+        "POST",
+        f"/api/mbt/sessions/registrations/{data['ceremony_id']}:finish",
+        json_body={"credential_json": credential},
+    )
     key.save(passkey_path(key.email))
     SavedSession(url=url, email=key.email, token=session_token(resp)).save()
     _print(ns, done, f"signed up {done['email']}; passkey saved to {passkey_path(key.email)}")
@@ -86,8 +92,11 @@ def cmd_login(ns: argparse.Namespace) -> None:
     data, _ = api.call("POST", "/api/mbt/sessions/logins", json_body={"email": email})
     assertion = key.get(data["options_json"], origin_for(url))
     key.save(path)  # the sign count moved
-    done, resp = api.call("POST", f"/api/mbt/sessions/logins/{data['ceremony_id']}:finish",
-                          json_body={"credential_json": assertion})
+    done, resp = api.call(
+        "POST",
+        f"/api/mbt/sessions/logins/{data['ceremony_id']}:finish",
+        json_body={"credential_json": assertion},
+    )
     SavedSession(url=url, email=email, token=session_token(resp)).save()
     _print(ns, done, f"logged in as {done['email']}")
 
@@ -102,38 +111,80 @@ def cmd_logout(ns: argparse.Namespace) -> None:
 # ---- account and market -----------------------------------------------------------------------
 def cmd_account(ns: argparse.Namespace) -> None:
     a, _ = _api(ns).call("GET", "/api/mbt/account")
-    _print(ns, a, "\n".join([
-        f"account      {a['id']} ({a['account_type']}, {a['status']})",
-        f"profile      {a['profile']}   tier {a['tier']}",
-        f"cash         ${a['cash']}",
-        f"buying power ${a['buying_power']}   (held for orders ${a['held_for_orders']})",
-        f"equity       ${a['equity']}   (long market value ${a['long_market_value']})",
-    ]))
+    _print(
+        ns,
+        a,
+        "\n".join(
+            [
+                f"account      {a['id']} ({a['account_type']}, {a['status']})",
+                f"profile      {a['profile']}   tier {a['tier']}",
+                f"cash         ${a['cash']}",
+                f"buying power ${a['buying_power']}   (held for orders ${a['held_for_orders']})",
+                f"equity       ${a['equity']}   (long market value ${a['long_market_value']})",
+            ]
+        ),
+    )
 
 
 def cmd_quote(ns: argparse.Namespace) -> None:
     q, _ = _api(ns).call("GET", f"/api/mbt/quotes/{ns.symbol}")
-    _print(ns, q, f"{q['symbol']}  bid {q['bid']} x {q['bid_size']}   ask {q['ask']} x {q['ask_size']}   "
-                  f"at {q['timestamp']}")
+    _print(
+        ns,
+        q,
+        f"{q['symbol']}  bid {q['bid']} x {q['bid_size']}   ask {q['ask']} x {q['ask_size']}   "
+        f"at {q['timestamp']}",
+    )
 
 
 def cmd_clock(ns: argparse.Namespace) -> None:
     c, _ = Api(_url(ns)).call("GET", "/api/mbt/clock")
-    _print(ns, c, f"{c['timestamp']}  market {'open' if c['is_open'] else 'closed'}  "
-                  f"(next close {c['next_close']}, source {c['source']})")
+    _print(
+        ns,
+        c,
+        f"{c['timestamp']}  market {'open' if c['is_open'] else 'closed'}  "
+        f"(next close {c['next_close']}, source {c['source']})",
+    )
 
 
 def _order_line(o: dict[str, Any]) -> list[str]:
     price = o["limit_price"] or o["stop_price"] or "mkt"
-    return [o["id"][:8], o["side"], o["qty"], o["symbol"], o["order_type"], price, o["time_in_force"],
-            o["status"], o["filled_qty"], o["filled_avg_price"] or "-", o["status_reason"] or o["reject_reason"]]
+    return [
+        o["id"][:8],
+        o["side"],
+        o["qty"],
+        o["symbol"],
+        o["order_type"],
+        price,
+        o["time_in_force"],
+        o["status"],
+        o["filled_qty"],
+        o["filled_avg_price"] or "-",
+        o["status_reason"] or o["reject_reason"],
+    ]
 
 
-ORDER_HEADERS = ["id", "side", "qty", "symbol", "type", "price", "tif", "status", "filled", "avg", "note"]
+ORDER_HEADERS = [
+    "id",
+    "side",
+    "qty",
+    "symbol",
+    "type",
+    "price",
+    "tif",
+    "status",
+    "filled",
+    "avg",
+    "note",
+]
 
 
 def _submit(ns: argparse.Namespace, side: str) -> None:
-    body: dict[str, str] = {"symbol": ns.symbol, "side": side, "qty": ns.qty, "time_in_force": ns.tif}
+    body: dict[str, str] = {
+        "symbol": ns.symbol,
+        "side": side,
+        "qty": ns.qty,
+        "time_in_force": ns.tif,
+    }
     if ns.limit and ns.stop:
         body |= {"order_type": "stop_limit", "limit_price": ns.limit, "stop_price": ns.stop}
     elif ns.limit:
@@ -145,8 +196,12 @@ def _submit(ns: argparse.Namespace, side: str) -> None:
     if ns.client_order_id:
         body["client_order_id"] = ns.client_order_id
     o, _ = _api(ns).call("POST", "/api/mbt/orders", json_body=body)
-    _print(ns, o, f"order {o['id']} {o['status']}: {side} {o['qty']} {o['symbol']} {o['order_type']}"
-                  + (f" {o['limit_price']}" if o["limit_price"] else ""))
+    _print(
+        ns,
+        o,
+        f"order {o['id']} {o['status']}: {side} {o['qty']} {o['symbol']} {o['order_type']}"
+        + (f" {o['limit_price']}" if o["limit_price"] else ""),
+    )
 
 
 def cmd_buy(ns: argparse.Namespace) -> None:
@@ -174,29 +229,66 @@ def cmd_cancel(ns: argparse.Namespace) -> None:
 
 def cmd_positions(ns: argparse.Namespace) -> None:
     d, _ = _api(ns).call("GET", "/api/mbt/positions")
-    rows = [[p["symbol"], p["qty"], p["avg_entry_price"], p["current_price"], p["market_value"],
-             p["unrealized_pl"], p["realized_pl"]] for p in d["positions"]]
-    _print(ns, d, _table(rows, ["symbol", "qty", "avg entry", "price", "market value", "unrealized", "realized"]))
+    rows = [
+        [
+            p["symbol"],
+            p["qty"],
+            p["avg_entry_price"],
+            p["current_price"],
+            p["market_value"],
+            p["unrealized_pl"],
+            p["realized_pl"],
+        ]
+        for p in d["positions"]
+    ]
+    _print(
+        ns,
+        d,
+        _table(
+            rows, ["symbol", "qty", "avg entry", "price", "market value", "unrealized", "realized"]
+        ),
+    )
 
 
 def cmd_fills(ns: argparse.Namespace) -> None:
     d, _ = _api(ns).call("GET", "/api/mbt/fills")
-    rows = [[f["filled_at"], f["side"], f["qty"], f["symbol"], f["price"],
-             f"{f['quote']['bid']} / {f['quote']['ask']}", f["explanation"]] for f in d["fills"]]
+    rows = [
+        [
+            f["filled_at"],
+            f["side"],
+            f["qty"],
+            f["symbol"],
+            f["price"],
+            f"{f['quote']['bid']} / {f['quote']['ask']}",
+            f["explanation"],
+        ]
+        for f in d["fills"]
+    ]
     _print(ns, d, _table(rows, ["time", "side", "qty", "symbol", "price", "bid / ask", "why"]))
 
 
 def cmd_up(ns: argparse.Namespace) -> None:
+    import platformdirs
+
     from mbt.launcher import UpOptions, run_up
     from services.platform.settings import DEFAULT_PORTS
 
-    import platformdirs
-
     data_dir = Path(ns.data_dir or platformdirs.user_data_dir("mbt"))
-    ports = {name: ns.grpc_port_base + i for i, name in enumerate(DEFAULT_PORTS)} if ns.grpc_port_base else dict(DEFAULT_PORTS)
+    ports = (
+        {name: ns.grpc_port_base + i for i, name in enumerate(DEFAULT_PORTS)}
+        if ns.grpc_port_base
+        else dict(DEFAULT_PORTS)
+    )
     speed = float("inf") if ns.speed == "max" else float(ns.speed)
-    code = run_up(UpOptions(data_dir=data_dir, gateway_port=ns.port, grpc_ports=ports,
-                            replay_speed=0 if speed == float("inf") else speed, replay_days=ns.replay_days))
+    code = run_up(
+        UpOptions(
+            data_dir=data_dir,
+            gateway_port=ns.port,
+            grpc_ports=ports,
+            replay_speed=0 if speed == float("inf") else speed,
+            replay_days=ns.replay_days,
+        )
+    )
     raise SystemExit(code)
 
 
@@ -204,32 +296,48 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mbt", description="MBT, the Raxx paper-trading engine")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
-    common.add_argument("--url", help=f"gateway URL (default ${DEFAULT_URL_ENV} or http://127.0.0.1:8080)")
+    common.add_argument(
+        "--url", help=f"gateway URL (default ${DEFAULT_URL_ENV} or http://127.0.0.1:8080)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="start the whole system (Ctrl-C stops it)")
-    up.add_argument("--data-dir", help="where PostgreSQL, NATS and logs live (default: user data dir)")
+    up.add_argument(
+        "--data-dir", help="where PostgreSQL, NATS and logs live (default: user data dir)"
+    )
     up.add_argument("--port", type=int, default=8080, help="HTTP gateway port (default 8080)")
-    up.add_argument("--grpc-port-base", type=int, default=0, help="first of 5 gRPC ports (default 50051)")
+    up.add_argument(
+        "--grpc-port-base", type=int, default=0, help="first of 5 gRPC ports (default 50051)"
+    )
     up.add_argument("--speed", default="1", help="replay speed: 1 = real time, 10, or max")
-    up.add_argument("--replay-days", default="", help="recorded days to loop, e.g. 2013-10-07,2013-10-08")
+    up.add_argument(
+        "--replay-days", default="", help="recorded days to loop, e.g. 2013-10-07,2013-10-08"
+    )
     up.set_defaults(func=cmd_up)
 
     s = sub.add_parser("signup", parents=[common], help="register a passkey and open a session")
     s.add_argument("--email", required=True)
-    s.add_argument("--profile", default="diversifier", choices=["trial", "income_builder", "diversifier"])
+    s.add_argument(
+        "--profile", default="diversifier", choices=["trial", "income_builder", "diversifier"]
+    )
     s.set_defaults(func=cmd_signup)
     s = sub.add_parser("login", parents=[common], help="log in with your saved passkey")
     s.add_argument("--email")
     s.set_defaults(func=cmd_login)
-    sub.add_parser("logout", parents=[common], help="revoke this session").set_defaults(func=cmd_logout)
-    sub.add_parser("account", parents=[common], help="cash, buying power, equity").set_defaults(func=cmd_account)
+    sub.add_parser("logout", parents=[common], help="revoke this session").set_defaults(
+        func=cmd_logout
+    )
+    sub.add_parser("account", parents=[common], help="cash, buying power, equity").set_defaults(
+        func=cmd_account
+    )
     sub.add_parser("clock", parents=[common], help="the market clock").set_defaults(func=cmd_clock)
     s = sub.add_parser("quote", parents=[common], help="the current NBBO of a symbol")
     s.add_argument("symbol")
     s.set_defaults(func=cmd_quote)
     for side, fn in (("buy", cmd_buy), ("sell", cmd_sell)):
-        s = sub.add_parser(side, parents=[common], help=f"{side} shares (market unless --limit/--stop)")
+        s = sub.add_parser(
+            side, parents=[common], help=f"{side} shares (market unless --limit/--stop)"
+        )
         s.add_argument("symbol")
         s.add_argument("qty")
         s.add_argument("--limit", help="limit price")
@@ -246,8 +354,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("cancel", parents=[common], help="cancel an open order")
     s.add_argument("order_id")
     s.set_defaults(func=cmd_cancel)
-    sub.add_parser("positions", parents=[common], help="open positions").set_defaults(func=cmd_positions)
-    sub.add_parser("fills", parents=[common], help="fills, with the bid/ask each used").set_defaults(func=cmd_fills)
+    sub.add_parser("positions", parents=[common], help="open positions").set_defaults(
+        func=cmd_positions
+    )
+    sub.add_parser(
+        "fills", parents=[common], help="fills, with the bid/ask each used"
+    ).set_defaults(func=cmd_fills)
     return p
 
 

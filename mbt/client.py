@@ -77,8 +77,14 @@ class Api:
         self.token = token
         self.http = httpx.Client(base_url=self.url, timeout=15.0)
 
-    def call(self, method: str, path: str, *, json_body: dict[str, Any] | None = None,
-             params: dict[str, str] | None = None) -> tuple[Any, httpx.Response]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[Any, httpx.Response]:
         headers = {"authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             r = self.http.request(method, path, json=json_body, params=params, headers=headers)

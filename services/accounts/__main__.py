@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raxx.mbt.v1 import accounts_service_pb2, accounts_service_pb2_grpc
+
 from services.accounts.adapters.tables import MIGRATIONS
 from services.accounts.consumer import TradeEventConsumer
 from services.accounts.servicer import AccountsServicer
@@ -20,16 +21,20 @@ async def build(rt: Runtime) -> ServiceHost:
     md = ServiceChannel(s.service_addrs["marketdata"], caller="accounts", secret=s.jwt_secret)
     servicer = AccountsServicer(engine, md)
     consumer = TradeEventConsumer(engine)
-    assert TRADES_STREAM.name is not None
+    stream = TRADES_STREAM.name or "MBT_TRADES"
 
     async def consume() -> None:
-        await rt.bus.consume("mbt.>", "accounts-ledger", consumer.handle, stream=TRADES_STREAM.name)
+        await rt.bus.consume("mbt.>", "accounts-ledger", consumer.handle, stream=stream)
 
     return ServiceHost(
         name="accounts",
         port=s.port_of("accounts"),
         secret=s.jwt_secret,
-        registrars=[lambda srv: accounts_service_pb2_grpc.add_AccountsServiceServicer_to_server(servicer, srv)],
+        registrars=[
+            lambda srv: accounts_service_pb2_grpc.add_AccountsServiceServicer_to_server(
+                servicer, srv
+            )
+        ],
         service_names=[SERVICE],
         background=[consume],
         on_shutdown=[md.close],

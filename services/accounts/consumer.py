@@ -6,9 +6,9 @@ import logging
 from decimal import Decimal
 
 from nats.aio.msg import Msg
+from raxx.mbt.v1 import events_pb2
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from raxx.mbt.v1 import events_pb2
 from services.accounts import handlers
 from services.platform.wire import ts_from_wire
 
@@ -22,7 +22,9 @@ class TradeEventConsumer:
         self.applied = 0
 
     async def handle(self, msg: Msg) -> None:
-        event_id = (msg.headers or {}).get("Nats-Msg-Id") or f"{msg.subject}:{msg.metadata.sequence.stream}"
+        event_id = (msg.headers or {}).get(
+            "Nats-Msg-Id"
+        ) or f"{msg.subject}:{msg.metadata.sequence.stream}"
         async with self.engine.begin() as conn:
             if msg.subject.startswith("mbt.fills."):
                 ev = events_pb2.FillEvent.FromString(msg.data)

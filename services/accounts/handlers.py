@@ -76,14 +76,17 @@ async def open_account(
         return str(row.id)
 
 
-async def account_of_user(conn: AsyncConnection, user_id: str, *, lock: bool = False) -> dict[str, object]:
+async def account_of_user(
+    conn: AsyncConnection, user_id: str, *, lock: bool = False
+) -> dict[str, object]:
     q = select(accounts).where(accounts.c.user_id == user_id)
     if lock:
         q = q.with_for_update()
     row = (await conn.execute(q)).mappings().first()
     if row is None:
-        raise NotFound("no MBT account for this user; sign up with `mbt signup`",
-                       reason="ACCOUNT_NOT_FOUND")
+        raise NotFound(
+            "no MBT account for this user; sign up with `mbt signup`", reason="ACCOUNT_NOT_FOUND"
+        )
     return dict(row)
 
 
@@ -113,7 +116,12 @@ async def held_qty(conn: AsyncConnection, account_id: str, symbol: str) -> Decim
 
 
 async def place_hold(
-    engine: AsyncEngine, user_id: str, order_id: str, symbol: str, side: str, qty: Decimal,
+    engine: AsyncEngine,
+    user_id: str,
+    order_id: str,
+    symbol: str,
+    side: str,
+    qty: Decimal,
     amount: Decimal,
 ) -> tuple[str, Decimal]:
     """Reserve cash (buy) or shares (sell) for an order, or refuse. Idempotent by order id.
@@ -149,8 +157,9 @@ async def place_hold(
             owned = Decimal(pos) if pos is not None else ZERO
             available_qty = owned - await held_qty(conn, account_id, symbol)
             if qty > available_qty:
+                free = max(available_qty, ZERO).normalize()
                 raise FailedPrecondition(
-                    f"insufficient qty: selling {qty.normalize():f} {symbol} but {max(available_qty, ZERO).normalize():f} "
+                    f"insufficient qty: selling {qty.normalize():f} {symbol} but {free:f} "
                     "available (cash accounts cannot sell short)",
                     reason="INSUFFICIENT_QTY",
                     metadata={"symbol": symbol, "available": str(max(available_qty, ZERO))},
@@ -158,8 +167,13 @@ async def place_hold(
             hold_amount, hold_qty = ZERO, qty
         await conn.execute(
             holds.insert().values(
-                order_id=order_id, account_id=account_id, symbol=symbol, side=side,
-                amount=hold_amount, qty=hold_qty, status="active",
+                order_id=order_id,
+                account_id=account_id,
+                symbol=symbol,
+                side=side,
+                amount=hold_amount,
+                qty=hold_qty,
+                status="active",
             )
         )
         return account_id, hold_amount
@@ -180,13 +194,18 @@ async def release_hold_tx(engine: AsyncEngine, order_id: str) -> bool:
 
 
 async def already_applied(conn: AsyncConnection, event_id: str) -> bool:
-    res = await conn.execute(
-        insert(applied_events).values(event_id=event_id).on_conflict_do_nothing()
+    inserted = await conn.execute(
+        insert(applied_events)
+        .values(event_id=event_id)
+        .on_conflict_do_nothing()
+        .returning(applied_events.c.event_id)
     )
-    return res.rowcount == 0
+    return inserted.first() is None
 
 
-async def park(conn: AsyncConnection, event_id: str, subject: str, reason: str, payload: str) -> None:
+async def park(
+    conn: AsyncConnection, event_id: str, subject: str, reason: str, payload: str
+) -> None:
     await conn.execute(
         insert(parked_events)
         .values(event_id=event_id, subject=subject, reason=reason, payload=payload)
@@ -202,21 +221,29 @@ async def apply_fill_event(conn: AsyncConnection, event_id: str, fill: FillAppli
     if await already_applied(conn, event_id):
         return "duplicate"
     acct = (
-        await conn.execute(
-            select(accounts).where(accounts.c.user_id == fill.user_id).with_for_update()
+        (
+            await conn.execute(
+                select(accounts).where(accounts.c.user_id == fill.user_id).with_for_update()
+            )
         )
-    ).mappings().first()
+        .mappings()
+        .first()
+    )
     if acct is None:
         await park(conn, event_id, "fill", "unknown account for user", fill.execution_id)
         return "parked"
     account_id = str(acct["id"])
     row = (
-        await conn.execute(
-            select(positions)
-            .where(positions.c.account_id == account_id, positions.c.symbol == fill.symbol)
-            .with_for_update()
+        (
+            await conn.execute(
+                select(positions)
+                .where(positions.c.account_id == account_id, positions.c.symbol == fill.symbol)
+                .with_for_update()
+            )
         )
-    ).mappings().first()
+        .mappings()
+        .first()
+    )
     pos = (
         PositionState(
             qty=Decimal(row["qty"]),
@@ -237,8 +264,11 @@ async def apply_fill_event(conn: AsyncConnection, event_id: str, fill: FillAppli
     if row is None:
         await conn.execute(
             positions.insert().values(
-                account_id=account_id, symbol=fill.symbol, asset_class="equity",
-                opened_at=fill.filled_at, **values,
+                account_id=account_id,
+                symbol=fill.symbol,
+                asset_class="equity",
+                opened_at=fill.filled_at,
+                **values,
             )
         )
     else:
@@ -250,7 +280,9 @@ async def apply_fill_event(conn: AsyncConnection, event_id: str, fill: FillAppli
             .values(**values)
         )
     await conn.execute(
-        update(accounts).where(accounts.c.id == account_id).values(cash=accounts.c.cash + effect.cash_delta)
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(cash=accounts.c.cash + effect.cash_delta)
     )
     # the hold shrinks by what the fill used; a done order releases the rest
     if fill.order_status in {"filled", "canceled", "expired"}:

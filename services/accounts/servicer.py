@@ -6,13 +6,13 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from raxx.mbt.v1 import accounts_service_pb2 as pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as pb_grpc
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from services.accounts import handlers
 from services.accounts.adapters.tables import activities, positions
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
@@ -23,6 +23,8 @@ from services.platform.pagination import next_page_token, page_bounds
 from services.platform.wire import dec_to_wire, money, parse_decimal, ts_to_wire
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
 class AccountsServicer(pb_grpc.AccountsServiceServicer):
     def __init__(self, engine: AsyncEngine, marketdata: ServiceChannel) -> None:
         self.engine = engine
@@ -41,12 +43,16 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
     async def _positions(self, account_id: str) -> list[pb.Position]:
         async with self.engine.connect() as conn:
             rows = (
-                await conn.execute(
-                    select(positions)
-                    .where(positions.c.account_id == account_id, positions.c.qty != 0)
-                    .order_by(positions.c.symbol)
+                (
+                    await conn.execute(
+                        select(positions)
+                        .where(positions.c.account_id == account_id, positions.c.qty != 0)
+                        .order_by(positions.c.symbol)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         out = []
         for r in rows:
             qty, avg = Decimal(r["qty"]), Decimal(r["avg_entry_price"])
@@ -98,7 +104,9 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             held = await handlers.held_amount(conn, str(acct["id"]))
         return await self._account_message(acct, held)
 
-    async def ListPositions(self, request: pb.ListPositionsRequest, context: Ctx) -> pb.ListPositionsResponse:
+    async def ListPositions(
+        self, request: pb.ListPositionsRequest, context: Ctx
+    ) -> pb.ListPositionsResponse:
         user = require_user()
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
@@ -114,10 +122,15 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         for p in await self._positions(str(acct["id"])):
             if p.symbol == symbol:
                 return p
-        raise NotFound(f"no open position in {symbol}", reason="POSITION_NOT_FOUND",
-                       metadata={"symbol": symbol})
+        raise NotFound(
+            f"no open position in {symbol}",
+            reason="POSITION_NOT_FOUND",
+            metadata={"symbol": symbol},
+        )
 
-    async def ListActivities(self, request: pb.ListActivitiesRequest, context: Ctx) -> pb.ListActivitiesResponse:
+    async def ListActivities(
+        self, request: pb.ListActivitiesRequest, context: Ctx
+    ) -> pb.ListActivitiesResponse:
         user = require_user()
         size, offset = page_bounds(request.page_size, request.page_token)
         async with self.engine.connect() as conn:
@@ -150,7 +163,9 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         if not request.user_id:
             raise InvalidArgument("user_id", "is required")
         override = parse_decimal("starting_cash", request.starting_cash, required=False)
-        await handlers.open_account(self.engine, request.user_id, request.profile, request.tier, override)
+        await handlers.open_account(
+            self.engine, request.user_id, request.profile, request.tier, override
+        )
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, request.user_id)
             held = await handlers.held_amount(conn, str(acct["id"]))
@@ -164,10 +179,20 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         amount = parse_decimal("amount", request.amount, required=False) or ZERO
         assert qty is not None
         account_id, held = await handlers.place_hold(
-            self.engine, request.user_id, request.order_id, request.symbol, request.side, qty, amount
+            self.engine,
+            request.user_id,
+            request.order_id,
+            request.symbol,
+            request.side,
+            qty,
+            amount,
         )
         return pb.PlaceHoldResponse(account_id=account_id, held_amount=money(held))
 
-    async def ReleaseHold(self, request: pb.ReleaseHoldRequest, context: Ctx) -> pb.ReleaseHoldResponse:
+    async def ReleaseHold(
+        self, request: pb.ReleaseHoldRequest, context: Ctx
+    ) -> pb.ReleaseHoldResponse:
         require_service()
-        return pb.ReleaseHoldResponse(released=await handlers.release_hold_tx(self.engine, request.order_id))
+        return pb.ReleaseHoldResponse(
+            released=await handlers.release_hold_tx(self.engine, request.order_id)
+        )

@@ -1,14 +1,14 @@
 """Typed errors, mapped in one place to gRPC status (with google.rpc.ErrorInfo) and HTTP.
 
-    MbtError                      (base; carries grpc code, reason, metadata)
-     ├── InvalidArgument          INVALID_ARGUMENT   400  a field is missing or malformed
-     ├── NotFound                 NOT_FOUND          404  no such thing *for this caller*
-     ├── AlreadyExists            ALREADY_EXISTS     409
-     ├── FailedPrecondition       FAILED_PRECONDITION 400 e.g. insufficient buying power
-     ├── Unauthenticated          UNAUTHENTICATED    401
-     ├── PermissionDenied         PERMISSION_DENIED  403
-     ├── Unavailable              UNAVAILABLE        503  kill switch, dependency down
-     └── ResourceExhausted        RESOURCE_EXHAUSTED 429
+MbtError                      (base; carries grpc code, reason, metadata)
+ ├── InvalidArgument          INVALID_ARGUMENT   400  a field is missing or malformed
+ ├── NotFound                 NOT_FOUND          404  no such thing *for this caller*
+ ├── AlreadyExists            ALREADY_EXISTS     409
+ ├── FailedPrecondition       FAILED_PRECONDITION 400 e.g. insufficient buying power
+ ├── Unauthenticated          UNAUTHENTICATED    401
+ ├── PermissionDenied         PERMISSION_DENIED  403
+ ├── Unavailable              UNAVAILABLE        503  kill switch, dependency down
+ └── ResourceExhausted        RESOURCE_EXHAUSTED 429
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def error_from_rpc(err: grpc.aio.AioRpcError) -> MbtError:
     from grpc_status import rpc_status
 
     reason, metadata = err.code().name, {}
-    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    status = rpc_status.from_call(err)
     if status is not None:
         for detail in status.details:
             info = error_details_pb2.ErrorInfo()

@@ -41,9 +41,9 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Any:
         handler = await continuation(details)
         method = details.method
         if handler is None or method.startswith("/grpc."):
@@ -71,7 +71,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
 
         if handler.unary_unary:
-            inner = handler.unary_unary
+            inner: Any = handler.unary_unary
 
             async def unary(req: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
                 ctx.set_trailing_metadata((("x-request-id", rid),))
@@ -91,9 +91,11 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
-            inner_s = handler.unary_stream
+            inner_s: Any = handler.unary_stream
 
-            async def stream(req: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            async def stream(
+                req: Any, ctx: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
                 try:
                     await prepare(ctx)
                     async for item in inner_s(req, ctx):
@@ -198,4 +200,3 @@ def configure_logging(name: str) -> None:
         level=logging.INFO,
         format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
     )
-

@@ -91,8 +91,6 @@ class Outbox:
             for row in rows:
                 await bus.js_publish(row.subject, row.payload, msg_id=row.msg_id)
             await conn.execute(
-                update(t)
-                .where(t.c.seq.in_([r.seq for r in rows]))
-                .values(published_at=func.now())
+                update(t).where(t.c.seq.in_([r.seq for r in rows])).values(published_at=func.now())
             )
         return len(rows)

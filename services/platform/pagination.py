@@ -10,7 +10,9 @@ MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 100
 
 
-def page_bounds(page_size: int, page_token: str, default: int = DEFAULT_PAGE_SIZE) -> tuple[int, int]:
+def page_bounds(
+    page_size: int, page_token: str, default: int = DEFAULT_PAGE_SIZE
+) -> tuple[int, int]:
     """(limit, offset) for a request; a negative size or a foreign token is INVALID_ARGUMENT."""
     if page_size < 0:
         raise InvalidArgument("page_size", "must not be negative")

@@ -27,7 +27,9 @@ def money(d: Decimal) -> str:
     return dec_to_wire(d, 2)
 
 
-def parse_decimal(field: str, raw: str, *, required: bool = True, positive: bool = False) -> Decimal | None:
+def parse_decimal(
+    field: str, raw: str, *, required: bool = True, positive: bool = False
+) -> Decimal | None:
     """Parse a decimal string from a request, naming the field when it is wrong."""
     if raw is None or str(raw).strip() == "":
         if required:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raxx.mbt.v1 import sessions_service_pb2, sessions_service_pb2_grpc
+
 from services.platform.bus import SESSIONS_STREAM
 from services.platform.clients import ServiceChannel
 from services.platform.grpc_server import ServiceHost
@@ -20,15 +21,21 @@ async def build(rt: Runtime) -> ServiceHost:
     await rt.bus.ensure_stream(SESSIONS_STREAM)
     accounts = ServiceChannel(s.service_addrs["accounts"], caller="sessions", secret=s.jwt_secret)
     handlers = SessionsHandlers(
-        rt.engine, SessionsConfig(rp_id=s.rp_id, rp_name="MBT paper trading", origin=s.origins[0],
-                                  secret=s.jwt_secret)
+        rt.engine,
+        SessionsConfig(
+            rp_id=s.rp_id, rp_name="MBT paper trading", origin=s.origins[0], secret=s.jwt_secret
+        ),
     )
     servicer = SessionsServicer(handlers, accounts, rt.bus)
     return ServiceHost(
         name="sessions",
         port=s.port_of("sessions"),
         secret=s.jwt_secret,
-        registrars=[lambda srv: sessions_service_pb2_grpc.add_SessionsServiceServicer_to_server(servicer, srv)],
+        registrars=[
+            lambda srv: sessions_service_pb2_grpc.add_SessionsServiceServicer_to_server(
+                servicer, srv
+            )
+        ],
         service_names=[SERVICE],
         public_methods=PUBLIC_METHODS,
         on_shutdown=[accounts.close],

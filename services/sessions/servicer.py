@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
 from raxx.mbt.v1 import events_pb2
 from raxx.mbt.v1 import sessions_service_pb2 as pb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as pb_grpc
+
 from services.platform.auth import require_user
 from services.platform.bus import SESSION_REVOKED_SUBJECT, Bus
 from services.platform.clients import ServiceChannel
@@ -22,13 +22,20 @@ PUBLIC_METHODS = frozenset({"BeginRegistration", "FinishRegistration", "BeginLog
 
 
 def _ceremony(c: Ceremony) -> pb.CeremonyChallenge:
-    return pb.CeremonyChallenge(ceremony_id=c.id, options_json=c.options_json,
-                                expires_at=ts_to_wire(c.expires_at))
+    return pb.CeremonyChallenge(
+        ceremony_id=c.id, options_json=c.options_json, expires_at=ts_to_wire(c.expires_at)
+    )
 
 
 def _session(s: OpenedSession) -> pb.Session:
-    return pb.Session(session_id=s.session_id, user_id=s.user_id, email=s.email, tier=s.tier,
-                      token=s.token, expires_at=ts_to_wire(s.expires_at))
+    return pb.Session(
+        session_id=s.session_id,
+        user_id=s.user_id,
+        email=s.email,
+        tier=s.tier,
+        token=s.token,
+        expires_at=ts_to_wire(s.expires_at),
+    )
 
 
 class SessionsServicer(pb_grpc.SessionsServiceServicer):
@@ -42,14 +49,22 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         # idempotent: an existing account is left as it is
         await self.accounts.call(
             self.accounts_stub.OpenAccount,
-            acct_pb.OpenAccountRequest(user_id=user_id, profile=profile or "diversifier", tier="free"),
+            acct_pb.OpenAccountRequest(
+                user_id=user_id, profile=profile or "diversifier", tier="free"
+            ),
         )
 
-    async def BeginRegistration(self, request: pb.BeginRegistrationRequest, context: Ctx) -> pb.CeremonyChallenge:
+    async def BeginRegistration(
+        self, request: pb.BeginRegistrationRequest, context: Ctx
+    ) -> pb.CeremonyChallenge:
         return _ceremony(await self.h.begin_registration(request.email, request.profile))
 
-    async def FinishRegistration(self, request: pb.FinishRegistrationRequest, context: Ctx) -> pb.Session:
-        user_id, _email, profile = await self.h.finish_registration(request.ceremony_id, request.credential_json)
+    async def FinishRegistration(
+        self, request: pb.FinishRegistrationRequest, context: Ctx
+    ) -> pb.Session:
+        user_id, _email, profile = await self.h.finish_registration(
+            request.ceremony_id, request.credential_json
+        )
         await self._ensure_account(user_id, profile)
         return _session(await self.h.open_session(user_id))
 
@@ -61,18 +76,29 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         await self._ensure_account(user_id, "")
         return _session(await self.h.open_session(user_id))
 
-    async def GetCurrentSession(self, request: pb.GetCurrentSessionRequest, context: Ctx) -> pb.Session:
+    async def GetCurrentSession(
+        self, request: pb.GetCurrentSessionRequest, context: Ctx
+    ) -> pb.Session:
         user = require_user()
         row = await self.h.current(user.session_id)
-        return pb.Session(session_id=user.session_id, user_id=user.user_id, email=str(row["email"]),
-                          tier=str(row["tier"]), expires_at=ts_to_wire(row["expires_at"]))  # type: ignore[arg-type]
+        return pb.Session(
+            session_id=user.session_id,
+            user_id=user.user_id,
+            email=str(row["email"]),
+            tier=str(row["tier"]),
+            expires_at=ts_to_wire(row["expires_at"]),
+        )
 
-    async def RevokeCurrentSession(self, request: pb.RevokeCurrentSessionRequest, context: Ctx) -> pb.RevokeCurrentSessionResponse:
+    async def RevokeCurrentSession(
+        self, request: pb.RevokeCurrentSessionRequest, context: Ctx
+    ) -> pb.RevokeCurrentSessionResponse:
         user = require_user()
         expires = await self.h.revoke(user.session_id, user.user_id)
-        ev = events_pb2.SessionRevokedEvent(session_id=user.session_id, user_id=user.user_id,
-                                            expires_at=ts_to_wire(expires))
+        ev = events_pb2.SessionRevokedEvent(
+            session_id=user.session_id, user_id=user.user_id, expires_at=ts_to_wire(expires)
+        )
         # JetStream keeps it for services that start later; await the ack before answering
-        await self.bus.js_publish(SESSION_REVOKED_SUBJECT, ev.SerializeToString(),
-                                  msg_id=f"revoke:{user.session_id}")
+        await self.bus.js_publish(
+            SESSION_REVOKED_SUBJECT, ev.SerializeToString(), msg_id=f"revoke:{user.session_id}"
+        )
         return pb.RevokeCurrentSessionResponse(session_id=user.session_id)

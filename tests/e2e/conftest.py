@@ -60,9 +60,24 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
     env["MBT_CONFIG_DIR"] = str(data_dir / "cli-config")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mbt.cli", "up", "--data-dir", str(data_dir / "data"),
-         "--port", str(gw_port), "--grpc-port-base", str(base), "--speed", "1"],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT, env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "mbt.cli",
+            "up",
+            "--data-dir",
+            str(data_dir / "data"),
+            "--port",
+            str(gw_port),
+            "--grpc-port-base",
+            str(base),
+            "--speed",
+            "1",
+        ],
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{gw_port}"
     deadline = time.monotonic() + 120

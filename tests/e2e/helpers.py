@@ -20,10 +20,17 @@ from mbt.passkey import SoftPasskey
 T = TypeVar("T")
 
 
-def run_cli(config_dir: Path, url: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    config_dir: Path, url: str, *args: str, ok: bool = True
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "MBT_CONFIG_DIR": str(config_dir), "MBT_URL": url}
-    p = subprocess.run([sys.executable, "-m", "mbt.cli", *args], env=env, capture_output=True,
-                       text=True, timeout=60)
+    p = subprocess.run(
+        [sys.executable, "-m", "mbt.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     if ok and p.returncode != 0:
         raise AssertionError(f"mbt {' '.join(args)} failed ({p.returncode}): {p.stderr}")
     return p
@@ -50,8 +57,10 @@ def signup_http(url: str, email: str) -> tuple[str, SoftPasskey]:
     assert r.status_code == 200, r.text
     d = r.json()["data"]
     cred = key.create(d["options_json"], origin_for(url))
-    r = httpx.post(f"{url}/api/mbt/sessions/registrations/{d['ceremony_id']}:finish",
-                   json={"credential_json": cred})
+    r = httpx.post(
+        f"{url}/api/mbt/sessions/registrations/{d['ceremony_id']}:finish",
+        json={"credential_json": cred},
+    )
     assert r.status_code == 200, r.text
     cookie = r.headers["set-cookie"]
     token = cookie.split("mbt_session=", 1)[1].split(";", 1)[0]

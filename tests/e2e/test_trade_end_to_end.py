@@ -13,11 +13,11 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
-
 from raxx.mbt.v1 import orders_service_pb2 as opb
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
 from raxx.mbt.v1 import sessions_service_pb2 as spb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as sgrpc
+
 from services.marketdata.domain.recorded import RecordedArchive
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.helpers import cli_json, run_cli, signup_http, ts, wait_for
@@ -30,7 +30,9 @@ def expected_market_fill(symbol: str, accepted_at: str, side: str) -> tuple[str,
     from datetime import date
 
     t0 = ts(accepted_at)
-    quotes = RecordedArchive().load(symbol, date(2013, 10, 7)) + RecordedArchive().load(symbol, date(2013, 10, 8))
+    quotes = RecordedArchive().load(symbol, date(2013, 10, 7)) + RecordedArchive().load(
+        symbol, date(2013, 10, 8)
+    )
     for q in quotes:
         if q.ts > t0 and q.ask > 0 and q.bid <= q.ask:
             return q.ts.isoformat(), q.ask if side == "buy" else q.bid
@@ -48,8 +50,14 @@ def test_cli_signup_trade_and_views(system: RunningSystem, tmp_path: Path) -> No
     order = cli_json(cfg, url, "buy", "IBM", "10")
     assert order["status"] in ("accepted", "filled")
     filled = wait_for(
-        lambda: next((o for o in cli_json(cfg, url, "orders")["orders"]
-                      if o["id"] == order["id"] and o["status"] == "filled"), None),
+        lambda: next(
+            (
+                o
+                for o in cli_json(cfg, url, "orders")["orders"]
+                if o["id"] == order["id"] and o["status"] == "filled"
+            ),
+            None,
+        ),
         what="the market buy to fill",
     )
     fills = cli_json(cfg, url, "fills")["fills"]
@@ -61,11 +69,15 @@ def test_cli_signup_trade_and_views(system: RunningSystem, tmp_path: Path) -> No
     assert ts(fill["filled_at"]) > ts(filled["accepted_at"])
 
     # the ledger applies the fill exactly once: cash = 100,000 − 10 × fill price
-    acct = wait_for(lambda: (a := cli_json(cfg, url, "account"))["cash"] != "100000.00" and a,
-                    what="the fill to reach the ledger")
+    acct = wait_for(
+        lambda: (a := cli_json(cfg, url, "account"))["cash"] != "100000.00" and a,
+        what="the fill to reach the ledger",
+    )
     assert Decimal(acct["cash"]) == Decimal("100000") - 10 * exp_price
     pos = cli_json(cfg, url, "positions")["positions"]
-    assert [(p["symbol"], p["qty"], Decimal(p["avg_entry_price"])) for p in pos] == [("IBM", "10", exp_price)]
+    assert [(p["symbol"], p["qty"], Decimal(p["avg_entry_price"])) for p in pos] == [
+        ("IBM", "10", exp_price)
+    ]
 
     # a resting gtc sell limit well above the market: accepted, holds 5 shares, not filled
     sell = cli_json(cfg, url, "sell", "IBM", "5", "--limit", "185.10", "--tif", "gtc")
@@ -87,8 +99,10 @@ def test_http_trade_with_cookie_and_bad_input(system: RunningSystem) -> None:
     url = system.url
     token, _ = signup_http(url, "http-user@example.com")
     r = httpx.post(f"{url}/api/mbt/sessions/registrations", json={"email": "other@example.com"})
-    fin = httpx.post(f"{url}/api/mbt/sessions/registrations/{r.json()['data']['ceremony_id']}:finish",
-                     json={"credential_json": "{}"})
+    fin = httpx.post(
+        f"{url}/api/mbt/sessions/registrations/{r.json()['data']['ceremony_id']}:finish",
+        json={"credential_json": "{}"},
+    )
     assert fin.status_code in (400, 401) and "error" in fin.json()
 
     from mbt.client import origin_for
@@ -98,12 +112,21 @@ def test_http_trade_with_cookie_and_bad_input(system: RunningSystem) -> None:
     assert r.status_code == 200 and r.json()["data"]["cash"] == "100000.00"
     assert r.json()["meta"]["request_id"]
 
-    r = httpx.post(f"{url}/api/mbt/orders", headers=h,
-                   json={"symbol": "IBM", "side": "buy", "qty": "3", "order_type": "market"})
+    r = httpx.post(
+        f"{url}/api/mbt/orders",
+        headers=h,
+        json={"symbol": "IBM", "side": "buy", "qty": "3", "order_type": "market"},
+    )
     assert r.status_code == 200, r.text
     oid = r.json()["data"]["id"]
-    got = wait_for(lambda: (o := httpx.get(f"{url}/api/mbt/orders/{oid}", headers=h).json()["data"])
-                   ["status"] == "filled" and o, what="HTTP order fill")
+    got = wait_for(
+        lambda: (
+            (o := httpx.get(f"{url}/api/mbt/orders/{oid}", headers=h).json()["data"])["status"]
+            == "filled"
+            and o
+        ),
+        what="HTTP order fill",
+    )
     exp_ts, exp_price = expected_market_fill("IBM", got["accepted_at"], "buy")
     assert Decimal(got["filled_avg_price"]) == exp_price
 
@@ -112,7 +135,9 @@ def test_http_trade_with_cookie_and_bad_input(system: RunningSystem) -> None:
         assert e["request_id"]
         return resp.status_code, e["code"], e["message"]
 
-    post = lambda body, **kw: httpx.post(f"{url}/api/mbt/orders", headers=h, **({"json": body} | kw))  # noqa: E731
+    def post(body: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{url}/api/mbt/orders", headers=h, json=body)
+
     assert err(post({"symbol": "NOPE", "side": "buy", "qty": "1"}))[:2] == (404, "UNKNOWN_SYMBOL")
     s, c, m = err(post({"symbol": "IBM", "side": "buy", "qty": "-5"}))
     assert (s, c) == (400, "INVALID_ARGUMENT") and "qty" in m
@@ -124,8 +149,11 @@ def test_http_trade_with_cookie_and_bad_input(system: RunningSystem) -> None:
     assert s == 400 and "side" in m
     s, c, m = err(post({"symbol": "IBM", "side": "buy", "qty": "1", "order_type": "limit"}))
     assert s == 400 and "limit_price" in m
-    r = httpx.post(f"{url}/api/mbt/orders", headers={**h, "content-type": "application/json"},
-                   content=b'{"symbol": "IBM",')
+    r = httpx.post(
+        f"{url}/api/mbt/orders",
+        headers={**h, "content-type": "application/json"},
+        content=b'{"symbol": "IBM",',
+    )
     s, c, m = err(r)
     assert s == 400 and "malformed JSON" in m
     # nothing half-written: only the one good order exists for this user
@@ -138,13 +166,19 @@ def test_http_trade_with_cookie_and_bad_input(system: RunningSystem) -> None:
     assert err(httpx.get(f"{url}/api/mbt/account"))[0] == 401
     # a cross-site cookie POST is refused
     xs = {"cookie": f"mbt_session={token}", "origin": "https://evil.example"}
-    assert err(httpx.post(f"{url}/api/mbt/orders", headers=xs, json={"symbol": "IBM"}))[:2] == (403, "CSRF_REJECTED")
+    assert err(httpx.post(f"{url}/api/mbt/orders", headers=xs, json={"symbol": "IBM"}))[:2] == (
+        403,
+        "CSRF_REJECTED",
+    )
 
     # logout revokes the session at once
     r = httpx.delete(f"{url}/api/mbt/sessions/current", headers=h)
     assert r.status_code == 200
-    wait_for(lambda: httpx.get(f"{url}/api/mbt/account", headers=h).status_code == 401, timeout=2,
-             what="revocation")
+    wait_for(
+        lambda: httpx.get(f"{url}/api/mbt/account", headers=h).status_code == 401,
+        timeout=2,
+        what="revocation",
+    )
 
 
 def test_cookie_attributes(system: RunningSystem) -> None:
@@ -153,9 +187,13 @@ def test_cookie_attributes(system: RunningSystem) -> None:
 
     url = system.url
     key = SoftPasskey.generate()
-    d = httpx.post(f"{url}/api/mbt/sessions/registrations", json={"email": "cookie@example.com"}).json()["data"]
-    r = httpx.post(f"{url}/api/mbt/sessions/registrations/{d['ceremony_id']}:finish",
-                   json={"credential_json": key.create(d["options_json"], origin_for(url))})
+    d = httpx.post(
+        f"{url}/api/mbt/sessions/registrations", json={"email": "cookie@example.com"}
+    ).json()["data"]
+    r = httpx.post(
+        f"{url}/api/mbt/sessions/registrations/{d['ceremony_id']}:finish",
+        json={"credential_json": key.create(d["options_json"], origin_for(url))},
+    )
     c = r.headers["set-cookie"].lower()
     assert "httponly" in c and "secure" in c and "samesite=strict" in c
     assert "token" not in r.json()["data"]  # the token lives only in the HttpOnly cookie
@@ -169,22 +207,40 @@ def test_native_grpc_trade(system: RunningSystem) -> None:
     with grpc.insecure_channel(system.grpc_addr("sessions")) as ch:
         sessions = sgrpc.SessionsServiceStub(ch)
         c = sessions.BeginRegistration(spb.BeginRegistrationRequest(email="algo@example.com"))
-        s = sessions.FinishRegistration(spb.FinishRegistrationRequest(
-            ceremony_id=c.ceremony_id, credential_json=key.create(c.options_json, origin_for(system.url))))
+        s = sessions.FinishRegistration(
+            spb.FinishRegistrationRequest(
+                ceremony_id=c.ceremony_id,
+                credential_json=key.create(c.options_json, origin_for(system.url)),
+            )
+        )
     md = (("authorization", f"Bearer {s.token}"),)
     with grpc.insecure_channel(system.grpc_addr("orders")) as ch:
         orders = ogrpc.OrdersServiceStub(ch)
-        o = orders.SubmitOrder(opb.SubmitOrderRequest(symbol="IBM", side="buy", qty="2", order_type="market",
-                                                      client_order_id="algo-1"), metadata=md)
-        again = orders.SubmitOrder(opb.SubmitOrderRequest(symbol="IBM", side="buy", qty="2",
-                                                          client_order_id="algo-1"), metadata=md)
+        o = orders.SubmitOrder(
+            opb.SubmitOrderRequest(
+                symbol="IBM", side="buy", qty="2", order_type="market", client_order_id="algo-1"
+            ),
+            metadata=md,
+        )
+        again = orders.SubmitOrder(
+            opb.SubmitOrderRequest(symbol="IBM", side="buy", qty="2", client_order_id="algo-1"),
+            metadata=md,
+        )
         assert again.id == o.id  # duplicate client_order_id returns the original
-        got = wait_for(lambda: (x := orders.GetOrder(opb.GetOrderRequest(order_id=o.id), metadata=md))
-                       .status == "filled" and x, what="gRPC fill")
+        got = wait_for(
+            lambda: (
+                (x := orders.GetOrder(opb.GetOrderRequest(order_id=o.id), metadata=md)).status
+                == "filled"
+                and x
+            ),
+            what="gRPC fill",
+        )
         _, price = expected_market_fill("IBM", ts_pb(got.accepted_at), "buy")
         assert Decimal(got.filled_avg_price) == price
         with pytest.raises(grpc.RpcError) as ei:
-            orders.SubmitOrder(opb.SubmitOrderRequest(symbol="IBM", side="buy", qty="1.5"), metadata=md)
+            orders.SubmitOrder(
+                opb.SubmitOrderRequest(symbol="IBM", side="buy", qty="1.5"), metadata=md
+            )
         assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "qty" in ei.value.details()
         with pytest.raises(grpc.RpcError) as ei:
             orders.ListOrders(opb.ListOrdersRequest())
@@ -202,11 +258,22 @@ def test_users_cannot_see_each_other(system: RunningSystem) -> None:
     a, _ = signup_http(url, "alice@example.com")
     b, _ = signup_http(url, "bob@example.com")
     ha, hb = {"authorization": f"Bearer {a}"}, {"authorization": f"Bearer {b}"}
-    r = httpx.post(f"{url}/api/mbt/orders", headers=ha,
-                   json={"symbol": "IBM", "side": "buy", "qty": "1", "order_type": "limit",
-                         "limit_price": "1.00", "time_in_force": "gtc"})
+    r = httpx.post(
+        f"{url}/api/mbt/orders",
+        headers=ha,
+        json={
+            "symbol": "IBM",
+            "side": "buy",
+            "qty": "1",
+            "order_type": "limit",
+            "limit_price": "1.00",
+            "time_in_force": "gtc",
+        },
+    )
     oid = r.json()["data"]["id"]
     assert httpx.get(f"{url}/api/mbt/orders/{oid}", headers=hb).status_code == 404
     assert httpx.delete(f"{url}/api/mbt/orders/{oid}", headers=hb).status_code == 404
-    assert httpx.get(f"{url}/api/mbt/orders/{oid}", headers=ha).json()["data"]["status"] == "accepted"
+    assert (
+        httpx.get(f"{url}/api/mbt/orders/{oid}", headers=ha).json()["data"]["status"] == "accepted"
+    )
     assert httpx.get(f"{url}/api/mbt/orders", headers=hb).json()["data"]["orders"] == []

@@ -33,7 +33,9 @@ class FillEffect:
     realized_pl: Decimal
 
 
-def apply_fill(pos: PositionState, side: str, qty: Decimal, price: Decimal, multiplier: int = 1) -> FillEffect:
+def apply_fill(
+    pos: PositionState, side: str, qty: Decimal, price: Decimal, multiplier: int = 1
+) -> FillEffect:
     """Apply a buy or sell of `qty` at `price` (× contract multiplier) to a position."""
     if qty <= 0:
         raise ValueError("fill qty must be positive")

@@ -1,0 +1,120 @@
+"""The accounts ledger against real PostgreSQL: holds, exactly-once fills, parking."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal as D
+
+import pytest
+from sqlalchemy import select
+
+from services.accounts import handlers
+from services.accounts.adapters.tables import MIGRATIONS, accounts, activities, holds, parked_events
+from services.platform.db import make_engine, migrate
+from services.platform.errors import FailedPrecondition
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def engine(database_url: str):  # type: ignore[no-untyped-def]
+    e = make_engine(database_url, pool_size=8)
+    await migrate(e, MIGRATIONS)
+    yield e
+    await e.dispose()
+
+
+def fill(
+    user_id: str, order_id: str, side: str, qty: str, price: str, status: str, n: int = 1
+) -> handlers.FillApplied:
+    return handlers.FillApplied(
+        execution_id=f"{order_id}:{n}",
+        order_id=order_id,
+        user_id=user_id,
+        symbol="IBM",
+        side=side,
+        qty=D(qty),
+        price=D(price),
+        filled_at=datetime(2013, 10, 7, 14, 0, tzinfo=UTC),
+        order_status=status,
+        explanation="test fill",
+    )
+
+
+async def test_migrations_are_idempotent(engine) -> None:  # type: ignore[no-untyped-def]
+    assert await migrate(engine, MIGRATIONS) == len(MIGRATIONS.steps)
+    assert await migrate(engine, MIGRATIONS) == len(MIGRATIONS.steps)
+
+
+async def test_two_orders_cannot_spend_the_same_cash(engine) -> None:  # type: ignore[no-untyped-def]
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "trial", "free", None)  # $10,000
+    # 20 concurrent holds of $1,000 each: exactly 10 fit
+    results = await asyncio.gather(
+        *[
+            handlers.place_hold(engine, user, str(uuid.uuid4()), "IBM", "buy", D(5), D(1000))
+            for _ in range(20)
+        ],
+        return_exceptions=True,
+    )
+    ok = [r for r in results if not isinstance(r, Exception)]
+    refused = [r for r in results if isinstance(r, FailedPrecondition)]
+    assert len(ok) == 10 and len(refused) == 10
+    assert all(r.reason == "INSUFFICIENT_BUYING_POWER" for r in refused)
+    async with engine.connect() as conn:
+        acct = await handlers.account_of_user(conn, user)
+        assert await handlers.held_amount(conn, str(acct["id"])) == D(10000)
+
+
+async def test_fill_applies_exactly_once_and_releases_the_hold(engine) -> None:  # type: ignore[no-untyped-def]
+    user, order = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.open_account(engine, user, "diversifier", "free", None)
+    await handlers.place_hold(engine, user, order, "IBM", "buy", D(10), D("1860.00"))
+    f = fill(user, order, "buy", "10", "182.35", "filled")
+    outcomes = []
+    for _ in range(3):  # redelivered three times
+        async with engine.begin() as conn:
+            outcomes.append(await handlers.apply_fill_event(conn, f.execution_id, f))
+    assert outcomes == ["applied", "duplicate", "duplicate"]
+    async with engine.connect() as conn:
+        acct = await handlers.account_of_user(conn, user)
+        # 100,000 − 10 × 182.35 = 98,176.50
+        assert D(acct["cash"]) == D("98176.50")
+        assert await handlers.held_amount(conn, str(acct["id"])) == 0
+        hold = (await conn.execute(select(holds).where(holds.c.order_id == order))).one()
+        assert hold.status == "released"
+        acts = (
+            await conn.execute(select(activities).where(activities.c.account_id == acct["id"]))
+        ).all()
+        assert len(acts) == 1 and D(acts[0].amount) == D("-1823.50")
+
+
+async def test_sell_hold_reserves_shares(engine) -> None:  # type: ignore[no-untyped-def]
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "diversifier", "free", None)
+    buy = str(uuid.uuid4())
+    async with engine.begin() as conn:
+        await handlers.apply_fill_event(
+            conn, f"{buy}:1", fill(user, buy, "buy", "10", "100", "filled")
+        )
+    await handlers.place_hold(engine, user, str(uuid.uuid4()), "IBM", "sell", D(6), D(0))
+    with pytest.raises(FailedPrecondition, match="4 available"):
+        await handlers.place_hold(engine, user, str(uuid.uuid4()), "IBM", "sell", D(5), D(0))
+
+
+async def test_fill_for_unknown_account_is_parked_not_lost(engine) -> None:  # type: ignore[no-untyped-def]
+    f = fill(str(uuid.uuid4()), str(uuid.uuid4()), "buy", "1", "1", "filled")
+    async with engine.begin() as conn:
+        assert await handlers.apply_fill_event(conn, f.execution_id, f) == "parked"
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(parked_events).where(parked_events.c.event_id == f.execution_id)
+            )
+        ).one()
+        assert "unknown account" in row.reason
+        assert (
+            await conn.execute(select(accounts).where(accounts.c.user_id == f.user_id))
+        ).first() is None

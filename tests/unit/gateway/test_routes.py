@@ -1,0 +1,91 @@
+"""Routes, status mapping and OpenAPI all derive from the protos' google.api.http rules."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from google.rpc import code_pb2
+from raxx.mbt.v1 import orders_service_pb2
+
+from gateway.openapi import build_openapi
+from gateway.routes import build_routes, compile_template, split_verb
+from gateway.transcode import BadRequest, build_request
+from services.platform.errors import HTTP_STATUS_BY_CODE
+
+
+def test_every_annotated_rpc_becomes_a_route() -> None:
+    routes = build_routes()
+    got = {(r.verb, r.template) for r in routes}
+    assert ("POST", "/api/mbt/orders") in got
+    assert ("GET", "/api/mbt/orders/{order_id}") in got
+    assert ("POST", "/api/mbt/sessions/logins/{ceremony_id}:finish") in got
+    svc = orders_service_pb2.DESCRIPTOR.services_by_name["OrdersService"]
+    assert {r.method.name for r in routes if r.service == "orders"} == {m.name for m in svc.methods}
+
+
+def test_templates_compile_with_variables_and_custom_verbs() -> None:
+    assert split_verb("/v1/{name=accounts/*/orders/*}:cancel") == (
+        "/v1/{name=accounts/*/orders/*}",
+        "cancel",
+    )
+    assert split_verb("/api/mbt/orders/{order_id}") == ("/api/mbt/orders/{order_id}", "")
+    rx, fields = compile_template("/v1/{name=accounts/*/orders/*}:cancel")
+    m = rx.fullmatch("/v1/accounts/a1/orders/o9:cancel")
+    assert m is not None and {fields[k]: v for k, v in m.groupdict().items()} == {
+        "name": "accounts/a1/orders/o9"
+    }
+    assert rx.fullmatch("/v1/accounts/a1/orders/o9") is None
+    assert rx.fullmatch("/v1/accounts/a1:cancel") is None
+
+
+def test_route_match_binds_path_and_body() -> None:
+    r = next(r for r in build_routes() if r.template == "/api/mbt/orders" and r.verb == "POST")
+    msg = build_request(
+        r, {}, [], b'{"symbol": "IBM", "side": "buy", "qty": 10, "limit_price": 185.1}'
+    )
+    assert (msg.symbol, msg.side, msg.qty, msg.limit_price) == ("IBM", "buy", "10", "185.1")
+    with pytest.raises(BadRequest, match="malformed JSON"):
+        build_request(r, {}, [], b'{"symbol":')
+    with pytest.raises(BadRequest, match="JSON object"):
+        build_request(r, {}, [], b"[1, 2]")
+    g = next(r for r in build_routes() if r.template == "/api/mbt/orders" and r.verb == "GET")
+    lm = build_request(g, {}, [("status", "open"), ("page_size", "5")], b"")
+    assert (lm.status, lm.page_size) == ("open", 5)
+    with pytest.raises(BadRequest, match="page_size"):
+        build_request(g, {}, [("page_size", "many")], b"")
+
+
+def test_status_table_matches_grpc_gateway() -> None:
+    # the grpc-gateway table (research/architecture.md §1.2), spelled out independently
+    expected = {
+        "OK": 200,
+        "CANCELLED": 499,
+        "UNKNOWN": 500,
+        "INVALID_ARGUMENT": 400,
+        "DEADLINE_EXCEEDED": 504,
+        "NOT_FOUND": 404,
+        "ALREADY_EXISTS": 409,
+        "PERMISSION_DENIED": 403,
+        "RESOURCE_EXHAUSTED": 429,
+        "FAILED_PRECONDITION": 400,
+        "ABORTED": 409,
+        "OUT_OF_RANGE": 400,
+        "UNIMPLEMENTED": 501,
+        "INTERNAL": 500,
+        "UNAVAILABLE": 503,
+        "DATA_LOSS": 500,
+        "UNAUTHENTICATED": 401,
+    }
+    assert {c.name: HTTP_STATUS_BY_CODE[c] for c in grpc.StatusCode} == expected
+    # and every canonical code of google.rpc is covered
+    assert set(code_pb2.Code.keys()) == set(expected)
+
+
+def test_openapi_lists_every_route_with_schemas() -> None:
+    routes = build_routes()
+    doc = build_openapi(routes)
+    for r in routes:
+        assert r.verb.lower() in doc["paths"][r.template]
+    order = doc["components"]["schemas"]["raxx.mbt.v1.Order"]
+    assert order["properties"]["submitted_at"] == {"type": "string", "format": "date-time"}
+    assert "raxx.mbt.v1.SubmitOrderRequest" in doc["components"]["schemas"]
