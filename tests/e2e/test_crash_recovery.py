@@ -1,0 +1,132 @@
+"""Kill -9 one service while trading: accepted orders and fills survive, applied exactly once."""
+
+from __future__ import annotations
+
+import os
+import signal
+from decimal import Decimal
+
+import httpx
+import psutil
+import pytest
+
+from tests.e2e.conftest import RunningSystem
+from tests.e2e.helpers import signup_http, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def pid_listening_on(port: int) -> int:
+    for conn in psutil.net_connections(kind="tcp"):
+        if (
+            conn.laddr
+            and conn.laddr.port == port
+            and conn.status == psutil.CONN_LISTEN
+            and conn.pid
+        ):
+            return conn.pid
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def kill_service(system: RunningSystem, name: str) -> int:
+    pid = pid_listening_on(system.grpc_ports[name])
+    os.kill(pid, signal.SIGKILL)
+    wait_for(
+        lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+        what=f"{name} to die",
+    )
+    # the launcher restarts it on the same port
+    wait_for(
+        lambda: _listening_pid(system.grpc_ports[name]) not in (None, pid),
+        timeout=60,
+        what=f"{name} to be restarted",
+    )
+    return pid
+
+
+def _listening_pid(port: int) -> int | None:
+    try:
+        return pid_listening_on(port)
+    except AssertionError:
+        return None
+
+
+def test_orders_service_crash_keeps_resting_orders(system: RunningSystem) -> None:
+    url = system.url
+    token, _ = signup_http(url, "crash-orders@example.com")
+    h = {"authorization": f"Bearer {token}"}
+    r = httpx.post(
+        f"{url}/api/mbt/orders",
+        headers=h,
+        json={
+            "symbol": "IBM",
+            "side": "buy",
+            "qty": "2",
+            "order_type": "limit",
+            "limit_price": "1.00",
+            "time_in_force": "gtc",
+        },
+    )
+    assert r.status_code == 200, r.text
+    oid = r.json()["data"]["id"]
+    kill_service(system, "orders")
+    log = system.data_dir / "data" / "logs" / "orders.log"
+    wait_for(lambda: log.read_text().count("re-armed") >= 2, timeout=30, what="orders re-arm")
+    o = wait_for(
+        lambda: (
+            (x := httpx.get(f"{url}/api/mbt/orders/{oid}", headers=h)).status_code == 200
+            and x.json()["data"]
+        ),
+        what="orders back",
+    )
+    assert o["status"] == "accepted"
+    # the restarted service still trades: a market buy fills
+    r = httpx.post(
+        f"{url}/api/mbt/orders",
+        headers=h,
+        json={"symbol": "IBM", "side": "buy", "qty": "1", "order_type": "market"},
+    )
+    oid2 = r.json()["data"]["id"]
+    wait_for(
+        lambda: (
+            httpx.get(f"{url}/api/mbt/orders/{oid2}", headers=h).json()["data"]["status"]
+            == "filled"
+        ),
+        what="fill after restart",
+    )
+
+
+def test_accounts_crash_applies_each_fill_once(system: RunningSystem) -> None:
+    url = system.url
+    token, _ = signup_http(url, "crash-accounts@example.com")
+    h = {"authorization": f"Bearer {token}"}
+    ids = []
+    for _ in range(3):
+        r = httpx.post(
+            f"{url}/api/mbt/orders",
+            headers=h,
+            json={"symbol": "IBM", "side": "buy", "qty": "1", "order_type": "market"},
+        )
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["data"]["id"])
+    kill_service(system, "accounts")  # fills are in flight on the bus meanwhile
+
+    def all_filled() -> list[dict[str, str]] | None:
+        orders = [httpx.get(f"{url}/api/mbt/orders/{i}", headers=h).json()["data"] for i in ids]
+        return orders if all(o["status"] == "filled" for o in orders) else None
+
+    orders = wait_for(all_filled, timeout=60, what="fills")
+    spent = sum(Decimal(o["filled_avg_price"]) * Decimal(o["filled_qty"]) for o in orders)
+
+    def ledger_caught_up() -> dict[str, str] | None:
+        r = httpx.get(f"{url}/api/mbt/positions", headers=h)
+        if r.status_code != 200:
+            return None
+        pos = r.json()["data"]["positions"]
+        return pos[0] if pos and pos[0]["qty"] == "3" else None
+
+    wait_for(ledger_caught_up, timeout=60, what="ledger to apply the fills")
+    acct = httpx.get(f"{url}/api/mbt/account", headers=h).json()["data"]
+    # 100,000 − Σ qty × price: each fill applied exactly once, none lost, none doubled
+    assert Decimal(acct["cash"]) == Decimal("100000") - spent
+    assert acct["held_for_orders"] == "0.00"
