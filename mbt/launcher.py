@@ -132,8 +132,9 @@ class System:
         self.say("[3/5] migrations   applying")
         self._migrate()
         self.say("[4/5] services     starting")
-        for name in SERVICE_ORDER:
+        for name in SERVICE_ORDER:  # started together; each waits for what it needs
             self._spawn(name)
+        for name in SERVICE_ORDER:
             addr = f"127.0.0.1:{o.grpc_ports[name]}"
             try:
                 wait_healthy(addr, self.procs[name])
