@@ -24,6 +24,7 @@ from starlette.routing import Route
 from gateway.openapi import build_openapi
 from gateway.routes import HttpRoute, build_routes
 from gateway.transcode import BadRequest, build_request, error_from_rpc, message_to_json
+from services.platform.clients import CHANNEL_OPTIONS
 from services.platform.settings import DEFAULT_PORTS, SERVICE_NAMES
 
 COOKIE = "mbt_session"
@@ -63,7 +64,7 @@ class Gateway:
         ch = self.channels.get(service)
         if ch is None:
             ch = self.channels[service] = grpc.aio.insecure_channel(
-                self.config.service_addrs[service]
+                self.config.service_addrs[service], options=CHANNEL_OPTIONS
             )
         return ch
 
@@ -143,7 +144,9 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             response_deserializer=route.response_cls.FromString,
         )
         try:
-            reply = await call(msg, metadata=tuple(metadata), timeout=DEFAULT_TIMEOUT_S)
+            reply = await call(
+                msg, metadata=tuple(metadata), timeout=DEFAULT_TIMEOUT_S, wait_for_ready=True
+            )
         except grpc.aio.AioRpcError as err:
             status, code, message = error_from_rpc(err)
             headers = {"www-authenticate": 'Bearer realm="mbt"'} if status == 401 else None

@@ -29,6 +29,12 @@ def _set_path(msg: Message, dotted: str, value: str) -> None:
     fd = target.DESCRIPTOR.fields_by_name.get(leaf)
     if fd is None:
         raise BadRequest(dotted, "unknown field")
+    if fd.message_type is not None and fd.message_type.full_name == "google.protobuf.Timestamp":
+        try:
+            getattr(target, leaf).FromJsonString(value)
+        except ValueError as exc:
+            raise BadRequest(dotted, f"not an RFC 3339 timestamp: {value!r}") from exc
+        return
     try:
         if fd.is_repeated:
             getattr(target, leaf).append(_coerce(fd, value))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +14,19 @@ from mbt.infra import Nats, Postgres, start_nats, start_postgres
 from services.platform.settings import sqlalchemy_url
 
 
+def private_tmp(prefix: str) -> Path:
+    """A temp dir outside pytest's basetemp: embedded PostgreSQL runs as its own system user
+    (when tests run as root) and must traverse the path, which pytest keeps at mode 0700."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o755)
+    return path
+
+
 @pytest.fixture(scope="session")
-def infra_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("infra")
+def infra_dir() -> Iterator[Path]:
+    path = private_tmp("mbt-infra-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +51,8 @@ def nats_server(infra_dir: Path) -> Iterator[Nats]:
 @pytest.fixture(scope="session")
 def jwt_secret() -> bytes:
     return secrets.token_bytes(32)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raxx.mbt.v1 import handoff_service_pb2, handoff_service_pb2_grpc
+
 from services.handoff.servicer import HandoffServicer
 from services.platform.grpc_server import ServiceHost
 from services.platform.runtime import Runtime, main
@@ -16,7 +17,9 @@ async def build(rt: Runtime) -> ServiceHost:
         name="handoff",
         port=rt.settings.port_of("handoff"),
         secret=rt.settings.jwt_secret,
-        registrars=[lambda srv: handoff_service_pb2_grpc.add_HandoffServiceServicer_to_server(servicer, srv)],
+        registrars=[
+            lambda srv: handoff_service_pb2_grpc.add_HandoffServiceServicer_to_server(servicer, srv)
+        ],
         service_names=[SERVICE],
     )
 

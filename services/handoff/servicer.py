@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from raxx.mbt.v1 import handoff_service_pb2 as pb
 from raxx.mbt.v1 import handoff_service_pb2_grpc as pb_grpc
+
 from services.platform.auth import require_user
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -24,7 +24,9 @@ def eligibility(tier: str) -> tuple[bool, str]:
 
 
 class HandoffServicer(pb_grpc.HandoffServiceServicer):
-    async def GetHandoffStatus(self, request: pb.GetHandoffStatusRequest, context: Ctx) -> pb.HandoffStatus:
+    async def GetHandoffStatus(
+        self, request: pb.GetHandoffStatusRequest, context: Ctx
+    ) -> pb.HandoffStatus:
         user = require_user()
         eligible, reason = eligibility(user.tier)
         return pb.HandoffStatus(eligible=eligible, enrolled=False, reason=reason)

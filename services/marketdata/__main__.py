@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import date
+from datetime import date, timedelta
 
 from raxx.mbt.v1 import events_pb2, marketdata_service_pb2, marketdata_service_pb2_grpc
+
 from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.domain.replay import ReplayPlan, demo_start, iter_replay
@@ -27,7 +28,9 @@ async def build(rt: Runtime) -> ServiceHost:
     archive = RecordedArchive()
     calendar = MarketCalendar()
     plan = ReplayPlan(archive, days, None, session_only=True)
-    start = demo_start(days[0])
+    # start half an hour into the first recorded session, with that half hour already in the
+    # quote book, so even the 15-minute-delayed Free view has quotes from the first second
+    start = demo_start(days[0], after_open=timedelta(minutes=30))
     symbols = sorted({sym for d in days for sym in archive.symbols(d)})
     speed = s.replay_speed if s.replay_speed > 0 else float("inf")
     nc = rt.bus.nc
@@ -39,6 +42,14 @@ async def build(rt: Runtime) -> ServiceHost:
         )
 
     feed = ReplayFeed(iter_replay(plan, start, True), start, speed, calendar, publish)
+    open_at = demo_start(days[0], after_open=timedelta(0))
+    history = sorted(
+        (q for sym in symbols for q in archive.quotes_between(sym, open_at, start)),
+        key=lambda q: (q.ts, q.symbol),
+    )
+    for q in history:
+        feed.book.add(q)
+        feed.cache.put(q)
     servicer = MarketDataServicer(feed, symbols)
 
     async def tick_clock() -> None:
@@ -53,7 +64,9 @@ async def build(rt: Runtime) -> ServiceHost:
         port=s.port_of("marketdata"),
         secret=s.jwt_secret,
         registrars=[
-            lambda srv: marketdata_service_pb2_grpc.add_MarketDataServiceServicer_to_server(servicer, srv)
+            lambda srv: marketdata_service_pb2_grpc.add_MarketDataServiceServicer_to_server(
+                servicer, srv
+            )
         ],
         service_names=[SERVICE],
         public_methods=frozenset({"GetClock", "ListSymbols"}),

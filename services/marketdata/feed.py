@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 
 from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.domain.hygiene import QuoteFilter
+from services.marketdata.quote_book import QuoteBook
 from services.orders.domain.model import Quote
 
 log = logging.getLogger("mbt.marketdata.feed")
@@ -73,6 +74,7 @@ class ReplayFeed:
         self.calendar = calendar
         self.publish = publish
         self.cache = LastValueCache()
+        self.book = QuoteBook()
         self.hygiene = QuoteFilter()
         self.published = 0
         self.subscribers: set[asyncio.Queue[Quote]] = set()
@@ -94,6 +96,7 @@ class ReplayFeed:
             if reason is not None:
                 continue
             self.cache.put(q)
+            self.book.add(q)
             await self.publish(q)
             for sub in list(self.subscribers):
                 if sub.qsize() < 10_000:

@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
+from raxx.mbt.v1 import (
+    common_pb2,
+)
+from raxx.mbt.v1 import (
+    marketdata_service_pb2 as pb,
+)
+from raxx.mbt.v1 import (
+    marketdata_service_pb2_grpc as pb_grpc,
+)
 
-from raxx.mbt.v1 import common_pb2, marketdata_service_pb2 as pb, marketdata_service_pb2_grpc as pb_grpc
+from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.feed import ReplayFeed
+from services.marketdata.quote_book import delay_for
 from services.orders.domain.model import Quote
-from services.platform.errors import FailedPrecondition, InvalidArgument, NotFound
-from services.platform.wire import dec_to_wire, ts_to_wire
+from services.platform.auth import Principal, current_principal
+from services.platform.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from services.platform.pagination import next_page_token, page_bounds
+from services.platform.wire import dec_to_wire, ts_from_wire, ts_to_wire
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -37,9 +56,24 @@ def normalize_symbol(raw: str) -> str:
     return s
 
 
+def caller() -> Principal:
+    p = current_principal()
+    if p is None:
+        raise Unauthenticated("a session is required for market data")
+    return p
+
+
+def tier_of(p: Principal) -> str:
+    return "service" if p.is_service else p.tier
+
+
 class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
-    def __init__(self, feed: ReplayFeed, symbols: list[str]) -> None:
+    def __init__(
+        self, feed: ReplayFeed, symbols: list[str], archive: RecordedArchive | None = None
+    ) -> None:
         self.feed = feed
+        self.archive = archive or RecordedArchive()
+        self.stream_poll_s = 0.05
         self.symbols = sorted(symbols)
         self._known = set(symbols)
 
@@ -55,10 +89,15 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
     async def GetQuote(self, request: pb.GetQuoteRequest, context: Ctx) -> common_pb2.Quote:
         symbol = normalize_symbol(request.symbol)
         self._check_known(symbol)
-        q = self.feed.cache.get(symbol)
+        delay = delay_for(tier_of(caller()))
+        if delay:
+            q = self.feed.book.latest(symbol, self.feed.clock.now() - delay)
+        else:
+            q = self.feed.cache.get(symbol)
         if q is None:
-            raise FailedPrecondition(f"no quote for {symbol} yet", reason="NO_QUOTE",
-                                     metadata={"symbol": symbol})
+            raise FailedPrecondition(
+                f"no quote for {symbol} yet", reason="NO_QUOTE", metadata={"symbol": symbol}
+            )
         return quote_to_pb(q)
 
     async def GetClock(self, request: pb.GetClockRequest, context: Ctx) -> pb.Clock:
@@ -77,13 +116,50 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
             source="replay",
         )
 
-    async def ListSymbols(self, request: pb.ListSymbolsRequest, context: Ctx) -> pb.ListSymbolsResponse:
+    async def ListSymbols(
+        self, request: pb.ListSymbolsRequest, context: Ctx
+    ) -> pb.ListSymbolsResponse:
         return pb.ListSymbolsResponse(symbols=self.symbols)
 
-    async def StreamQuotes(self, request: pb.StreamQuotesRequest, context: Ctx) -> AsyncIterator[common_pb2.Quote]:
+    async def ListQuotes(
+        self, request: pb.ListQuotesRequest, context: Ctx
+    ) -> pb.ListQuotesResponse:
+        symbol = normalize_symbol(request.symbol)
+        self._check_known(symbol)
+        tier = tier_of(caller())
+        if not request.HasField("start_time") or not request.HasField("end_time"):
+            raise InvalidArgument("start_time", "start_time and end_time are required")
+        start, end = ts_from_wire(request.start_time), ts_from_wire(request.end_time)
+        if end <= start:
+            raise InvalidArgument("end_time", "must be after start_time")
+        size, offset = page_bounds(request.page_size, request.page_token, default=1000)
+        if request.archive:
+            if tier not in ("pro_plus", "service"):
+                raise PermissionDenied(
+                    "the quote archive is a Pro+ feature", reason="TIER_REQUIRED"
+                )
+            quotes = self.archive.quotes_between(symbol, start, end)
+        else:
+            # the live buffer: never past what this tier may see yet
+            end = min(end, self.feed.clock.now() - delay_for(tier) + timedelta(microseconds=1))
+            quotes = self.feed.book.between(symbol, start, end)
+        page = quotes[offset : offset + size + 1]
+        return pb.ListQuotesResponse(
+            quotes=[quote_to_pb(q) for q in page[:size]],
+            next_page_token=next_page_token(offset, size, len(page)),
+        )
+
+    async def StreamQuotes(
+        self, request: pb.StreamQuotesRequest, context: Ctx
+    ) -> AsyncIterator[common_pb2.Quote]:
         wanted = {normalize_symbol(s) for s in request.symbols}
         for s in wanted:
             self._check_known(s)
+        delay = delay_for(tier_of(caller()))
+        if delay:
+            async for dq in self._delayed_stream(sorted(wanted or self.symbols), delay):
+                yield dq
+            return
         queue: asyncio.Queue[Quote] = asyncio.Queue()
         self.feed.subscribers.add(queue)
         try:
@@ -97,3 +173,24 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
                     yield quote_to_pb(q)
         finally:
             self.feed.subscribers.discard(queue)
+
+    async def _delayed_stream(
+        self, symbols: list[str], delay: timedelta
+    ) -> AsyncIterator[common_pb2.Quote]:
+        """Quotes released only once the market clock is `delay` past their timestamp."""
+        sent: dict[str, datetime] = {}
+        while True:
+            horizon = self.feed.clock.now() - delay
+            for s in symbols:
+                last = sent.get(s)
+                if last is None:
+                    q = self.feed.book.latest(s, horizon)
+                    batch = [q] if q is not None else []
+                else:
+                    batch = self.feed.book.between(
+                        s, last + timedelta(microseconds=1), horizon + timedelta(microseconds=1)
+                    )
+                for q in batch:
+                    sent[s] = q.ts
+                    yield quote_to_pb(q)
+            await asyncio.sleep(self.stream_poll_s)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raxx.mbt.v1 import orders_service_pb2, orders_service_pb2_grpc
+
 from services.marketdata.domain.calendar import MarketCalendar
 from services.orders.adapters.tables import MIGRATIONS, outbox
 from services.orders.app import OrdersApp
@@ -25,8 +26,9 @@ async def build(rt: Runtime) -> ServiceHost:
     accounts = ServiceChannel(s.service_addrs["accounts"], caller="orders", secret=s.jwt_secret)
     marketdata = ServiceChannel(s.service_addrs["marketdata"], caller="orders", secret=s.jwt_secret)
     box = Outbox(outbox)
-    app = OrdersApp(rt.engine, box, MatchingEngine(MarketCalendar()), accounts, marketdata, s)
-    servicer = OrdersServicer(app)
+    calendar = MarketCalendar()
+    app = OrdersApp(rt.engine, box, MatchingEngine(calendar), accounts, marketdata, s)
+    servicer = OrdersServicer(app, calendar)
 
     async def relay() -> None:
         assert rt.engine is not None
@@ -43,7 +45,9 @@ async def build(rt: Runtime) -> ServiceHost:
         name="orders",
         port=s.port_of("orders"),
         secret=s.jwt_secret,
-        registrars=[lambda srv: orders_service_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, srv)],
+        registrars=[
+            lambda srv: orders_service_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, srv)
+        ],
         service_names=[SERVICE],
         background=[relay, market],
         on_shutdown=[close],

@@ -10,21 +10,21 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_UP, Decimal
 from typing import Any
-
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
 from raxx.mbt.v1 import events_pb2
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from services.orders.adapters.tables import audit_log, fills, orders
-from services.orders.convert import fill_to_pb, order_to_pb
+from services.orders.convert import fill_to_pb, order_to_pb, quote_from_pb
 from services.orders.domain.engine import MatchingEngine
 from services.orders.domain.events import (
     Event,
@@ -34,12 +34,19 @@ from services.orders.domain.events import (
     OrderFilled,
     StopTriggered,
 )
-from services.orders.domain.model import Order, OrderStatus, OrderType, Quote, Side
+from services.orders.domain.model import (
+    Order,
+    OrderStatus,
+    OrderType,
+    Quote,
+    Side,
+    TimeInForce,
+)
 from services.orders.validation import OrderIntent
 from services.platform.auth import Principal
 from services.platform.clients import ServiceChannel
 from services.platform.db import UnitOfWork
-from services.platform.errors import MbtError, NotFound, Unavailable
+from services.platform.errors import FailedPrecondition, MbtError, NotFound, Unavailable
 from services.platform.outbox import Outbox
 from services.platform.settings import Settings
 from services.platform.wire import ts_from_wire, ts_to_wire
@@ -111,12 +118,16 @@ class OrdersApp:
                 await self._persist(events)
 
     # ---- commands -----------------------------------------------------------------------
-    async def submit(self, user: Principal, intent: OrderIntent) -> dict[str, Any]:
+    async def submit(
+        self, user: Principal, intent: OrderIntent, replaces: str | None = None
+    ) -> dict[str, Any]:
         if self.settings.trading_disabled:
             raise Unavailable("trading is disabled (read-only mode)", reason="TRADING_DISABLED")
         if self.settings.new_orders_disabled:
-            raise Unavailable("new orders are disabled; views and cancels still work",
-                              reason="NEW_ORDERS_DISABLED")
+            raise Unavailable(
+                "new orders are disabled; views and cancels still work",
+                reason="NEW_ORDERS_DISABLED",
+            )
         coid = intent.client_order_id or str(uuid.uuid4())
         existing = await self._by_client_id(user.user_id, coid)
         if existing is not None:
@@ -131,23 +142,40 @@ class OrdersApp:
                 await uow.conn.execute(
                     insert(orders)
                     .values(
-                        id=order_id, user_id=user.user_id, client_order_id=coid,
-                        symbol=intent.symbol, side=intent.side.value, qty=intent.qty,
+                        id=order_id,
+                        user_id=user.user_id,
+                        client_order_id=coid,
+                        symbol=intent.symbol,
+                        side=intent.side.value,
+                        qty=intent.qty,
                         order_type=intent.order_type.value,
                         time_in_force=intent.time_in_force.value,
-                        limit_price=intent.limit_price, stop_price=intent.stop_price,
-                        status="new", submitted_at=now_wall,
+                        limit_price=intent.limit_price,
+                        stop_price=intent.stop_price,
+                        status="new",
+                        replaces=replaces,
+                        submitted_at=now_wall,
                     )
                     .on_conflict_do_nothing(constraint="orders_client_order_id_per_user")
                     .returning(orders.c.id)
                 )
             ).first()
             if inserted is not None:
-                await self._audit(uow, user.user_id, "submit", order_id, {
-                    "symbol": intent.symbol, "side": intent.side.value, "qty": str(intent.qty),
-                    "type": intent.order_type.value, "tif": intent.time_in_force.value,
-                    "limit": str(intent.limit_price or ""), "stop": str(intent.stop_price or ""),
-                })
+                await self._audit(
+                    uow,
+                    user.user_id,
+                    "submit",
+                    order_id,
+                    {
+                        "symbol": intent.symbol,
+                        "side": intent.side.value,
+                        "qty": str(intent.qty),
+                        "type": intent.order_type.value,
+                        "tif": intent.time_in_force.value,
+                        "limit": str(intent.limit_price or ""),
+                        "stop": str(intent.stop_price or ""),
+                    },
+                )
         if inserted is None:  # a concurrent duplicate won the insert
             dup = await self._by_client_id(user.user_id, coid)
             assert dup is not None
@@ -162,8 +190,12 @@ class OrdersApp:
             held = await self.accounts.call(
                 self.accounts_stub.PlaceHold,
                 acct_pb.PlaceHoldRequest(
-                    user_id=user_id, order_id=order_id, symbol=intent.symbol,
-                    side=intent.side.value, qty=str(intent.qty), amount=str(amount),
+                    user_id=user_id,
+                    order_id=order_id,
+                    symbol=intent.symbol,
+                    side=intent.side.value,
+                    qty=str(intent.qty),
+                    amount=str(amount),
                 ),
             )
         except MbtError as exc:
@@ -173,14 +205,23 @@ class OrdersApp:
             now = self.sim_now
             async with UnitOfWork(self.db, self.outbox) as uow:
                 row = (
-                    await uow.conn.execute(
-                        update(orders)
-                        .where(orders.c.id == order_id, orders.c.status == "new")
-                        .values(status="accepted", accepted_at=now, account_id=held.account_id,
-                                hold_amount=amount, updated_at=datetime.now(UTC))
-                        .returning(*orders.c)
+                    (
+                        await uow.conn.execute(
+                            update(orders)
+                            .where(orders.c.id == order_id, orders.c.status == "new")
+                            .values(
+                                status="accepted",
+                                accepted_at=now,
+                                account_id=held.account_id,
+                                hold_amount=amount,
+                                updated_at=datetime.now(UTC),
+                            )
+                            .returning(*orders.c)
+                        )
                     )
-                ).mappings().first()
+                    .mappings()
+                    .first()
+                )
                 if row is None:  # canceled while the hold was being placed
                     return await self._get(order_id)
                 self._emit_order(uow, "accepted", row, user_id)
@@ -194,13 +235,19 @@ class OrdersApp:
     async def _reject(self, order_id: str, user_id: str, reason: str) -> None:
         async with UnitOfWork(self.db, self.outbox) as uow:
             row = (
-                await uow.conn.execute(
-                    update(orders)
-                    .where(orders.c.id == order_id)
-                    .values(status="rejected", reject_reason=reason, updated_at=datetime.now(UTC))
-                    .returning(*orders.c)
+                (
+                    await uow.conn.execute(
+                        update(orders)
+                        .where(orders.c.id == order_id)
+                        .values(
+                            status="rejected", reject_reason=reason, updated_at=datetime.now(UTC)
+                        )
+                        .returning(*orders.c)
+                    )
                 )
-            ).mappings().one()
+                .mappings()
+                .one()
+            )
             self._emit_order(uow, "rejected", row, user_id)
             await self._audit(uow, "system", "reject", order_id, {"reason": reason})
 
@@ -217,23 +264,121 @@ class OrdersApp:
             else:
                 async with UnitOfWork(self.db, self.outbox) as uow:
                     r = (
-                        await uow.conn.execute(
-                            update(orders)
-                            .where(orders.c.id == order_id, orders.c.status.in_(OPEN_STATUSES))
-                            .values(status="canceled", canceled_at=self.sim_now,
-                                    status_reason="canceled by user", updated_at=datetime.now(UTC))
-                            .returning(*orders.c)
+                        (
+                            await uow.conn.execute(
+                                update(orders)
+                                .where(orders.c.id == order_id, orders.c.status.in_(OPEN_STATUSES))
+                                .values(
+                                    status="canceled",
+                                    canceled_at=self.sim_now,
+                                    status_reason="canceled by user",
+                                    updated_at=datetime.now(UTC),
+                                )
+                                .returning(*orders.c)
+                            )
                         )
-                    ).mappings().first()
+                        .mappings()
+                        .first()
+                    )
                     if r is not None:
                         self._emit_order(uow, "canceled", r, user.user_id)
                         await self._audit(uow, user.user_id, "cancel", order_id, {})
         return await self._get(order_id)
 
+    async def replace(
+        self, user: Principal, order_id: str, changes: dict[str, Any], new_coid: str
+    ) -> dict[str, Any]:
+        """Replace an open order: the old one becomes `replaced`, a new one is submitted.
+
+        Like Alpaca, this is cancel-then-submit: the old order leaves the book first (and its
+        hold is released), so a replacement never needs buying power for both.
+        """
+        if self.settings.trading_disabled or self.settings.new_orders_disabled:
+            raise Unavailable(
+                "new orders are disabled; views and cancels still work",
+                reason="NEW_ORDERS_DISABLED",
+            )
+        old = await self.get_for_user(user.user_id, order_id)
+        if old["status"] not in OPEN_STATUSES:
+            raise FailedPrecondition(
+                f"order {order_id} is {old['status']}; only open orders can be replaced",
+                reason="ORDER_NOT_OPEN",
+                metadata={"status": old["status"]},
+            )
+        intent = OrderIntent(
+            symbol=old["symbol"],
+            side=Side(old["side"]),
+            qty=changes.get("qty") or Decimal(old["qty"]) - Decimal(old["filled_qty"]),
+            order_type=OrderType(old["order_type"]),
+            time_in_force=changes.get("time_in_force") or TimeInForce(old["time_in_force"]),
+            limit_price=changes.get("limit_price") or old["limit_price"],
+            stop_price=changes.get("stop_price") or old["stop_price"],
+            client_order_id=new_coid,
+        )
+        async with self.lock:
+            self.matching.cancel(order_id, self.sim_now)  # leaves the book; recorded below
+            new_id_placeholder = str(uuid.uuid4())
+            async with UnitOfWork(self.db, self.outbox) as uow:
+                row = (
+                    (
+                        await uow.conn.execute(
+                            update(orders)
+                            .where(orders.c.id == order_id, orders.c.status.in_(OPEN_STATUSES))
+                            .values(
+                                status="replaced",
+                                replaced_by=new_id_placeholder,
+                                canceled_at=self.sim_now,
+                                updated_at=datetime.now(UTC),
+                            )
+                            .returning(*orders.c)
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+                if row is None:
+                    raise FailedPrecondition(
+                        f"order {order_id} is no longer open", reason="ORDER_NOT_OPEN"
+                    )
+                self._emit_order(uow, "replaced", row, user.user_id)
+                await self._audit(
+                    uow,
+                    user.user_id,
+                    "replace",
+                    order_id,
+                    {"changes": {k: str(v) for k, v in changes.items()}},
+                )
+        await self.accounts.call(
+            self.accounts_stub.ReleaseHold, acct_pb.ReleaseHoldRequest(order_id=order_id)
+        )
+        new = await self.submit(user, intent, replaces=order_id)
+        async with self.db.begin() as conn:
+            await conn.execute(
+                update(orders).where(orders.c.id == order_id).values(replaced_by=new["id"])
+            )
+        return new
+
+    async def cancel_all(self, user: Principal) -> list[dict[str, Any]]:
+        async with self.db.connect() as conn:
+            ids = (
+                (
+                    await conn.execute(
+                        select(orders.c.id).where(
+                            orders.c.user_id == user.user_id, orders.c.status.in_(OPEN_STATUSES)
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        return [await self.cancel(user, oid) for oid in ids]
+
     # ---- queries ------------------------------------------------------------------------
     async def _get(self, order_id: str) -> dict[str, Any]:
         async with self.db.connect() as conn:
-            row = (await conn.execute(select(orders).where(orders.c.id == order_id))).mappings().one()
+            row = (
+                (await conn.execute(select(orders).where(orders.c.id == order_id))).mappings().one()
+            )
         return dict(row)
 
     async def get_for_user(self, user_id: str, order_id: str) -> dict[str, Any]:
@@ -243,22 +388,35 @@ class OrdersApp:
             raise NotFound(f"order {order_id!r} not found", reason="ORDER_NOT_FOUND") from None
         async with self.db.connect() as conn:
             row = (
-                await conn.execute(
-                    select(orders).where(orders.c.id == order_id, orders.c.user_id == user_id)
+                (
+                    await conn.execute(
+                        select(orders).where(orders.c.id == order_id, orders.c.user_id == user_id)
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         if row is None:  # another user's order is "not found", never "forbidden"
-            raise NotFound(f"order {order_id} not found", reason="ORDER_NOT_FOUND",
-                           metadata={"orderId": order_id})
+            raise NotFound(
+                f"order {order_id} not found",
+                reason="ORDER_NOT_FOUND",
+                metadata={"orderId": order_id},
+            )
         return dict(row)
 
     async def _by_client_id(self, user_id: str, coid: str) -> dict[str, Any] | None:
         async with self.db.connect() as conn:
             row = (
-                await conn.execute(
-                    select(orders).where(orders.c.user_id == user_id, orders.c.client_order_id == coid)
+                (
+                    await conn.execute(
+                        select(orders).where(
+                            orders.c.user_id == user_id, orders.c.client_order_id == coid
+                        )
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         return dict(row) if row else None
 
     # ---- recovery -----------------------------------------------------------------------
@@ -271,10 +429,16 @@ class OrdersApp:
             log.warning("market clock unavailable at start; waiting for quotes")
         async with self.db.connect() as conn:
             rows = (
-                await conn.execute(
-                    select(orders).where(orders.c.status.in_(OPEN_STATUSES)).order_by(orders.c.submitted_at)
+                (
+                    await conn.execute(
+                        select(orders)
+                        .where(orders.c.status.in_(OPEN_STATUSES))
+                        .order_by(orders.c.submitted_at)
+                    )
                 )
-            ).mappings().all()
+                .mappings()
+                .all()
+            )
         armed = 0
         for r in rows:
             if r["status"] == "new":
@@ -287,50 +451,106 @@ class OrdersApp:
                     await self._persist(events)
             armed += 1
         log.info("re-armed %d open orders", armed)
+        await self.catch_up([dict(r) for r in rows if r["status"] != "new"])
         return armed
 
-    async def _resume_new(self, r: dict[str, Any]) -> None:
-        from services.orders.domain.model import TimeInForce
+    async def catch_up(self, rows: list[dict[str, Any]]) -> int:
+        """Feed the quotes published while this process was down to the re-armed orders.
 
+        For each symbol with open orders, the market-data service's recent quotes since the
+        oldest acceptance are replayed in time order, so no trigger it can see is missed.
+        """
+        since: dict[str, datetime] = {}
+        for r in rows:
+            if r["accepted_at"] is not None:
+                t = r["accepted_at"]
+                since[r["symbol"]] = min(since.get(r["symbol"], t), t)
+        quotes: list[Quote] = []
+        for symbol, start in since.items():
+            token = ""
+            while True:
+                req = md_pb.ListQuotesRequest(symbol=symbol, page_size=500, page_token=token)
+                req.start_time.CopyFrom(ts_to_wire(start))
+                req.end_time.CopyFrom(ts_to_wire(max(self.sim_now, start) + timedelta(seconds=1)))
+                try:
+                    page = await self.marketdata.call(self.md_stub.ListQuotes, req)
+                except MbtError as exc:
+                    log.warning("catch-up for %s unavailable: %s", symbol, exc.message)
+                    break
+                quotes += [quote_from_pb(q) for q in page.quotes]
+                token = page.next_page_token
+                if not token:
+                    break
+        quotes.sort(key=lambda q: (q.ts, q.symbol))
+        for q in quotes:
+            await self.on_quote(q)
+        if quotes:
+            log.info("caught up on %d quotes", len(quotes))
+        return len(quotes)
+
+    async def _resume_new(self, r: dict[str, Any]) -> None:
         intent = OrderIntent(
-            symbol=r["symbol"], side=Side(r["side"]), qty=Decimal(r["qty"]),
-            order_type=OrderType(r["order_type"]), time_in_force=TimeInForce(r["time_in_force"]),
-            limit_price=r["limit_price"], stop_price=r["stop_price"],
+            symbol=r["symbol"],
+            side=Side(r["side"]),
+            qty=Decimal(r["qty"]),
+            order_type=OrderType(r["order_type"]),
+            time_in_force=TimeInForce(r["time_in_force"]),
+            limit_price=r["limit_price"],
+            stop_price=r["stop_price"],
             client_order_id=r["client_order_id"],
         )
         try:
-            q = await self.marketdata.call(self.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=r["symbol"]))
+            q = await self.marketdata.call(
+                self.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=r["symbol"])
+            )
             await self._hold_and_accept(r["id"], r["user_id"], intent, Decimal(q.ask))
         except MbtError as exc:
             log.info("order %s left new at restart was rejected: %s", r["id"], exc.message)
 
     # ---- persistence of engine events ---------------------------------------------------
     def _domain_order(self, r: Any, rested: bool = False) -> Order:
-        from services.orders.domain.model import TimeInForce
-
         return Order(
-            id=r["id"], account_id=r["account_id"] or "", symbol=r["symbol"], side=Side(r["side"]),
-            qty=Decimal(r["qty"]), order_type=OrderType(r["order_type"]),
-            time_in_force=TimeInForce(r["time_in_force"]), accepted_at=r["accepted_at"],
+            id=r["id"],
+            account_id=r["account_id"] or "",
+            symbol=r["symbol"],
+            side=Side(r["side"]),
+            qty=Decimal(r["qty"]),
+            order_type=OrderType(r["order_type"]),
+            time_in_force=TimeInForce(r["time_in_force"]),
+            accepted_at=r["accepted_at"],
             limit_price=Decimal(r["limit_price"]) if r["limit_price"] is not None else None,
             stop_price=Decimal(r["stop_price"]) if r["stop_price"] is not None else None,
-            filled_qty=Decimal(r["filled_qty"]), filled_notional=Decimal(r["filled_notional"]),
-            fill_count=int(r["fill_count"]), triggered=bool(r["triggered"]),
-            status=OrderStatus(r["status"]), rested=rested,
+            filled_qty=Decimal(r["filled_qty"]),
+            filled_notional=Decimal(r["filled_notional"]),
+            fill_count=int(r["fill_count"]),
+            triggered=bool(r["triggered"]),
+            status=OrderStatus(r["status"]),
+            rested=rested,
         )
 
     def _emit_order(self, uow: UnitOfWork, event: str, row: Any, user_id: str) -> None:
         msg = events_pb2.OrderEvent(
-            event=event, order=order_to_pb(row), user_id=user_id,
+            event=event,
+            order=order_to_pb(row),
+            user_id=user_id,
             timestamp=ts_to_wire(datetime.now(UTC)),
         )
         acct = row["account_id"] or "none"
-        uow.publish(f"mbt.orders.{acct}", msg.SerializeToString(), f"{row['id']}:{event}:{uuid.uuid4().hex[:8]}")
+        uow.publish(
+            f"mbt.orders.{acct}",
+            msg.SerializeToString(),
+            f"{row['id']}:{event}:{uuid.uuid4().hex[:8]}",
+        )
 
-    async def _audit(self, uow: UnitOfWork, actor: str, action: str, order_id: str, detail: dict[str, Any]) -> None:
+    async def _audit(
+        self, uow: UnitOfWork, actor: str, action: str, order_id: str, detail: dict[str, Any]
+    ) -> None:
         await uow.conn.execute(
             audit_log.insert().values(
-                actor=actor, action=action, order_id=order_id, sim_at=self.sim_now,
+                actor=actor,
+                action=action,
+                order_id=order_id,
+                sim_at=self.sim_now,
                 detail=json.loads(json.dumps(detail, default=str)),
             )
         )
@@ -344,63 +564,109 @@ class OrdersApp:
                 if isinstance(ev, OrderFilled):
                     done = ev.remaining_qty == 0
                     row = (
-                        await c.execute(
-                            update(orders)
-                            .where(orders.c.id == ev.order_id)
-                            .values(
-                                filled_qty=ev.cumulative_qty,
-                                filled_notional=orders.c.filled_notional + ev.qty * ev.price,
-                                fill_count=orders.c.fill_count + 1,
-                                status="filled" if done else "partially_filled",
-                                filled_at=ev.ts if done else None,
-                                status_reason="",
-                                updated_at=now_wall,
+                        (
+                            await c.execute(
+                                update(orders)
+                                .where(orders.c.id == ev.order_id)
+                                .values(
+                                    filled_qty=ev.cumulative_qty,
+                                    filled_notional=orders.c.filled_notional + ev.qty * ev.price,
+                                    fill_count=orders.c.fill_count + 1,
+                                    status="filled" if done else "partially_filled",
+                                    filled_at=ev.ts if done else None,
+                                    status_reason="",
+                                    updated_at=now_wall,
+                                )
+                                .returning(*orders.c)
                             )
-                            .returning(*orders.c)
                         )
-                    ).mappings().one()
+                        .mappings()
+                        .one()
+                    )
                     fill_row = {
-                        "id": ev.execution_id, "order_id": ev.order_id, "user_id": row["user_id"],
-                        "account_id": row["account_id"], "symbol": ev.symbol, "side": ev.side.value,
-                        "qty": ev.qty, "price": ev.price, "filled_at": ev.ts,
-                        "quote_symbol": ev.quote.symbol, "nbbo_bid": ev.quote.bid,
-                        "nbbo_ask": ev.quote.ask, "nbbo_bid_size": ev.quote.bid_size,
-                        "nbbo_ask_size": ev.quote.ask_size, "quote_ts": ev.quote.ts,
+                        "id": ev.execution_id,
+                        "order_id": ev.order_id,
+                        "user_id": row["user_id"],
+                        "account_id": row["account_id"],
+                        "symbol": ev.symbol,
+                        "side": ev.side.value,
+                        "qty": ev.qty,
+                        "price": ev.price,
+                        "filled_at": ev.ts,
+                        "quote_symbol": ev.quote.symbol,
+                        "nbbo_bid": ev.quote.bid,
+                        "nbbo_ask": ev.quote.ask,
+                        "nbbo_bid_size": ev.quote.bid_size,
+                        "nbbo_ask_size": ev.quote.ask_size,
+                        "quote_ts": ev.quote.ts,
                         "explanation": ev.explanation,
                     }
                     await c.execute(fills.insert().values(**fill_row))
                     fe = events_pb2.FillEvent(
                         fill=fill_to_pb(fill_row), order=order_to_pb(row), user_id=row["user_id"]
                     )
-                    uow.publish(f"mbt.fills.{row['account_id']}", fe.SerializeToString(), ev.execution_id)
-                    await self._audit(uow, "system", "fill", ev.order_id, {
-                        "execution_id": ev.execution_id, "qty": str(ev.qty), "price": str(ev.price),
-                        "bid": str(ev.quote.bid), "ask": str(ev.quote.ask), "why": ev.explanation,
-                    })
+                    uow.publish(
+                        f"mbt.fills.{row['account_id']}", fe.SerializeToString(), ev.execution_id
+                    )
+                    await self._audit(
+                        uow,
+                        "system",
+                        "fill",
+                        ev.order_id,
+                        {
+                            "execution_id": ev.execution_id,
+                            "qty": str(ev.qty),
+                            "price": str(ev.price),
+                            "bid": str(ev.quote.bid),
+                            "ask": str(ev.quote.ask),
+                            "why": ev.explanation,
+                        },
+                    )
                 elif isinstance(ev, OrderCanceled | OrderExpired):
                     status = "canceled" if isinstance(ev, OrderCanceled) else "expired"
                     row = (
-                        await c.execute(
-                            update(orders)
-                            .where(orders.c.id == ev.order_id)
-                            .values(status=status, canceled_at=ev.ts, status_reason=ev.reason,
-                                    updated_at=now_wall)
-                            .returning(*orders.c)
+                        (
+                            await c.execute(
+                                update(orders)
+                                .where(orders.c.id == ev.order_id)
+                                .values(
+                                    status=status,
+                                    canceled_at=ev.ts,
+                                    status_reason=ev.reason,
+                                    updated_at=now_wall,
+                                )
+                                .returning(*orders.c)
+                            )
                         )
-                    ).mappings().one()
+                        .mappings()
+                        .one()
+                    )
                     self._emit_order(uow, status, row, row["user_id"])
-                    await self._audit(uow, actor if status == "canceled" else "system",
-                                      "cancel" if status == "canceled" else "expire",
-                                      ev.order_id, {"reason": ev.reason})
+                    await self._audit(
+                        uow,
+                        actor if status == "canceled" else "system",
+                        "cancel" if status == "canceled" else "expire",
+                        ev.order_id,
+                        {"reason": ev.reason},
+                    )
                 elif isinstance(ev, FillDeferred):
                     await c.execute(
-                        update(orders).where(orders.c.id == ev.order_id).values(status_reason=ev.reason)
+                        update(orders)
+                        .where(orders.c.id == ev.order_id)
+                        .values(status_reason=ev.reason)
                     )
                 elif isinstance(ev, StopTriggered):
                     await c.execute(
                         update(orders).where(orders.c.id == ev.order_id).values(triggered=True)
                     )
-                    await self._audit(uow, "system", "trigger", ev.order_id, {
-                        "bid": str(ev.quote.bid), "ask": str(ev.quote.ask), "ts": ev.quote.ts.isoformat(),
-                    })
-
+                    await self._audit(
+                        uow,
+                        "system",
+                        "trigger",
+                        ev.order_id,
+                        {
+                            "bid": str(ev.quote.bid),
+                            "ask": str(ev.quote.ask),
+                            "ts": ev.quote.ts.isoformat(),
+                        },
+                    )

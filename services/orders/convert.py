@@ -6,10 +6,13 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from raxx.mbt.v1 import common_pb2, orders_service_pb2 as pb
-from services.platform.wire import dec_to_wire, ts_to_wire
+from raxx.mbt.v1 import common_pb2
+from raxx.mbt.v1 import orders_service_pb2 as pb
 
-Row = Mapping[str, Any]
+from services.orders.domain.model import Quote
+from services.platform.wire import dec_to_wire, ts_from_wire, ts_to_wire
+
+Row = Mapping[Any, Any]
 
 
 def _dec(v: Any) -> str:
@@ -40,6 +43,8 @@ def order_to_pb(r: Row) -> pb.Order:
         filled_at=ts_to_wire(r["filled_at"]),
         canceled_at=ts_to_wire(r["canceled_at"]),
         updated_at=ts_to_wire(r["updated_at"]),
+        replaces=r.get("replaces") or "",
+        replaced_by=r.get("replaced_by") or "",
     )
 
 
@@ -62,4 +67,16 @@ def fill_to_pb(r: Row) -> pb.Fill:
             timestamp=ts_to_wire(r["quote_ts"]),
         ),
         explanation=r["explanation"],
+    )
+
+
+def quote_from_pb(q: common_pb2.Quote) -> Quote:
+    """A wire Quote -> the domain Quote."""
+    return Quote(
+        symbol=q.symbol,
+        ts=ts_from_wire(q.timestamp),
+        bid=Decimal(q.bid),
+        ask=Decimal(q.ask),
+        bid_size=int(q.bid_size),
+        ask_size=int(q.ask_size),
     )

@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from decimal import Decimal
 
 from nats.aio.msg import Msg
-
 from raxx.mbt.v1 import events_pb2
+
 from services.orders.app import OrdersApp
+from services.orders.convert import quote_from_pb
 from services.orders.domain.model import Quote
 from services.platform.bus import CLOCK_SUBJECT, QUOTES_SUBJECT, Bus
 from services.platform.wire import ts_from_wire
 
 
 def quote_from_event(data: bytes) -> Quote:
-    q = events_pb2.QuoteEvent.FromString(data).quote
-    return Quote(
-        symbol=q.symbol,
-        ts=ts_from_wire(q.timestamp),
-        bid=Decimal(q.bid),
-        ask=Decimal(q.ask),
-        bid_size=int(q.bid_size),
-        ask_size=int(q.ask_size),
-    )
+    return quote_from_pb(events_pb2.QuoteEvent.FromString(data).quote)
 
 
 async def run_market_feed(app: OrdersApp, bus: Bus) -> None:

@@ -2,29 +2,74 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import grpc
-from sqlalchemy import select
-
 from raxx.mbt.v1 import orders_service_pb2 as pb
 from raxx.mbt.v1 import orders_service_pb2_grpc as pb_grpc
+from sqlalchemy import select
+
+from services.marketdata.domain.calendar import MarketCalendar
 from services.orders.adapters.tables import fills, orders
 from services.orders.app import OPEN_STATUSES, OrdersApp
+from services.orders.backtest import run_replay
 from services.orders.convert import fill_to_pb, order_to_pb
-from services.orders.domain.model import OrderStatus
+from services.orders.domain.model import OrderStatus, TimeInForce
 from services.orders.validation import check_submit
 from services.platform.auth import require_user
 from services.platform.errors import InvalidArgument
 from services.platform.pagination import next_page_token, page_bounds
+from services.platform.wire import parse_decimal
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 STATUS_NAMES = {s.value for s in OrderStatus}
 
 
 class OrdersServicer(pb_grpc.OrdersServiceServicer):
-    def __init__(self, app: OrdersApp) -> None:
+    def __init__(self, app: OrdersApp, calendar: MarketCalendar) -> None:
         self.app = app
+        self.calendar = calendar
+
+    async def ReplaceOrder(self, request: pb.ReplaceOrderRequest, context: Ctx) -> pb.Order:
+        user = require_user()
+        changes: dict[str, Any] = {}
+        qty = parse_decimal("qty", request.qty, required=False, positive=True)
+        if qty is not None:
+            if qty != qty.to_integral_value():
+                raise InvalidArgument("qty", f"must be a whole number of shares; got {request.qty}")
+            changes["qty"] = qty
+        for name in ("limit_price", "stop_price"):
+            v = parse_decimal(name, getattr(request, name), required=False, positive=True)
+            if v is not None:
+                changes[name] = v
+        if request.time_in_force:
+            try:
+                changes["time_in_force"] = TimeInForce(request.time_in_force.strip().lower())
+            except ValueError:
+                raise InvalidArgument(
+                    "time_in_force", "must be one of day, gtc, ioc, fok"
+                ) from None
+        if not changes:
+            raise InvalidArgument(
+                "qty", "nothing to change: give qty, limit_price, stop_price or time_in_force"
+            )
+        coid = request.client_order_id.strip() or str(uuid.uuid4())
+        return order_to_pb(await self.app.replace(user, request.order_id, changes, coid))
+
+    async def CancelAllOrders(
+        self, request: pb.CancelAllOrdersRequest, context: Ctx
+    ) -> pb.CancelAllOrdersResponse:
+        user = require_user()
+        return pb.CancelAllOrdersResponse(
+            orders=[order_to_pb(r) for r in await self.app.cancel_all(user)]
+        )
+
+    async def ReplayOrders(
+        self, request: pb.ReplayOrdersRequest, context: Ctx
+    ) -> pb.ReplayOrdersResponse:
+        require_user()
+        return await run_replay(request, self.app.marketdata, self.calendar)
 
     async def SubmitOrder(self, request: pb.SubmitOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()
@@ -39,7 +84,9 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
         user = require_user()
         return order_to_pb(await self.app.cancel(user, request.order_id))
 
-    async def ListOrders(self, request: pb.ListOrdersRequest, context: Ctx) -> pb.ListOrdersResponse:
+    async def ListOrders(
+        self, request: pb.ListOrdersRequest, context: Ctx
+    ) -> pb.ListOrdersResponse:
         user = require_user()
         size, offset = page_bounds(request.page_size, request.page_token)
         q = select(orders).where(orders.c.user_id == user.user_id)
@@ -51,7 +98,9 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
         elif status in STATUS_NAMES:
             q = q.where(orders.c.status == status)
         elif status != "all":
-            raise InvalidArgument("status", f"must be open, closed, all or a status name; got {request.status!r}")
+            raise InvalidArgument(
+                "status", f"must be open, closed, all or a status name; got {request.status!r}"
+            )
         q = q.order_by(orders.c.submitted_at.desc(), orders.c.id).offset(offset).limit(size + 1)
         async with self.app.db.connect() as conn:
             rows = (await conn.execute(q)).mappings().all()

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from raxx.mbt.v1 import orders_service_pb2 as pb
+
 from services.orders.domain.model import OrderType, Side, TimeInForce
 from services.platform.errors import InvalidArgument
 from services.platform.wire import parse_decimal
@@ -25,7 +26,12 @@ class OrderIntent:
     client_order_id: str
 
 
-def _choice(field: str, raw: str, enum: type[Side] | type[OrderType] | type[TimeInForce], default: str | None = None) -> str:
+def _choice(
+    field: str,
+    raw: str,
+    enum: type[Side] | type[OrderType] | type[TimeInForce],
+    default: str | None = None,
+) -> str:
     value = (raw or "").strip().lower() or (default or "")
     if not value:
         raise InvalidArgument(field, "is required")

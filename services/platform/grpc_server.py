@@ -132,6 +132,7 @@ class ServiceHost:
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     bound_port: int = 0
+    host: str = "127.0.0.1"
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, ready: Callable[[int], None] | None = None) -> None:
@@ -147,9 +148,9 @@ class ServiceHost:
         reflection.enable_server_reflection(
             (*self.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.bound_port = server.add_insecure_port(f"127.0.0.1:{self.port}")
+        self.bound_port = server.add_insecure_port(f"{self.host}:{self.port}")
         if self.bound_port == 0:
-            raise SystemExit(f"{self.name}: cannot bind 127.0.0.1:{self.port}")
+            raise SystemExit(f"{self.name}: cannot bind {self.host}:{self.port}")
         await server.start()
         for svc in self.service_names:
             await health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
@@ -160,7 +161,7 @@ class ServiceHost:
             except (NotImplementedError, RuntimeError):  # not the main thread (tests)
                 pass
         tasks = [asyncio.create_task(_supervised(self.name, job)) for job in self.background]
-        log.info("%s listening on 127.0.0.1:%d", self.name, self.bound_port)
+        log.info("%s listening on %s:%d", self.name, self.host, self.bound_port)
         if ready is not None:
             ready(self.bound_port)
         try:

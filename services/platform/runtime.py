@@ -45,6 +45,7 @@ async def serve(
     settings = settings or Settings.from_env()
     rt = await start_runtime(name, settings, migrations)
     host = await build(rt)
+    host.host = settings.grpc_host
     host.background.append(lambda: follow_revocations(rt.bus, host.revocations))
 
     async def close() -> None:

@@ -39,6 +39,8 @@ class Settings:
     replay_speed: float = 1.0
     replay_days: str = ""
     data_dir: str = ""
+    grpc_host: str = "127.0.0.1"
+    """Interface the gRPC servers bind (MBT_GRPC_HOST; 0.0.0.0 in a pod)."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -66,6 +68,7 @@ class Settings:
             replay_speed=float(e.get("MBT_REPLAY_SPEED", "1")),
             replay_days=e.get("MBT_REPLAY_DAYS", ""),
             data_dir=e.get("MBT_DATA_DIR", ""),
+            grpc_host=e.get("MBT_GRPC_HOST", "127.0.0.1"),
         )
 
     def port_of(self, service: str) -> int:

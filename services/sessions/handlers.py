@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -131,9 +132,13 @@ class SessionsHandlers:
         return dict(row)
 
     async def finish_registration(
-        self, ceremony_id: str, credential_json: str
+        self,
+        ceremony_id: str,
+        credential_json: str,
+        open_account: Callable[[str, str], Awaitable[None]],
     ) -> tuple[str, str, str]:
-        """Verify the new passkey and create the user. Returns (user_id, email, profile)."""
+        """Verify the new passkey, open the account, then create the user (in that order, so a
+        failure never leaves a user without an account). Returns (user_id, email, profile)."""
         if not credential_json:
             raise InvalidArgument("credential_json", "is required")
         c = await self._consume(ceremony_id, "register")
@@ -150,6 +155,8 @@ class SessionsHandlers:
             ) from exc
         user_id = str(uuid.uuid4())
         email = str(c["email"])
+        profile = str((c["context"] or {}).get("profile", "diversifier"))
+        await open_account(user_id, profile)
         async with self.db.begin() as conn:
             if (await conn.execute(select(users.c.id).where(users.c.email == email))).first():
                 raise AlreadyExists(f"{email} is already registered", reason="EMAIL_TAKEN")
@@ -173,7 +180,6 @@ class SessionsHandlers:
                     actor=user_id, action="register", detail={"aaguid": reg.aaguid}
                 )
             )
-        profile = str((c["context"] or {}).get("profile", "diversifier"))
         return user_id, email, profile
 
     async def begin_login(self, raw_email: str) -> Ceremony:

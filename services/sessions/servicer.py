@@ -62,10 +62,9 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
     async def FinishRegistration(
         self, request: pb.FinishRegistrationRequest, context: Ctx
     ) -> pb.Session:
-        user_id, _email, profile = await self.h.finish_registration(
-            request.ceremony_id, request.credential_json
+        user_id, _email, _profile = await self.h.finish_registration(
+            request.ceremony_id, request.credential_json, self._ensure_account
         )
-        await self._ensure_account(user_id, profile)
         return _session(await self.h.open_session(user_id))
 
     async def BeginLogin(self, request: pb.BeginLoginRequest, context: Ctx) -> pb.CeremonyChallenge:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from mbt.launcher import free_port
 from services.platform.settings import DEFAULT_PORTS
+from tests.conftest import private_tmp
 
 
 @dataclass
@@ -51,8 +53,8 @@ def _is_free(port: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
-    data_dir = tmp_path_factory.mktemp("mbt-up")
+def system() -> Iterator[RunningSystem]:
+    data_dir = private_tmp("mbt-up-")
     gw_port = free_port()
     base = _free_block(len(DEFAULT_PORTS))
     ports = {name: base + i for i, name in enumerate(DEFAULT_PORTS)}
@@ -104,3 +106,4 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSystem]:
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
+    shutil.rmtree(data_dir, ignore_errors=True)

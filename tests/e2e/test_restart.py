@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from mbt.launcher import free_port
+from tests.conftest import private_tmp
 from tests.e2e.helpers import cli_json, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -53,7 +54,7 @@ def descendants(p: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 
 def test_stop_leaves_nothing_running_and_data_survives(tmp_path: Path) -> None:
-    data, cfg = tmp_path / "data", tmp_path / "cfg"
+    data, cfg = private_tmp("mbt-restart-") / "data", tmp_path / "cfg"
     port, base = free_port(), free_port() + 7
     p = start(data, port, base, tmp_path / "up1.log")
     url = f"http://127.0.0.1:{port}"

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from services.platform.db import SchemaMigrations, create_tables
+from services.platform.db import SchemaMigrations, create_tables, sql
 from services.platform.outbox import outbox_table
 
 SCHEMA = "orders"
@@ -52,6 +52,8 @@ orders = Table(
     Column("triggered", Boolean, nullable=False, server_default="false"),
     Column("hold_amount", PRICE, nullable=False, server_default="0"),
     Column("legs", JSONB),
+    Column("replaces", String(36)),
+    Column("replaced_by", String(36)),
     Column("submitted_at", DateTime(timezone=True), nullable=False),
     Column("accepted_at", DateTime(timezone=True)),
     Column("filled_at", DateTime(timezone=True)),
@@ -103,4 +105,13 @@ audit_log = Table(
 
 outbox = outbox_table(metadata)
 
-MIGRATIONS = SchemaMigrations(schema=SCHEMA, steps=[create_tables(metadata)])
+MIGRATIONS = SchemaMigrations(
+    schema=SCHEMA,
+    steps=[
+        create_tables(metadata),
+        sql(
+            "ALTER TABLE orders.orders ADD COLUMN IF NOT EXISTS replaces varchar(36)",
+            "ALTER TABLE orders.orders ADD COLUMN IF NOT EXISTS replaced_by varchar(36)",
+        ),
+    ],
+)

@@ -89,3 +89,18 @@ def test_openapi_lists_every_route_with_schemas() -> None:
     order = doc["components"]["schemas"]["raxx.mbt.v1.Order"]
     assert order["properties"]["submitted_at"] == {"type": "string", "format": "date-time"}
     assert "raxx.mbt.v1.SubmitOrderRequest" in doc["components"]["schemas"]
+
+
+def test_timestamp_query_parameters_parse_rfc3339() -> None:
+    r = next(r for r in build_routes() if r.template == "/api/mbt/quotes/{symbol}/history")
+    m = build_request(
+        r,
+        {"symbol": "IBM"},
+        [("start_time", "2013-10-07T13:30:00Z"), ("end_time", "2013-10-07T14:00:00.5Z")],
+        b"",
+    )
+    assert (
+        m.symbol == "IBM" and m.start_time.seconds == 1381152600 and m.end_time.nanos == 500_000_000
+    )
+    with pytest.raises(BadRequest, match="start_time"):
+        build_request(r, {"symbol": "IBM"}, [("start_time", "yesterday")], b"")

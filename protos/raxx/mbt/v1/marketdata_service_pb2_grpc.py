@@ -46,6 +46,11 @@ class MarketDataServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.GetClockRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.Clock.FromString,
                 _registered_method=True)
+        self.ListQuotes = channel.unary_unary(
+                '/raxx.mbt.v1.MarketDataService/ListQuotes',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesResponse.FromString,
+                _registered_method=True)
         self.ListSymbols = channel.unary_unary(
                 '/raxx.mbt.v1.MarketDataService/ListSymbols',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListSymbolsRequest.SerializeToString,
@@ -71,6 +76,14 @@ class MarketDataServiceServicer:
 
     def GetClock(self, request, context):
         """The market clock (the replay's simulated clock when replaying).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListQuotes(self, request, context):
+        """Quotes of a symbol in [start_time, end_time), oldest first. Recent quotes come from the
+        live feed's buffer; with `archive` the recorded archive is read (Pro+).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +115,11 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.GetClock,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.GetClockRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.Clock.SerializeToString,
+            ),
+            'ListQuotes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQuotes,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesResponse.SerializeToString,
             ),
             'ListSymbols': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSymbols,
@@ -169,6 +187,33 @@ class MarketDataService:
             '/raxx.mbt.v1.MarketDataService/GetClock',
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.GetClockRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.Clock.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQuotes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.MarketDataService/ListQuotes',
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesResponse.FromString,
             options,
             channel_credentials,
             insecure,

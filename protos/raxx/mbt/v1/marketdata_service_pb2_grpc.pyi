@@ -38,6 +38,10 @@ class MarketDataServiceStub:
     """The latest NBBO of a symbol."""
     GetClock: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.GetClockRequest, _marketdata_service_pb2.Clock]
     """The market clock (the replay's simulated clock when replaying)."""
+    ListQuotes: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListQuotesRequest, _marketdata_service_pb2.ListQuotesResponse]
+    """Quotes of a symbol in [start_time, end_time), oldest first. Recent quotes come from the
+    live feed's buffer; with `archive` the recorded archive is read (Pro+).
+    """
     ListSymbols: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]
     """Symbols that have quotes."""
     StreamQuotes: _grpc.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]
@@ -52,6 +56,10 @@ class MarketDataServiceAsyncStub(MarketDataServiceStub):
     """The latest NBBO of a symbol."""
     GetClock: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.GetClockRequest, _marketdata_service_pb2.Clock]  # type: ignore[assignment]
     """The market clock (the replay's simulated clock when replaying)."""
+    ListQuotes: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListQuotesRequest, _marketdata_service_pb2.ListQuotesResponse]  # type: ignore[assignment]
+    """Quotes of a symbol in [start_time, end_time), oldest first. Recent quotes come from the
+    live feed's buffer; with `archive` the recorded archive is read (Pro+).
+    """
     ListSymbols: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]  # type: ignore[assignment]
     """Symbols that have quotes."""
     StreamQuotes: _aio.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]  # type: ignore[assignment]
@@ -75,6 +83,16 @@ class MarketDataServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_marketdata_service_pb2.Clock, _abc.Awaitable[_marketdata_service_pb2.Clock]]:
         """The market clock (the replay's simulated clock when replaying)."""
+
+    @_abc_1.abstractmethod
+    def ListQuotes(
+        self,
+        request: _marketdata_service_pb2.ListQuotesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_marketdata_service_pb2.ListQuotesResponse, _abc.Awaitable[_marketdata_service_pb2.ListQuotesResponse]]:
+        """Quotes of a symbol in [start_time, end_time), oldest first. Recent quotes come from the
+        live feed's buffer; with `archive` the recorded archive is read (Pro+).
+        """
 
     @_abc_1.abstractmethod
     def ListSymbols(

@@ -70,6 +70,8 @@ class Order(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     LEGS_FIELD_NUMBER: _builtins.int
     STATUS_REASON_FIELD_NUMBER: _builtins.int
+    REPLACES_FIELD_NUMBER: _builtins.int
+    REPLACED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     client_order_id: _builtins.str
     account_id: _builtins.str
@@ -90,6 +92,9 @@ class Order(_message.Message):
     reject_reason: _builtins.str
     status_reason: _builtins.str
     """Why it has not filled yet, when it is waiting (e.g. "market closed")."""
+    replaces: _builtins.str
+    """The order this one replaced, and the order that replaced this one."""
+    replaced_by: _builtins.str
     @_builtins.property
     def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -126,10 +131,12 @@ class Order(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         legs: _abc.Iterable[Global___OrderLeg] | None = ...,
         status_reason: _builtins.str = ...,
+        replaces: _builtins.str = ...,
+        replaced_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "canceled_at", b"canceled_at", "filled_at", b"filled_at", "submitted_at", b"submitted_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "account_id", b"account_id", "canceled_at", b"canceled_at", "client_order_id", b"client_order_id", "filled_at", b"filled_at", "filled_avg_price", b"filled_avg_price", "filled_qty", b"filled_qty", "id", b"id", "legs", b"legs", "limit_price", b"limit_price", "order_type", b"order_type", "qty", b"qty", "reject_reason", b"reject_reason", "side", b"side", "status", b"status", "status_reason", b"status_reason", "stop_price", b"stop_price", "submitted_at", b"submitted_at", "symbol", b"symbol", "time_in_force", b"time_in_force", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_at", b"accepted_at", "account_id", b"account_id", "canceled_at", b"canceled_at", "client_order_id", b"client_order_id", "filled_at", b"filled_at", "filled_avg_price", b"filled_avg_price", "filled_qty", b"filled_qty", "id", b"id", "legs", b"legs", "limit_price", b"limit_price", "order_type", b"order_type", "qty", b"qty", "reject_reason", b"reject_reason", "replaced_by", b"replaced_by", "replaces", b"replaces", "side", b"side", "status", b"status", "status_reason", b"status_reason", "stop_price", b"stop_price", "submitted_at", b"submitted_at", "symbol", b"symbol", "time_in_force", b"time_in_force", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -360,3 +367,165 @@ class ListFillsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFillsResponse: _TypeAlias = ListFillsResponse  # noqa: Y015
+
+@_typing.final
+class ReplaceOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    QTY_FIELD_NUMBER: _builtins.int
+    LIMIT_PRICE_FIELD_NUMBER: _builtins.int
+    STOP_PRICE_FIELD_NUMBER: _builtins.int
+    TIME_IN_FORCE_FIELD_NUMBER: _builtins.int
+    CLIENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    qty: _builtins.str
+    """Fields left empty keep the old order's value."""
+    limit_price: _builtins.str
+    stop_price: _builtins.str
+    time_in_force: _builtins.str
+    client_order_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        qty: _builtins.str = ...,
+        limit_price: _builtins.str = ...,
+        stop_price: _builtins.str = ...,
+        time_in_force: _builtins.str = ...,
+        client_order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_order_id", b"client_order_id", "limit_price", b"limit_price", "order_id", b"order_id", "qty", b"qty", "stop_price", b"stop_price", "time_in_force", b"time_in_force"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplaceOrderRequest: _TypeAlias = ReplaceOrderRequest  # noqa: Y015
+
+@_typing.final
+class CancelAllOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelAllOrdersRequest: _TypeAlias = CancelAllOrdersRequest  # noqa: Y015
+
+@_typing.final
+class CancelAllOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___Order] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelAllOrdersResponse: _TypeAlias = CancelAllOrdersResponse  # noqa: Y015
+
+@_typing.final
+class ReplayOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
+    CAP_AT_DISPLAYED_SIZE_FIELD_NUMBER: _builtins.int
+    cap_at_displayed_size: _builtins.bool
+    """Cap fills at the displayed size (partial fills); off by default."""
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitOrderRequest]:
+        """Orders to run; each is accepted at start_time."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___SubmitOrderRequest] | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
+        cap_at_displayed_size: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_at_displayed_size", b"cap_at_displayed_size", "end_time", b"end_time", "orders", b"orders", "start_time", b"start_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayOrdersRequest: _TypeAlias = ReplayOrdersRequest  # noqa: Y015
+
+@_typing.final
+class ReplayEvent(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_FIELD_NUMBER: _builtins.int
+    ORDER_INDEX_FIELD_NUMBER: _builtins.int
+    FILL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    event: _builtins.str
+    """"fill" | "canceled" | "expired" | "deferred" | "triggered" """
+    order_index: _builtins.int
+    """index of the order in the request"""
+    reason: _builtins.str
+    @_builtins.property
+    def fill(self) -> Global___Fill: ...
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event: _builtins.str = ...,
+        order_index: _builtins.int = ...,
+        fill: Global___Fill | None = ...,
+        reason: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "timestamp", b"timestamp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "fill", b"fill", "order_index", b"order_index", "reason", b"reason", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayEvent: _TypeAlias = ReplayEvent  # noqa: Y015
+
+@_typing.final
+class ReplayOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    QUOTES_EVALUATED_FIELD_NUMBER: _builtins.int
+    quotes_evaluated: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplayEvent]: ...
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___ReplayEvent] | None = ...,
+        quotes_evaluated: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "quotes_evaluated", b"quotes_evaluated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReplayOrdersResponse: _TypeAlias = ReplayOrdersResponse  # noqa: Y015

@@ -60,6 +60,21 @@ class OrdersServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ListFillsRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ListFillsResponse.FromString,
                 _registered_method=True)
+        self.ReplaceOrder = channel.unary_unary(
+                '/raxx.mbt.v1.OrdersService/ReplaceOrder',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplaceOrderRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.Order.FromString,
+                _registered_method=True)
+        self.CancelAllOrders = channel.unary_unary(
+                '/raxx.mbt.v1.OrdersService/CancelAllOrders',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.CancelAllOrdersRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.CancelAllOrdersResponse.FromString,
+                _registered_method=True)
+        self.ReplayOrders = channel.unary_unary(
+                '/raxx.mbt.v1.OrdersService/ReplayOrders',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersResponse.FromString,
+                _registered_method=True)
 
 
 class OrdersServiceServicer:
@@ -98,6 +113,28 @@ class OrdersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReplaceOrder(self, request, context):
+        """Replace an open order: a new order is created and the old one becomes `replaced`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelAllOrders(self, request, context):
+        """Cancel every open order of the caller.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReplayOrders(self, request, context):
+        """Run orders against a recorded quote range with the live engine's rules (backtests).
+        Deterministic: the same request always gives the same events. Touches no account.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrdersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -125,6 +162,21 @@ def add_OrdersServiceServicer_to_server(servicer, server):
                     servicer.ListFills,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ListFillsRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ListFillsResponse.SerializeToString,
+            ),
+            'ReplaceOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplaceOrder,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplaceOrderRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.Order.SerializeToString,
+            ),
+            'CancelAllOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelAllOrders,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.CancelAllOrdersRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.CancelAllOrdersResponse.SerializeToString,
+            ),
+            'ReplayOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReplayOrders,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -263,6 +315,87 @@ class OrdersService:
             '/raxx.mbt.v1.OrdersService/ListFills',
             raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ListFillsRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ListFillsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplaceOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.OrdersService/ReplaceOrder',
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplaceOrderRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelAllOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.OrdersService/CancelAllOrders',
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.CancelAllOrdersRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.CancelAllOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReplayOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.OrdersService/ReplayOrders',
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

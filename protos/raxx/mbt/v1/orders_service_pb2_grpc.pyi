@@ -40,6 +40,14 @@ class OrdersServiceStub:
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.CancelOrderRequest, _orders_service_pb2.Order]
     """Cancel an open order (idempotent: a done order is returned as it is)."""
     ListFills: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ListFillsRequest, _orders_service_pb2.ListFillsResponse]
+    ReplaceOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ReplaceOrderRequest, _orders_service_pb2.Order]
+    """Replace an open order: a new order is created and the old one becomes `replaced`."""
+    CancelAllOrders: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.CancelAllOrdersRequest, _orders_service_pb2.CancelAllOrdersResponse]
+    """Cancel every open order of the caller."""
+    ReplayOrders: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ReplayOrdersRequest, _orders_service_pb2.ReplayOrdersResponse]
+    """Run orders against a recorded quote range with the live engine's rules (backtests).
+    Deterministic: the same request always gives the same events. Touches no account.
+    """
 
 @_typing.type_check_only
 class OrdersServiceAsyncStub(OrdersServiceStub):
@@ -53,6 +61,14 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     CancelOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.CancelOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
     """Cancel an open order (idempotent: a done order is returned as it is)."""
     ListFills: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ListFillsRequest, _orders_service_pb2.ListFillsResponse]  # type: ignore[assignment]
+    ReplaceOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ReplaceOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
+    """Replace an open order: a new order is created and the old one becomes `replaced`."""
+    CancelAllOrders: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.CancelAllOrdersRequest, _orders_service_pb2.CancelAllOrdersResponse]  # type: ignore[assignment]
+    """Cancel every open order of the caller."""
+    ReplayOrders: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ReplayOrdersRequest, _orders_service_pb2.ReplayOrdersResponse]  # type: ignore[assignment]
+    """Run orders against a recorded quote range with the live engine's rules (backtests).
+    Deterministic: the same request always gives the same events. Touches no account.
+    """
 
 class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrdersService owns orders, the per-user matching engine and fills."""
@@ -93,5 +109,31 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orders_service_pb2.ListFillsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orders_service_pb2.ListFillsResponse, _abc.Awaitable[_orders_service_pb2.ListFillsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def ReplaceOrder(
+        self,
+        request: _orders_service_pb2.ReplaceOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_service_pb2.Order, _abc.Awaitable[_orders_service_pb2.Order]]:
+        """Replace an open order: a new order is created and the old one becomes `replaced`."""
+
+    @_abc_1.abstractmethod
+    def CancelAllOrders(
+        self,
+        request: _orders_service_pb2.CancelAllOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_service_pb2.CancelAllOrdersResponse, _abc.Awaitable[_orders_service_pb2.CancelAllOrdersResponse]]:
+        """Cancel every open order of the caller."""
+
+    @_abc_1.abstractmethod
+    def ReplayOrders(
+        self,
+        request: _orders_service_pb2.ReplayOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_service_pb2.ReplayOrdersResponse, _abc.Awaitable[_orders_service_pb2.ReplayOrdersResponse]]:
+        """Run orders against a recorded quote range with the live engine's rules (backtests).
+        Deterministic: the same request always gives the same events. Touches no account.
+        """
 
 def add_OrdersServiceServicer_to_server(servicer: OrdersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
