@@ -11,6 +11,7 @@ from typing import Any
 
 from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor, message_factory
+
 from raxx.mbt.v1 import (
     accounts_service_pb2,
     handoff_service_pb2,

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from datetime import date, timedelta
 
 from raxx.mbt.v1 import events_pb2, marketdata_service_pb2, marketdata_service_pb2_grpc
-
 from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.domain.replay import ReplayPlan, demo_start, iter_replay
 from services.marketdata.feed import ReplayFeed
 from services.marketdata.servicer import MarketDataServicer, quote_to_pb
+from services.marketdata.watchdog import FeedWatchdog
 from services.orders.domain.model import Quote
-from services.platform.bus import CLOCK_SUBJECT, QUOTES_SUBJECT
+from services.platform.bus import CLOCK_SUBJECT, FEED_STATUS_SUBJECT, QUOTES_SUBJECT
 from services.platform.grpc_server import ServiceHost
 from services.platform.runtime import Runtime, main
 from services.platform.wire import ts_to_wire
 
+FEED_HEALTH = "mbt.marketdata.feed"
 SERVICE = marketdata_service_pb2.DESCRIPTOR.services_by_name["MarketDataService"].full_name
 DEFAULT_DAYS = "2013-10-07,2013-10-08"
 
@@ -59,7 +62,30 @@ async def build(rt: Runtime) -> ServiceHost:
             await nc.publish(CLOCK_SUBJECT, ev.SerializeToString())
             await asyncio.sleep(0.25)
 
-    return ServiceHost(
+    watchdog = FeedWatchdog(stale_after_s=float(os.environ.get("MBT_STALE_AFTER_S", "60")))
+    host_ref: list[ServiceHost] = []
+
+    async def watch_feed() -> None:
+        """Say so (health + event) when quotes stop while the market is open, and return."""
+        seen = -1
+        while True:
+            await asyncio.sleep(1.0)
+            wall = time.monotonic()
+            changed = False
+            if feed.published != seen:
+                seen = feed.published
+                changed = watchdog.on_quote(wall)
+            elif watchdog.check(wall, calendar.is_open(feed.clock.now())):
+                changed = True
+            if changed:
+                ev = events_pb2.FeedStatusEvent(
+                    stale=watchdog.stale, reason=watchdog.reason, since=ts_to_wire(feed.clock.now())
+                )
+                await nc.publish(FEED_STATUS_SUBJECT, ev.SerializeToString())
+                if host_ref:
+                    await host_ref[0].set_serving(FEED_HEALTH, not watchdog.stale)
+
+    host = ServiceHost(
         name="marketdata",
         port=s.port_of("marketdata"),
         secret=s.jwt_secret,
@@ -70,8 +96,11 @@ async def build(rt: Runtime) -> ServiceHost:
         ],
         service_names=[SERVICE],
         public_methods=frozenset({"GetClock", "ListSymbols"}),
-        background=[feed.run, tick_clock],
+        background=[feed.run, tick_clock, watch_feed],
+        extra_health=[FEED_HEALTH],
     )
+    host_ref.append(host)
+    return host
 
 
 if __name__ == "__main__":

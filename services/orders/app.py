@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import ROUND_UP, Decimal
 from typing import Any
 
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
 from raxx.mbt.v1 import events_pb2
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from services.orders.adapters.tables import audit_log, fills, orders
 from services.orders.convert import fill_to_pb, order_to_pb, quote_from_pb
 from services.orders.domain.engine import MatchingEngine
@@ -97,6 +97,7 @@ class OrdersApp:
         self.lock = asyncio.Lock()
         self.sim_now = EPOCH
         self.user_of_order: dict[str, str] = {}
+        self.feed_stale_reason = ""  # set while market data says its feed is stale
 
     # ---- time -------------------------------------------------------------------------
     def advance(self, ts: datetime) -> None:
@@ -127,6 +128,12 @@ class OrdersApp:
             raise Unavailable(
                 "new orders are disabled; views and cancels still work",
                 reason="NEW_ORDERS_DISABLED",
+            )
+        if self.feed_stale_reason:
+            raise Unavailable(
+                f"market data is stale ({self.feed_stale_reason}); new orders are paused until "
+                "quotes return",
+                reason="MARKET_DATA_STALE",
             )
         coid = intent.client_order_id or str(uuid.uuid4())
         existing = await self._by_client_id(user.user_id, coid)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from nats.aio.msg import Msg
-from raxx.mbt.v1 import events_pb2
 
+from raxx.mbt.v1 import events_pb2
 from services.orders.app import OrdersApp
 from services.orders.convert import quote_from_pb
 from services.orders.domain.model import Quote
-from services.platform.bus import CLOCK_SUBJECT, QUOTES_SUBJECT, Bus
+from services.platform.bus import CLOCK_SUBJECT, FEED_STATUS_SUBJECT, QUOTES_SUBJECT, Bus
 from services.platform.wire import ts_from_wire
 
 
@@ -27,6 +27,12 @@ async def run_market_feed(app: OrdersApp, bus: Bus) -> None:
 
     await bus.nc.subscribe(f"{QUOTES_SUBJECT}.>", cb=enqueue, pending_msgs_limit=1_000_000)
     await bus.nc.subscribe(CLOCK_SUBJECT, cb=enqueue)
+
+    async def on_status(msg: Msg) -> None:
+        ev = events_pb2.FeedStatusEvent.FromString(msg.data)
+        app.feed_stale_reason = ev.reason or "feed stale" if ev.stale else ""
+
+    await bus.nc.subscribe(FEED_STATUS_SUBJECT, cb=on_status)
     await app.rearm()
     while True:
         msg = await queue.get()

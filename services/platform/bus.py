@@ -32,6 +32,7 @@ SESSIONS_STREAM = StreamConfig(
 
 QUOTES_SUBJECT = "mbt.quotes"
 CLOCK_SUBJECT = "mbt.clock"
+FEED_STATUS_SUBJECT = "mbt.marketdata.status"
 SESSION_REVOKED_SUBJECT = "mbt.sessions.revoked"
 
 

@@ -131,9 +131,17 @@ class ServiceHost:
     revocations: RevocationList = field(default_factory=RevocationList)
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    extra_health: list[str] = field(default_factory=list)
+    """Health-checked names beyond the services (e.g. the market-data feed)."""
     bound_port: int = 0
     host: str = "127.0.0.1"
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _health: Any = None
+
+    async def set_serving(self, name: str, serving: bool) -> None:
+        if self._health is not None:
+            status = health_pb2.HealthCheckResponse
+            await self._health.set(name, status.SERVING if serving else status.NOT_SERVING)
 
     async def run(self, ready: Callable[[int], None] | None = None) -> None:
         """Serve until SIGTERM/SIGINT (or `stop()`), then shut down gracefully."""
@@ -152,7 +160,8 @@ class ServiceHost:
         if self.bound_port == 0:
             raise SystemExit(f"{self.name}: cannot bind {self.host}:{self.port}")
         await server.start()
-        for svc in self.service_names:
+        self._health = health_servicer
+        for svc in [*self.service_names, *self.extra_health]:
             await health_servicer.set(svc, health_pb2.HealthCheckResponse.SERVING)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

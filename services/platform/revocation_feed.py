@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from nats.js.api import DeliverPolicy
-from raxx.mbt.v1 import events_pb2
 
+from raxx.mbt.v1 import events_pb2
 from services.platform.auth import RevocationList
 from services.platform.bus import SESSION_REVOKED_SUBJECT, SESSIONS_STREAM, Bus
 

@@ -9,9 +9,9 @@ from decimal import Decimal
 import grpc
 import httpx
 import pytest
+
 from raxx.mbt.v1 import orders_service_pb2 as opb
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
-
 from services.marketdata.domain.recorded import RecordedArchive
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.helpers import signup_http

@@ -13,11 +13,11 @@ from pathlib import Path
 import grpc
 import httpx
 import pytest
+
 from raxx.mbt.v1 import orders_service_pb2 as opb
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
 from raxx.mbt.v1 import sessions_service_pb2 as spb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as sgrpc
-
 from services.marketdata.domain.recorded import RecordedArchive
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.helpers import cli_json, run_cli, signup_http, ts, wait_for

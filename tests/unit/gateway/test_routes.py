@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 import pytest
 from google.rpc import code_pb2
-from raxx.mbt.v1 import orders_service_pb2
 
 from gateway.openapi import build_openapi
 from gateway.routes import build_routes, compile_template, split_verb
 from gateway.transcode import BadRequest, build_request
+from raxx.mbt.v1 import orders_service_pb2
 from services.platform.errors import HTTP_STATUS_BY_CODE
 
 

@@ -8,8 +8,8 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from raxx.mbt.v1 import marketdata_service_pb2 as pb
 
+from raxx.mbt.v1 import marketdata_service_pb2 as pb
 from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.feed import ReplayFeed
 from services.marketdata.servicer import MarketDataServicer

@@ -1,0 +1,171 @@
+"""Order submit latency and throughput through gRPC against the running services.
+
+Starts the whole system as `mbt up` does (embedded PostgreSQL and NATS, five services) on free
+ports in a temporary directory, signs a user up with a software passkey, then submits resting
+GTC buy limits (limit $1.00, so nothing fills and each order is one durable accept: order row,
+audit row, outbox row, buying-power hold in accounts, all committed before the reply).
+
+    python bench/submit.py [--orders-1 N] [--orders-32 N]
+
+Prints one line per phase and, last, one JSON object:
+{"p50_ms": ..., "p99_ms": ..., "orders_per_s": ..., "clients": 32, "single_client": {...}}
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mbt.client import origin_for  # noqa: E402
+from mbt.launcher import free_port  # noqa: E402
+from mbt.passkey import SoftPasskey  # noqa: E402
+from raxx.mbt.v1 import orders_service_pb2 as opb  # noqa: E402
+from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc  # noqa: E402
+from raxx.mbt.v1 import sessions_service_pb2 as spb  # noqa: E402
+from raxx.mbt.v1 import sessions_service_pb2_grpc as sgrpc  # noqa: E402
+
+
+def start_system(tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
+    gw, base = free_port(), free_port() + 11
+    log = tmp / "up.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mbt.cli",
+            "up",
+            "--data-dir",
+            str(tmp / "data"),
+            "--port",
+            str(gw),
+            "--grpc-port-base",
+            str(base),
+        ],
+        stdout=open(log, "wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 120
+    while "MBT is up" not in log.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"mbt up failed:\n{log.read_text()}")
+        time.sleep(0.2)
+    return proc, gw, base
+
+
+async def signup(sessions_addr: str, gw_port: int, email: str) -> str:
+    key = SoftPasskey.generate()
+    async with grpc.aio.insecure_channel(sessions_addr) as ch:
+        stub = sgrpc.SessionsServiceStub(ch)
+        c = await stub.BeginRegistration(spb.BeginRegistrationRequest(email=email))
+        cred = key.create(c.options_json, origin_for(f"http://127.0.0.1:{gw_port}"))
+        s = await stub.FinishRegistration(
+            spb.FinishRegistrationRequest(ceremony_id=c.ceremony_id, credential_json=cred)
+        )
+    return str(s.token)
+
+
+async def run_phase(addr: str, token: str, clients: int, total: int, tag: str) -> dict[str, Any]:
+    md = (("authorization", f"Bearer {token}"),)
+    latencies: list[float] = []
+    counter = iter(range(total))
+
+    async with grpc.aio.insecure_channel(addr) as ch:
+        stub = ogrpc.OrdersServiceStub(ch)
+
+        async def client() -> None:
+            for i in counter:
+                req = opb.SubmitOrderRequest(
+                    symbol="IBM",
+                    side="buy",
+                    qty="1",
+                    order_type="limit",
+                    limit_price="1.00",
+                    time_in_force="gtc",
+                    client_order_id=f"{tag}-{i}",
+                )
+                t0 = time.perf_counter()
+                o = await stub.SubmitOrder(req, metadata=md, timeout=30)
+                latencies.append((time.perf_counter() - t0) * 1000)
+                assert o.status == "accepted", o
+
+        # warm up the connection and the server's code paths
+        await stub.SubmitOrder(
+            opb.SubmitOrderRequest(
+                symbol="IBM",
+                side="buy",
+                qty="1",
+                order_type="limit",
+                limit_price="1.00",
+                time_in_force="gtc",
+                client_order_id=f"{tag}-warm",
+            ),
+            metadata=md,
+        )
+        t0 = time.perf_counter()
+        await asyncio.gather(*[client() for _ in range(clients)])
+        wall = time.perf_counter() - t0
+    latencies.sort()
+    return {
+        "clients": clients,
+        "orders": len(latencies),
+        "p50_ms": round(statistics.median(latencies), 2),
+        "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
+        "orders_per_s": round(len(latencies) / wall, 1),
+    }
+
+
+async def bench(gw: int, base: int, n1: int, n32: int) -> dict[str, Any]:
+    orders_addr, sessions_addr = f"127.0.0.1:{base + 1}", f"127.0.0.1:{base + 3}"
+    token = await signup(sessions_addr, gw, "bench-submit@example.com")
+    one = await run_phase(orders_addr, token, 1, n1, "one")
+    print(json.dumps({"phase": "1 client", **one}), flush=True)
+    many = await run_phase(orders_addr, token, 32, n32, "many")
+    print(json.dumps({"phase": "32 clients", **many}), flush=True)
+    return {
+        "p50_ms": many["p50_ms"],
+        "p99_ms": many["p99_ms"],
+        "orders_per_s": many["orders_per_s"],
+        "clients": 32,
+        "single_client": one,
+        "cpus": os.cpu_count(),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--orders-1", type=int, default=300)
+    ap.add_argument("--orders-32", type=int, default=2000)
+    ns = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="mbt-bench-"))
+    tmp.chmod(0o755)
+    proc, gw, base = start_system(tmp)
+    try:
+        result = asyncio.run(bench(gw, base, ns.orders_1, ns.orders_32))
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
