@@ -98,6 +98,7 @@ class OrdersApp:
         self.sim_now = EPOCH
         self.user_of_order: dict[str, str] = {}
         self.feed_stale_reason = ""  # set while market data says its feed is stale
+        self.known_symbols: set[str] = set()  # symbols market data has confirmed
 
     # ---- time -------------------------------------------------------------------------
     def advance(self, ts: datetime) -> None:
@@ -136,12 +137,11 @@ class OrdersApp:
                 reason="MARKET_DATA_STALE",
             )
         coid = intent.client_order_id or str(uuid.uuid4())
-        existing = await self._by_client_id(user.user_id, coid)
-        if existing is not None:
-            return existing
-        quote = await self.marketdata.call(
-            self.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=intent.symbol)
-        )
+        if intent.client_order_id:  # a repeat returns the original order
+            existing = await self._by_client_id(user.user_id, coid)
+            if existing is not None:
+                return existing
+        ask = await self._current_ask(intent.symbol)
         order_id = str(uuid.uuid4())
         now_wall = datetime.now(UTC)
         async with UnitOfWork(self.db) as uow:
@@ -187,7 +187,19 @@ class OrdersApp:
             dup = await self._by_client_id(user.user_id, coid)
             assert dup is not None
             return dup
-        return await self._hold_and_accept(order_id, user.user_id, intent, Decimal(quote.ask))
+        return await self._hold_and_accept(order_id, user.user_id, intent, ask)
+
+    async def _current_ask(self, symbol: str) -> Decimal:
+        """The ask that sizes a buy's hold: the engine's latest quote, else market data's
+        (which also answers NOT_FOUND for an unknown symbol)."""
+        q = self.matching.latest_quote(symbol) if symbol in self.known_symbols else None
+        if q is not None:
+            return q.ask
+        quote = await self.marketdata.call(
+            self.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=symbol)
+        )
+        self.known_symbols.add(symbol)
+        return Decimal(quote.ask)
 
     async def _hold_and_accept(
         self, order_id: str, user_id: str, intent: OrderIntent, ask: Decimal
@@ -237,7 +249,7 @@ class OrdersApp:
             self.user_of_order[order_id] = user_id
             if events:
                 await self._persist(events)
-        return await self._get(order_id)
+        return dict(row) if not events else await self._get(order_id)
 
     async def _reject(self, order_id: str, user_id: str, reason: str) -> None:
         async with UnitOfWork(self.db, self.outbox) as uow:
