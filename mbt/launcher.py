@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mbt.infra import Nats, Postgres, start_nats, start_postgres
 from services.platform.settings import DEFAULT_PORTS, sqlalchemy_url
@@ -98,6 +99,7 @@ class System:
         self.env: dict[str, str] = {}
         self.log_dir = opts.data_dir / "logs"
         self.stopping = False
+        self.scheduler: Any = None
 
     def say(self, msg: str) -> None:
         if not self.opts.quiet:
@@ -204,6 +206,8 @@ class System:
     def stop(self) -> None:
         self.stopping = True
         self.say("stopping...")
+        if self.scheduler is not None:
+            self.scheduler.stop()
         for name in reversed(("gateway", *SERVICE_ORDER)):
             p = self.procs.get(name)
             if p is not None and p.poll() is None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from raxx.mbt.v1 import accounts_service_pb2, accounts_service_pb2_grpc
-
 from services.accounts.adapters.tables import MIGRATIONS
 from services.accounts.consumer import TradeEventConsumer
+from services.accounts.job_runner import AccountJobRunner
 from services.accounts.servicer import AccountsServicer
-from services.platform.bus import TRADES_STREAM
+from services.marketdata.domain.calendar import MarketCalendar
+from services.platform.bus import JOBS_STREAM, TRADES_STREAM
 from services.platform.clients import ServiceChannel
 from services.platform.grpc_server import ServiceHost
 from services.platform.runtime import Runtime, main
@@ -26,6 +27,18 @@ async def build(rt: Runtime) -> ServiceHost:
     async def consume() -> None:
         await rt.bus.consume("mbt.>", "accounts-ledger", consumer.handle, stream=stream)
 
+    runner = AccountJobRunner(engine, md, MarketCalendar())
+
+    async def run_jobs() -> None:
+        await rt.bus.ensure_stream(JOBS_STREAM)
+        await rt.bus.consume(
+            "mbt.jobs.accounts.>",
+            "accounts-jobs",
+            runner.handle,
+            stream=JOBS_STREAM.name or "MBT_JOBS",
+            batch=1,
+        )
+
     return ServiceHost(
         name="accounts",
         port=s.port_of("accounts"),
@@ -36,7 +49,7 @@ async def build(rt: Runtime) -> ServiceHost:
             )
         ],
         service_names=[SERVICE],
-        background=[consume],
+        background=[consume, run_jobs],
         on_shutdown=[md.close],
     )
 

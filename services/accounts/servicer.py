@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import date
 from decimal import Decimal
 from typing import Any
 
 import grpc
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from raxx.mbt.v1 import accounts_service_pb2 as pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as pb_grpc
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from services.accounts import handlers
-from services.accounts.adapters.tables import activities, positions
+from services.accounts.adapters.tables import activities, eod_snapshots, positions
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
 from services.platform.auth import require_service, require_user
 from services.platform.clients import ServiceChannel
@@ -157,6 +158,40 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             ],
             next_page_token=next_page_token(offset, size, len(rows)),
         )
+
+    async def GetPortfolioHistory(
+        self, request: pb.GetPortfolioHistoryRequest, context: Ctx
+    ) -> pb.PortfolioHistory:
+        user = require_user()
+        bounds = []
+        for name in ("start_date", "end_date"):
+            raw = getattr(request, name)
+            try:
+                bounds.append(date.fromisoformat(raw) if raw else None)
+            except ValueError:
+                raise InvalidArgument(name, f"not a YYYY-MM-DD date: {raw!r}") from None
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, user.user_id)
+            q = select(eod_snapshots).where(eod_snapshots.c.account_id == acct["id"])
+            if bounds[0]:
+                q = q.where(eod_snapshots.c.as_of_date >= bounds[0])
+            if bounds[1]:
+                q = q.where(eod_snapshots.c.as_of_date <= bounds[1])
+            rows = (await conn.execute(q.order_by(eod_snapshots.c.as_of_date))).mappings().all()
+        out = pb.PortfolioHistory()
+        prev: Decimal | None = None
+        for r in rows:
+            equity = Decimal(r["equity"])
+            out.points.add(
+                date=r["as_of_date"].isoformat(),
+                equity=money(equity),
+                cash=money(Decimal(r["cash"])),
+                long_market_value=money(Decimal(r["long_market_value"])),
+                short_market_value=money(Decimal(r["short_market_value"])),
+                profit_loss=money(equity - prev) if prev is not None else "0.00",
+            )
+            prev = equity
+        return out
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: Ctx) -> pb.Account:
         require_service()

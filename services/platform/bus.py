@@ -11,7 +11,7 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, StreamConfig
+from nats.js.api import ConsumerConfig, RetentionPolicy, StreamConfig
 from nats.js.errors import NotFoundError
 
 log = logging.getLogger("mbt.bus")
@@ -28,6 +28,15 @@ SESSIONS_STREAM = StreamConfig(
     subjects=["mbt.sessions.>"],
     duplicate_window=600.0,
     max_age=24 * 3600.0,
+)
+
+# Scheduled job triggers: a work queue, one durable consumer per owning service.
+JOBS_STREAM = StreamConfig(
+    name="MBT_JOBS",
+    subjects=["mbt.jobs.>"],
+    retention=RetentionPolicy.WORK_QUEUE,
+    duplicate_window=3600.0,
+    max_age=7 * 24 * 3600.0,
 )
 
 QUOTES_SUBJECT = "mbt.quotes"

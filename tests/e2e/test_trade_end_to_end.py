@@ -277,3 +277,41 @@ def test_users_cannot_see_each_other(system: RunningSystem) -> None:
         httpx.get(f"{url}/api/mbt/orders/{oid}", headers=ha).json()["data"]["status"] == "accepted"
     )
     assert httpx.get(f"{url}/api/mbt/orders", headers=hb).json()["data"]["orders"] == []
+
+
+def test_eod_job_writes_the_portfolio_history(system: RunningSystem, tmp_path: Path) -> None:
+    """`python -m mbt.jobs mark-to-market` → accounts snapshots every account at the close."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    url = system.url
+    token, _ = signup_http(url, "eod@example.com")
+    h = {"authorization": f"Bearer {token}"}
+    nats_url = re.search(r"nats\s+(nats://\S+)", system.log.read_text())
+    assert nats_url is not None
+    env = {**os.environ, "NATS_URL": nats_url.group(1)}
+    p = subprocess.run(
+        [sys.executable, "-m", "mbt.jobs", "mark-to-market", "--as-of", "2013-10-07"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    points = wait_for(
+        lambda: httpx.get(f"{url}/api/mbt/account/history", headers=h).json()["data"]["points"],
+        what="the EOD snapshot",
+    )
+    # a new account with no positions: equity = cash = $100,000 (Diversifier)
+    assert points == [
+        {
+            "date": "2013-10-07",
+            "equity": "100000.00",
+            "cash": "100000.00",
+            "long_market_value": "0.00",
+            "short_market_value": "0.00",
+            "profit_loss": "0.00",
+        }
+    ]

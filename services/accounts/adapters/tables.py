@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -15,8 +16,9 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
-from services.platform.db import SchemaMigrations, create_tables
+from services.platform.db import SchemaMigrations, create_tables, sql
 from services.platform.outbox import outbox_table
 
 SCHEMA = "accounts"
@@ -102,6 +104,35 @@ parked_events = Table(
     UniqueConstraint("event_id"),
 )
 
+# One row per account per trading day, marked at the close (the EOD mark-to-market job).
+eod_snapshots = Table(
+    "eod_snapshots",
+    metadata,
+    Column("account_id", String(36), ForeignKey(accounts.c.id), primary_key=True),
+    Column("as_of_date", Date, primary_key=True),
+    Column("cash", MONEY, nullable=False),
+    Column("long_market_value", MONEY, nullable=False),
+    Column("short_market_value", MONEY, nullable=False),
+    Column("equity", MONEY, nullable=False),
+    Column("positions", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
 outbox = outbox_table(metadata)
 
-MIGRATIONS = SchemaMigrations(schema=SCHEMA, steps=[create_tables(metadata)])
+EOD_SNAPSHOTS_DDL = """
+CREATE TABLE IF NOT EXISTS accounts.eod_snapshots (
+    account_id varchar(36) NOT NULL REFERENCES accounts.accounts (id),
+    as_of_date date NOT NULL,
+    cash numeric(20, 6) NOT NULL,
+    long_market_value numeric(20, 6) NOT NULL,
+    short_market_value numeric(20, 6) NOT NULL,
+    equity numeric(20, 6) NOT NULL,
+    positions jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (account_id, as_of_date)
+)"""
+
+MIGRATIONS = SchemaMigrations(
+    schema=SCHEMA, steps=[create_tables(metadata), sql(EOD_SNAPSHOTS_DDL)]
+)

@@ -422,3 +422,82 @@ class ReleaseHoldResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReleaseHoldResponse: _TypeAlias = ReleaseHoldResponse  # noqa: Y015
+
+@_typing.final
+class GetPortfolioHistoryRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    start_date: _builtins.str
+    """inclusive dates, YYYY-MM-DD; empty means unbounded"""
+    end_date: _builtins.str
+    def __init__(
+        self,
+        *,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPortfolioHistoryRequest: _TypeAlias = GetPortfolioHistoryRequest  # noqa: Y015
+
+@_typing.final
+class PortfolioPoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    EQUITY_FIELD_NUMBER: _builtins.int
+    CASH_FIELD_NUMBER: _builtins.int
+    LONG_MARKET_VALUE_FIELD_NUMBER: _builtins.int
+    SHORT_MARKET_VALUE_FIELD_NUMBER: _builtins.int
+    PROFIT_LOSS_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """YYYY-MM-DD"""
+    equity: _builtins.str
+    cash: _builtins.str
+    long_market_value: _builtins.str
+    short_market_value: _builtins.str
+    profit_loss: _builtins.str
+    """equity change from the previous point"""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        equity: _builtins.str = ...,
+        cash: _builtins.str = ...,
+        long_market_value: _builtins.str = ...,
+        short_market_value: _builtins.str = ...,
+        profit_loss: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "date", b"date", "equity", b"equity", "long_market_value", b"long_market_value", "profit_loss", b"profit_loss", "short_market_value", b"short_market_value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PortfolioPoint: _TypeAlias = PortfolioPoint  # noqa: Y015
+
+@_typing.final
+class PortfolioHistory(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POINTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___PortfolioPoint]: ...
+    def __init__(
+        self,
+        *,
+        points: _abc.Iterable[Global___PortfolioPoint] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["points", b"points"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PortfolioHistory: _TypeAlias = PortfolioHistory  # noqa: Y015

@@ -55,6 +55,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActivitiesRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActivitiesResponse.FromString,
                 _registered_method=True)
+        self.GetPortfolioHistory = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/GetPortfolioHistory',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPortfolioHistoryRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PortfolioHistory.FromString,
+                _registered_method=True)
         self.OpenAccount = channel.unary_unary(
                 '/raxx.mbt.v1.AccountsService/OpenAccount',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.OpenAccountRequest.SerializeToString,
@@ -104,6 +109,13 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPortfolioHistory(self, request, context):
+        """Equity per trading day from the end-of-day snapshots (a chart's series), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def OpenAccount(self, request, context):
         """Internal (service principal only): open the account of a new user.
         """
@@ -147,6 +159,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.ListActivities,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActivitiesRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActivitiesResponse.SerializeToString,
+            ),
+            'GetPortfolioHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPortfolioHistory,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPortfolioHistoryRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PortfolioHistory.SerializeToString,
             ),
             'OpenAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenAccount,
@@ -273,6 +290,33 @@ class AccountsService:
             '/raxx.mbt.v1.AccountsService/ListActivities',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActivitiesRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActivitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPortfolioHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/GetPortfolioHistory',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPortfolioHistoryRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PortfolioHistory.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,8 @@ class AccountsServiceStub:
     """One open position by symbol."""
     ListActivities: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ListActivitiesRequest, _accounts_service_pb2.ListActivitiesResponse]
     """The caller's activity stream (fills, dividends, ...), newest first."""
+    GetPortfolioHistory: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.GetPortfolioHistoryRequest, _accounts_service_pb2.PortfolioHistory]
+    """Equity per trading day from the end-of-day snapshots (a chart's series), oldest first."""
     OpenAccount: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]
     """Internal (service principal only): open the account of a new user."""
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]
@@ -61,6 +63,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """One open position by symbol."""
     ListActivities: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ListActivitiesRequest, _accounts_service_pb2.ListActivitiesResponse]  # type: ignore[assignment]
     """The caller's activity stream (fills, dividends, ...), newest first."""
+    GetPortfolioHistory: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.GetPortfolioHistoryRequest, _accounts_service_pb2.PortfolioHistory]  # type: ignore[assignment]
+    """Equity per trading day from the end-of-day snapshots (a chart's series), oldest first."""
     OpenAccount: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]  # type: ignore[assignment]
     """Internal (service principal only): open the account of a new user."""
     PlaceHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
@@ -102,6 +106,14 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.ListActivitiesResponse, _abc.Awaitable[_accounts_service_pb2.ListActivitiesResponse]]:
         """The caller's activity stream (fills, dividends, ...), newest first."""
+
+    @_abc_1.abstractmethod
+    def GetPortfolioHistory(
+        self,
+        request: _accounts_service_pb2.GetPortfolioHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.PortfolioHistory, _abc.Awaitable[_accounts_service_pb2.PortfolioHistory]]:
+        """Equity per trading day from the end-of-day snapshots (a chart's series), oldest first."""
 
     @_abc_1.abstractmethod
     def OpenAccount(

@@ -1,0 +1,88 @@
+"""Runs the accounts jobs triggered on `mbt.jobs.accounts.<job>` (acked after they finish)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+from nats.aio.msg import Msg
+from sqlalchemy import distinct, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
+from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
+from services.accounts import jobs
+from services.accounts.adapters.tables import positions
+from services.marketdata.domain.calendar import MarketCalendar
+from services.platform.clients import ServiceChannel
+from services.platform.errors import MbtError
+from services.platform.wire import ts_to_wire
+
+log = logging.getLogger("mbt.accounts.jobs")
+
+
+class AccountJobRunner:
+    def __init__(
+        self, engine: AsyncEngine, marketdata: ServiceChannel, calendar: MarketCalendar
+    ) -> None:
+        self.engine = engine
+        self.md = marketdata
+        self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
+        self.calendar = calendar
+        self.done: list[str] = []
+
+    async def closing_marks(self, as_of: date) -> dict[str, Decimal]:
+        """Mid of each held symbol's last quote before the close of `as_of`."""
+        bounds = self.calendar.session_bounds(as_of)
+        if bounds is None:
+            return {}
+        open_, close = bounds
+        async with self.engine.connect() as conn:
+            symbols = (
+                (
+                    await conn.execute(
+                        select(distinct(positions.c.symbol)).where(positions.c.qty != 0)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        marks: dict[str, Decimal] = {}
+        for symbol in symbols:
+            req = md_pb.ListQuotesRequest(symbol=symbol, page_size=500)
+            req.start_time.CopyFrom(ts_to_wire(close - timedelta(minutes=30)))
+            req.end_time.CopyFrom(ts_to_wire(close))
+            try:
+                page = await self.md.call(self.md_stub.ListQuotes, req)
+            except MbtError as exc:
+                log.warning("no closing quote for %s: %s", symbol, exc.message)
+                continue
+            token = page.next_page_token
+            last = page.quotes[-1] if page.quotes else None
+            while token:
+                req.page_token = token
+                page = await self.md.call(self.md_stub.ListQuotes, req)
+                last = page.quotes[-1] if page.quotes else last
+                token = page.next_page_token
+            if last is not None:
+                bid, ask = Decimal(last.bid), Decimal(last.ask)
+                marks[symbol] = (bid + ask) / 2 if bid > 0 else ask
+        return marks
+
+    async def handle(self, msg: Msg) -> None:
+        job = msg.subject.rsplit(".", 1)[-1]
+        body = json.loads(msg.data or b"{}")
+        as_of = date.fromisoformat(body.get("as_of", date.today().isoformat()))
+        if job == "mark-to-market":
+            marks = await self.closing_marks(as_of)
+            n = await jobs.mark_to_market(self.engine, as_of, marks)
+            log.info("mark-to-market %s: %d snapshots, %d marks", as_of, n, len(marks))
+        elif job == "retention-purge":
+            n = await jobs.purge_retention(self.engine, datetime.fromisoformat(body["now"]))
+            log.info("retention purge: %d rows deleted", n)
+        else:
+            log.warning("job %s is not implemented yet; trigger acknowledged and ignored", job)
+        self.done.append(job)
+        await msg.ack()

@@ -1,0 +1,101 @@
+"""EOD mark-to-market and retention against real PostgreSQL, values worked out by hand."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal as D
+
+import pytest
+from sqlalchemy import select, update
+
+from services.accounts import handlers, jobs
+from services.accounts.adapters.tables import MIGRATIONS, accounts, activities, eod_snapshots
+from services.platform.db import make_engine, migrate
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def engine(database_url: str):  # type: ignore[no-untyped-def]
+    e = make_engine(database_url, pool_size=4)
+    await migrate(e, MIGRATIONS)
+    yield e
+    await e.dispose()
+
+
+async def buy(engine, user: str, symbol: str, qty: str, price: str) -> None:  # type: ignore[no-untyped-def]
+    oid = str(uuid.uuid4())
+    f = handlers.FillApplied(
+        execution_id=f"{oid}:1",
+        order_id=oid,
+        user_id=user,
+        symbol=symbol,
+        side="buy",
+        qty=D(qty),
+        price=D(price),
+        filled_at=datetime(2013, 10, 7, 15, tzinfo=UTC),
+        order_status="filled",
+        explanation="test",
+    )
+    async with engine.begin() as conn:
+        await handlers.apply_fill_event(conn, f.execution_id, f)
+
+
+async def test_mark_to_market_snapshots_each_account_once(engine) -> None:  # type: ignore[no-untyped-def]
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "trial", "free", None)  # $10,000
+    await buy(engine, user, "IBM", "10", "182.35")  # cash 10,000 − 1,823.50 = 8,176.50
+    await buy(engine, user, "ZZZ", "2", "50")  # no close mark: carried at 50; cash 8,076.50
+    as_of = date(2099, 1, 2)  # a day no other test snapshots
+    n1 = await jobs.mark_to_market(engine, as_of, {"IBM": D("186.16"), "SPY": D("169.0")})
+    n2 = await jobs.mark_to_market(engine, as_of, {"IBM": D("999")})  # redelivered: no change
+    assert n1 >= 1 and n2 == 0
+    async with engine.connect() as conn:
+        acct = await handlers.account_of_user(conn, user)
+        snap = (
+            await conn.execute(
+                select(eod_snapshots).where(
+                    eod_snapshots.c.account_id == acct["id"], eod_snapshots.c.as_of_date == as_of
+                )
+            )
+        ).one()
+    # long value = 10 × 186.16 + 2 × 50 = 1,861.60 + 100 = 1,961.60; equity = 8,076.50 + 1,961.60
+    assert D(snap.cash) == D("8076.50")
+    assert D(snap.long_market_value) == D("1961.60")
+    assert D(snap.equity) == D("10038.10")
+    assert {p["symbol"]: D(str(p["mark"])) for p in snap.positions} == {
+        "IBM": D("186.16"),
+        "ZZZ": D(50),
+    }
+
+
+async def test_retention_purges_free_history_after_90_days(engine) -> None:  # type: ignore[no-untyped-def]
+    free, pro = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.open_account(engine, free, "trial", "free", None)
+    await handlers.open_account(engine, pro, "trial", "pro", None)
+    await buy(engine, free, "IBM", "1", "100")
+    await buy(engine, pro, "IBM", "1", "100")
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(activities)
+            .values(occurred_at=datetime(2013, 10, 7, tzinfo=UTC))
+            .where(
+                activities.c.account_id.in_(
+                    select(accounts.c.id).where(accounts.c.user_id.in_([free, pro]))
+                )
+            )
+        )
+    now = datetime(2013, 10, 7, tzinfo=UTC) + timedelta(days=91)
+    await jobs.purge_retention(engine, now)
+    async with engine.connect() as conn:
+
+        def count(uid: str):  # type: ignore[no-untyped-def]
+            return (
+                select(activities.c.id)
+                .join(accounts, accounts.c.id == activities.c.account_id)
+                .where(accounts.c.user_id == uid)
+            )
+
+        assert (await conn.execute(count(free))).all() == []  # Free: 90 days
+        assert len((await conn.execute(count(pro))).all()) == 1  # Pro: 3 years
