@@ -25,7 +25,9 @@ async def build(rt: Runtime) -> ServiceHost:
     stream = TRADES_STREAM.name or "MBT_TRADES"
 
     async def consume() -> None:
-        await rt.bus.consume("mbt.>", "accounts-ledger", consumer.handle, stream=stream)
+        await rt.bus.consume_batches(
+            "mbt.>", "accounts-ledger", consumer.handle_batch, stream=stream
+        )
 
     runner = AccountJobRunner(engine, md, MarketCalendar())
 

@@ -6,10 +6,11 @@ import logging
 from decimal import Decimal
 
 from nats.aio.msg import Msg
-from raxx.mbt.v1 import events_pb2
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from raxx.mbt.v1 import events_pb2
 from services.accounts import handlers
+from services.accounts.ledger_batch import FillApplied, apply_fills
 from services.platform.wire import ts_from_wire
 
 log = logging.getLogger("mbt.accounts.consumer")
@@ -21,37 +22,76 @@ class TradeEventConsumer:
         self.engine = engine
         self.applied = 0
 
+    async def handle_batch(self, msgs: list[Msg]) -> None:
+        """Apply a fetched batch in one transaction (one commit), then ack every message.
+
+        If anything in the batch fails, fall back to one transaction per message, so one bad
+        event cannot hold the others back. Acks only follow the commit: a crash before it
+        redelivers the batch, and the inbox makes the second application a no-op.
+        """
+        try:
+            async with self.engine.begin() as conn:
+                outcomes = await self._apply_many(conn, msgs)
+        except Exception:
+            log.warning("batch of %d failed; applying one by one", len(msgs), exc_info=True)
+            for msg in msgs:
+                await self.handle(msg)
+            return
+        for msg, outcome in zip(msgs, outcomes, strict=True):
+            await msg.ack()
+            self._count(outcome, msg)
+
     async def handle(self, msg: Msg) -> None:
-        event_id = (msg.headers or {}).get(
-            "Nats-Msg-Id"
-        ) or f"{msg.subject}:{msg.metadata.sequence.stream}"
         async with self.engine.begin() as conn:
-            if msg.subject.startswith("mbt.fills."):
-                ev = events_pb2.FillEvent.FromString(msg.data)
-                f = ev.fill
-                outcome = await handlers.apply_fill_event(
-                    conn,
-                    event_id,
-                    handlers.FillApplied(
-                        execution_id=f.id,
-                        order_id=f.order_id,
-                        user_id=ev.user_id,
-                        symbol=f.symbol,
-                        side=f.side,
-                        qty=Decimal(f.qty),
-                        price=Decimal(f.price),
-                        filled_at=ts_from_wire(f.filled_at),
-                        order_status=ev.order.status,
-                        explanation=f.explanation,
-                    ),
-                )
-            else:
-                oe = events_pb2.OrderEvent.FromString(msg.data)
-                outcome = "ignored"
-                if oe.order.status in DONE_WITHOUT_FILL:
-                    outcome = await handlers.apply_order_done(conn, event_id, oe.order.id)
+            (outcome,) = await self._apply_many(conn, [msg])
         await msg.ack()
+        self._count(outcome, msg)
+
+    def _count(self, outcome: str, msg: Msg) -> None:
         if outcome == "applied":
             self.applied += 1
         elif outcome == "parked":
-            log.warning("parked event %s on %s: unknown account", event_id, msg.subject)
+            log.warning("parked event on %s: unknown account", msg.subject)
+
+    async def _apply_many(self, conn: AsyncConnection, msgs: list[Msg]) -> list[str]:
+        """Fills are applied together (set-based); an order event first flushes the fills
+        before it, so a hold is released only after the fills that used it."""
+        outcomes: list[str] = [""] * len(msgs)
+        pending: list[tuple[int, tuple[str, FillApplied]]] = []
+
+        async def flush() -> None:
+            results = await apply_fills(conn, [item for _, item in pending])
+            for (i, _), r in zip(pending, results, strict=True):
+                outcomes[i] = r
+            pending.clear()
+
+        for i, msg in enumerate(msgs):
+            headers = msg.headers or {}
+            event_id = headers.get("Nats-Msg-Id") or f"{msg.subject}:{msg.metadata.sequence.stream}"
+            if msg.subject.startswith("mbt.fills."):
+                pending.append((i, (event_id, fill_from_event(msg.data))))
+                continue
+            await flush()
+            oe = events_pb2.OrderEvent.FromString(msg.data)
+            outcomes[i] = "ignored"
+            if oe.order.status in DONE_WITHOUT_FILL:
+                outcomes[i] = await handlers.apply_order_done(conn, event_id, oe.order.id)
+        await flush()
+        return outcomes
+
+
+def fill_from_event(data: bytes) -> FillApplied:
+    ev = events_pb2.FillEvent.FromString(data)
+    f = ev.fill
+    return FillApplied(
+        execution_id=f.id,
+        order_id=f.order_id,
+        user_id=ev.user_id,
+        symbol=f.symbol,
+        side=f.side,
+        qty=Decimal(f.qty),
+        price=Decimal(f.price),
+        filled_at=ts_from_wire(f.filled_at),
+        order_status=ev.order.status,
+        explanation=f.explanation,
+    )

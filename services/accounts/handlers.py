@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
@@ -13,13 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.accounts.adapters.tables import (
     accounts,
-    activities,
-    applied_events,
     holds,
-    parked_events,
     positions,
 )
-from services.accounts.domain.ledger import ZERO, PositionState, apply_fill
+from services.accounts.domain.ledger import ZERO
 from services.accounts.domain.profiles import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -27,21 +22,10 @@ from services.accounts.domain.profiles import (
     Tier,
     starting_cash,
 )
+from services.accounts.ledger_batch import FillApplied, apply_fills, claim_events
+
+__all__ = ["FillApplied", "apply_fill_event", "apply_order_done", "open_account", "place_hold"]
 from services.platform.errors import FailedPrecondition, InvalidArgument, NotFound
-
-
-@dataclass(frozen=True)
-class FillApplied:
-    execution_id: str
-    order_id: str
-    user_id: str
-    symbol: str
-    side: str
-    qty: Decimal
-    price: Decimal
-    filled_at: datetime
-    order_status: str
-    explanation: str
 
 
 async def open_account(
@@ -194,23 +178,7 @@ async def release_hold_tx(engine: AsyncEngine, order_id: str) -> bool:
 
 
 async def already_applied(conn: AsyncConnection, event_id: str) -> bool:
-    inserted = await conn.execute(
-        insert(applied_events)
-        .values(event_id=event_id)
-        .on_conflict_do_nothing()
-        .returning(applied_events.c.event_id)
-    )
-    return inserted.first() is None
-
-
-async def park(
-    conn: AsyncConnection, event_id: str, subject: str, reason: str, payload: str
-) -> None:
-    await conn.execute(
-        insert(parked_events)
-        .values(event_id=event_id, subject=subject, reason=reason, payload=payload)
-        .on_conflict_do_nothing()
-    )
+    return event_id not in await claim_events(conn, [event_id])
 
 
 async def apply_fill_event(conn: AsyncConnection, event_id: str, fill: FillApplied) -> str:
@@ -218,102 +186,7 @@ async def apply_fill_event(conn: AsyncConnection, event_id: str, fill: FillAppli
 
     Returns "applied", "duplicate" or "parked". The caller commits, then acks the message.
     """
-    if await already_applied(conn, event_id):
-        return "duplicate"
-    acct = (
-        (
-            await conn.execute(
-                select(accounts).where(accounts.c.user_id == fill.user_id).with_for_update()
-            )
-        )
-        .mappings()
-        .first()
-    )
-    if acct is None:
-        await park(conn, event_id, "fill", "unknown account for user", fill.execution_id)
-        return "parked"
-    account_id = str(acct["id"])
-    row = (
-        (
-            await conn.execute(
-                select(positions)
-                .where(positions.c.account_id == account_id, positions.c.symbol == fill.symbol)
-                .with_for_update()
-            )
-        )
-        .mappings()
-        .first()
-    )
-    pos = (
-        PositionState(
-            qty=Decimal(row["qty"]),
-            avg_entry_price=Decimal(row["avg_entry_price"]),
-            realized_pl=Decimal(row["realized_pl"]),
-        )
-        if row
-        else PositionState()
-    )
-    effect = apply_fill(pos, fill.side, fill.qty, fill.price)
-    new = effect.position
-    values = {
-        "qty": new.qty,
-        "avg_entry_price": new.avg_entry_price,
-        "realized_pl": new.realized_pl,
-        "closed_at": fill.filled_at if new.qty == 0 else None,
-    }
-    if row is None:
-        await conn.execute(
-            positions.insert().values(
-                account_id=account_id,
-                symbol=fill.symbol,
-                asset_class="equity",
-                opened_at=fill.filled_at,
-                **values,
-            )
-        )
-    else:
-        if Decimal(row["qty"]) == 0:
-            values["opened_at"] = fill.filled_at
-        await conn.execute(
-            update(positions)
-            .where(positions.c.account_id == account_id, positions.c.symbol == fill.symbol)
-            .values(**values)
-        )
-    await conn.execute(
-        update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(cash=accounts.c.cash + effect.cash_delta)
-    )
-    # the hold shrinks by what the fill used; a done order releases the rest
-    if fill.order_status in {"filled", "canceled", "expired"}:
-        await release_hold(conn, fill.order_id)
-    elif fill.side == "buy":
-        await conn.execute(
-            update(holds)
-            .where(holds.c.order_id == fill.order_id, holds.c.status == "active")
-            .values(amount=func.greatest(holds.c.amount - fill.qty * fill.price, 0))
-        )
-    else:
-        await conn.execute(
-            update(holds)
-            .where(holds.c.order_id == fill.order_id, holds.c.status == "active")
-            .values(qty=func.greatest(holds.c.qty - fill.qty, 0))
-        )
-    await conn.execute(
-        activities.insert().values(
-            id=fill.execution_id,
-            account_id=account_id,
-            activity_type="fill",
-            symbol=fill.symbol,
-            amount=effect.cash_delta,
-            qty=fill.qty if fill.side == "buy" else -fill.qty,
-            price=fill.price,
-            ref_id=fill.order_id,
-            description=fill.explanation,
-            occurred_at=fill.filled_at,
-        )
-    )
-    return "applied"
+    return (await apply_fills(conn, [(event_id, fill)]))[0]
 
 
 async def apply_order_done(conn: AsyncConnection, event_id: str, order_id: str) -> str:

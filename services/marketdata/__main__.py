@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import date, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, timedelta
 
 from raxx.mbt.v1 import events_pb2, marketdata_service_pb2, marketdata_service_pb2_grpc
 from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.domain.replay import ReplayPlan, demo_start, iter_replay
-from services.marketdata.feed import ReplayFeed
+from services.marketdata.feed import Publish, ReplayFeed
 from services.marketdata.servicer import MarketDataServicer, quote_to_pb
 from services.marketdata.watchdog import FeedWatchdog
 from services.orders.domain.model import Quote
@@ -44,6 +45,11 @@ async def build(rt: Runtime) -> ServiceHost:
             events_pb2.QuoteEvent(quote=quote_to_pb(q)).SerializeToString(),
         )
 
+    provider = os.environ.get("MBT_MARKETDATA_PROVIDER", "replay")
+    if provider == "alpaca":
+        return await build_alpaca(rt, calendar, publish)
+    if provider != "replay":
+        raise SystemExit(f"MBT_MARKETDATA_PROVIDER must be replay or alpaca, not {provider!r}")
     feed = ReplayFeed(iter_replay(plan, start, True), start, speed, calendar, publish)
     open_at = demo_start(days[0], after_open=timedelta(0))
     history = sorted(
@@ -53,6 +59,36 @@ async def build(rt: Runtime) -> ServiceHost:
     for q in history:
         feed.book.add(q)
         feed.cache.put(q)
+    return host_for(rt, feed, calendar, symbols, [feed.run])
+
+
+async def build_alpaca(rt: Runtime, calendar: MarketCalendar, publish: Publish) -> ServiceHost:
+    """Live quotes from Alpaca through alpaca-py (one shared key), on the real clock."""
+    from services.marketdata.providers import AlpacaQuoteProvider, AlpacaSettings
+
+    symbols = [s.strip().upper() for s in os.environ.get("MBT_SYMBOLS", "SPY,IBM").split(",") if s]
+    provider = AlpacaQuoteProvider(AlpacaSettings.from_env(), symbols)
+    now = datetime.now(UTC)
+    feed = ReplayFeed(iter(()), now, 1.0, calendar, publish)
+    for q in (await provider.latest_quotes(symbols)).values():
+        feed.cache.put(q)
+        feed.book.add(q)
+
+    async def stream() -> None:
+        await provider.run(feed.ingest)
+
+    return host_for(rt, feed, calendar, symbols, [stream])
+
+
+def host_for(
+    rt: Runtime,
+    feed: ReplayFeed,
+    calendar: MarketCalendar,
+    symbols: list[str],
+    sources: list[Callable[[], Awaitable[None]]],
+) -> ServiceHost:
+    s = rt.settings
+    nc = rt.bus.nc
     servicer = MarketDataServicer(feed, symbols)
 
     async def tick_clock() -> None:
@@ -96,7 +132,7 @@ async def build(rt: Runtime) -> ServiceHost:
         ],
         service_names=[SERVICE],
         public_methods=frozenset({"GetClock", "ListSymbols"}),
-        background=[feed.run, tick_clock, watch_feed],
+        background=[*sources, tick_clock, watch_feed],
         extra_health=[FEED_HEALTH],
     )
     host_ref.append(host)

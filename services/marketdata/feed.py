@@ -92,14 +92,17 @@ class ReplayFeed:
                 self.clock.jump_to(q.ts)
                 if self.published % 500 == 0:
                     await asyncio.sleep(0)
-            reason = self.hygiene.check(q)
-            if reason is not None:
-                continue
-            self.cache.put(q)
-            self.book.add(q)
-            await self.publish(q)
-            for sub in list(self.subscribers):
-                if sub.qsize() < 10_000:
-                    sub.put_nowait(q)
-            self.published += 1
+            await self.ingest(q)
         log.info("replay finished after %d quotes", self.published)
+
+    async def ingest(self, q: Quote) -> None:
+        """One quote from any provider: hygiene, caches, the bus and the stream subscribers."""
+        if self.hygiene.check(q) is not None:
+            return
+        self.cache.put(q)
+        self.book.add(q)
+        await self.publish(q)
+        for sub in list(self.subscribers):
+            if sub.qsize() < 10_000:
+                sub.put_nowait(q)
+        self.published += 1

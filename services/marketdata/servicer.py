@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import grpc
+
 from raxx.mbt.v1 import (
     common_pb2,
 )
@@ -17,7 +18,6 @@ from raxx.mbt.v1 import (
 from raxx.mbt.v1 import (
     marketdata_service_pb2_grpc as pb_grpc,
 )
-
 from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.feed import ReplayFeed
 from services.marketdata.quote_book import delay_for

@@ -111,6 +111,30 @@ class Bus:
             for msg in msgs:
                 await handler(msg)
 
+    async def consume_batches(
+        self,
+        subject: str,
+        durable: str,
+        handler: Callable[[list[Msg]], Awaitable[None]],
+        *,
+        stream: str,
+        batch: int = 200,
+    ) -> None:
+        """Like `consume`, but hands each fetched batch to the handler at once."""
+        await self.wait_for_stream(stream)
+        sub = await self.js.pull_subscribe(
+            subject,
+            durable=durable,
+            stream=stream,
+            config=ConsumerConfig(ack_wait=30, max_deliver=-1, max_ack_pending=10_000),
+        )
+        while True:
+            try:
+                msgs = await sub.fetch(batch, timeout=1.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            await handler(msgs)
+
     async def close(self) -> None:
         try:
             await self.nc.drain()
