@@ -193,6 +193,11 @@ class System:
         """Restart a service that dies, until asked to stop."""
         restarts: dict[str, float] = {}
         while not self.stopping:
+            n = self.nats
+            if n is not None and n.process is not None and n.process.poll() is not None:
+                port = int(n.url.rsplit(":", 1)[1])
+                self.say(f"nats exited with code {n.process.returncode}; restarting on {port}")
+                self.nats = start_nats(self.opts.data_dir, port=port)
             for name, p in list(self.procs.items()):
                 if p.poll() is not None and not self.stopping:
                     last = restarts.get(name, 0.0)

@@ -108,6 +108,10 @@ class Bus:
                 msgs = await sub.fetch(batch, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
+            except nats.errors.Error as exc:  # disconnected: the client reconnects by itself
+                log.warning("fetch from %s failed (%s); retrying", durable, exc)
+                await asyncio.sleep(0.5)
+                continue
             for msg in msgs:
                 await handler(msg)
 
@@ -132,6 +136,10 @@ class Bus:
             try:
                 msgs = await sub.fetch(batch, timeout=1.0)
             except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            except nats.errors.Error as exc:  # disconnected: the client reconnects by itself
+                log.warning("fetch from %s failed (%s); retrying", durable, exc)
+                await asyncio.sleep(0.5)
                 continue
             await handler(msgs)
 

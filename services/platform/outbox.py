@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 
+import nats
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -66,7 +67,13 @@ class Outbox:
     async def relay_forever(self, engine: AsyncEngine, bus: Bus, poll_s: float = 0.5) -> None:
         """Publish unpublished rows, oldest first; wake on commit or every `poll_s`."""
         while True:
-            sent = await self.relay_once(engine, bus)
+            try:
+                sent = await self.relay_once(engine, bus)
+            except (nats.errors.Error, TimeoutError, OSError) as exc:
+                # the bus is down: rows stay unpublished and go out when it returns
+                log.warning("outbox relay cannot publish (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+                continue
             if sent == 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=poll_s)

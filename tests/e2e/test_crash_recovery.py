@@ -130,3 +130,73 @@ def test_accounts_crash_applies_each_fill_once(system: RunningSystem) -> None:
     # 100,000 − Σ qty × price: each fill applied exactly once, none lost, none doubled
     assert Decimal(acct["cash"]) == Decimal("100000") - spent
     assert acct["held_for_orders"] == "0.00"
+
+
+def _submit_market_buys(system: RunningSystem, token: str, n: int) -> list[str]:
+    import concurrent.futures
+
+    import grpc
+
+    from raxx.mbt.v1 import orders_service_pb2 as opb
+    from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
+
+    md = (("authorization", f"Bearer {token}"),)
+    with grpc.insecure_channel(system.grpc_addr("orders")) as ch:
+        stub = ogrpc.OrdersServiceStub(ch)
+
+        def one(i: int) -> str:
+            req = opb.SubmitOrderRequest(symbol="IBM", side="buy", qty="1", order_type="market")
+            return str(stub.SubmitOrder(req, metadata=md, timeout=30).id)
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            return list(pool.map(one, range(n)))
+
+
+def _ledger_matches_fills(url: str, h: dict[str, str], n: int) -> None:
+    def filled_orders() -> list[dict[str, str]] | None:
+        got = httpx.get(
+            f"{url}/api/mbt/orders", headers=h, params={"status": "filled", "page_size": 500}
+        )
+        orders = got.json()["data"]["orders"] if got.status_code == 200 else []
+        return orders if len(orders) == n else None
+
+    orders = wait_for(filled_orders, timeout=90, what=f"{n} fills")
+    spent = sum(Decimal(o["filled_avg_price"]) * Decimal(o["filled_qty"]) for o in orders)
+
+    def caught_up() -> dict[str, str] | None:
+        r = httpx.get(f"{url}/api/mbt/positions", headers=h)
+        pos = r.json()["data"]["positions"] if r.status_code == 200 else []
+        return pos[0] if pos and pos[0]["qty"] == str(n) else None
+
+    wait_for(caught_up, timeout=90, what="the ledger to apply every fill")
+    acct = httpx.get(f"{url}/api/mbt/account", headers=h).json()["data"]
+    assert Decimal(acct["cash"]) == Decimal("100000") - spent  # none lost, none doubled
+    assert acct["held_for_orders"] == "0.00"
+    acts = httpx.get(f"{url}/api/mbt/activities", headers=h, params={"page_size": 500}).json()[
+        "data"
+    ]
+    assert len(acts["activities"]) == n  # one activity per execution
+
+
+def test_accounts_killed_with_500_fills_in_flight(system: RunningSystem) -> None:
+    url = system.url
+    token, _ = signup_http(url, "crash-500@example.com")
+    _submit_market_buys(system, token, 500)
+    kill_service(system, "accounts")  # the fills are on the bus, or about to be
+    _ledger_matches_fills(url, {"authorization": f"Bearer {token}"}, 500)
+
+
+def test_nats_killed_during_trading_loses_nothing(system: RunningSystem) -> None:
+    url = system.url
+    token, _ = signup_http(url, "crash-nats@example.com")
+    nats_pid = next(
+        p.pid
+        for p in psutil.Process(system.process.pid).children(recursive=True)
+        if "nats-server" in " ".join(p.cmdline())
+    )
+    first = _submit_market_buys(system, token, 20)
+    os.kill(nats_pid, signal.SIGKILL)
+    during = _submit_market_buys(system, token, 20)  # accepted while the bus is down
+    assert len(set(first + during)) == 40
+    wait_for(lambda: "nats exited" in system.log.read_text(), timeout=30, what="nats restart")
+    _ledger_matches_fills(url, {"authorization": f"Bearer {token}"}, 40)
