@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from raxx.mbt.v1 import handoff_service_pb2, handoff_service_pb2_grpc
-
 from services.handoff.servicer import HandoffServicer
 from services.platform.grpc_server import ServiceHost
 from services.platform.runtime import Runtime, main

@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from raxx.mbt.v1 import handoff_service_pb2 as pb
 from raxx.mbt.v1 import handoff_service_pb2_grpc as pb_grpc
-
 from services.platform.auth import require_user
 
 Ctx = grpc.aio.ServicerContext[Any, Any]

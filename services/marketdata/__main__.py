@@ -131,7 +131,7 @@ def host_for(
             )
         ],
         service_names=[SERVICE],
-        public_methods=frozenset({"GetClock", "ListSymbols"}),
+        public_methods=frozenset({"GetClock", "ListSymbols", "ListCalendar"}),
         background=[*sources, tick_clock, watch_feed],
         extra_health=[FEED_HEALTH],
     )

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import grpc
 
@@ -18,6 +19,7 @@ from raxx.mbt.v1 import (
 from raxx.mbt.v1 import (
     marketdata_service_pb2_grpc as pb_grpc,
 )
+from services.marketdata.domain.options import option_chain, option_expiries
 from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.feed import ReplayFeed
 from services.marketdata.quote_book import delay_for
@@ -45,6 +47,18 @@ def quote_to_pb(q: Quote) -> common_pb2.Quote:
         ask_size=q.ask_size,
         timestamp=ts_to_wire(q.ts),
     )
+
+
+NEW_YORK = ZoneInfo("America/New_York")
+
+
+def parse_date(field: str, raw: str) -> date | None:
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidArgument(field, f"not a YYYY-MM-DD date: {raw!r}") from None
 
 
 def normalize_symbol(raw: str) -> str:
@@ -115,6 +129,72 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
             next_close=ts_to_wire(close),
             source="replay",
         )
+
+    async def GetOptionChain(
+        self, request: pb.GetOptionChainRequest, context: Ctx
+    ) -> pb.OptionChain:
+        caller()
+        underlying = normalize_symbol(request.underlying)
+        as_of = parse_date("as_of", request.as_of) or self.feed.clock.now().date()
+        expiries = option_expiries(self.archive, underlying, as_of)
+        if not expiries:
+            raise NotFound(
+                f"no option contracts recorded for {underlying} on {as_of}",
+                reason="NO_OPTION_CHAIN",
+                metadata={"underlying": underlying, "asOf": as_of.isoformat()},
+            )
+        expiry = parse_date("expiry", request.expiry) or expiries[0]
+        if expiry not in expiries:
+            raise NotFound(
+                f"no {underlying} contracts expire on {expiry}; expiries: "
+                + ", ".join(e.isoformat() for e in expiries),
+                reason="NO_SUCH_EXPIRY",
+            )
+        out = pb.OptionChain(
+            underlying=underlying,
+            expiry=expiry.isoformat(),
+            expiries=[e.isoformat() for e in expiries],
+        )
+        bounds = self.feed.calendar.session_bounds(as_of)
+        for c in option_chain(self.archive, underlying, expiry, as_of):
+            last = None
+            if bounds is not None:
+                window = self.archive.quotes_between(c.symbol, bounds[0], bounds[1])
+                last = window[-1] if window else None
+            out.contracts.add(
+                symbol=c.symbol,
+                underlying=underlying,
+                expiry=c.expiry.isoformat(),
+                type="call" if c.is_call else "put",
+                strike=dec_to_wire(c.strike),
+                multiplier=c.multiplier,
+                quote=quote_to_pb(last) if last is not None else None,
+            )
+        return out
+
+    async def ListCalendar(
+        self, request: pb.ListCalendarRequest, context: Ctx
+    ) -> pb.ListCalendarResponse:
+        start = parse_date("start_date", request.start_date)
+        end = parse_date("end_date", request.end_date)
+        if start is None or end is None:
+            raise InvalidArgument("start_date", "start_date and end_date are required")
+        if end < start or (end - start).days > 366:
+            raise InvalidArgument("end_date", "must be on or after start_date, within a year")
+        out = pb.ListCalendarResponse()
+        d = start
+        while d <= end:
+            b = self.feed.calendar.session_bounds(d)
+            if b is not None:
+                local_close = b[1].astimezone(NEW_YORK)
+                out.sessions.add(
+                    date=d.isoformat(),
+                    open=ts_to_wire(b[0]),
+                    close=ts_to_wire(b[1]),
+                    early_close=(local_close.hour, local_close.minute) < (16, 0),
+                )
+            d += timedelta(days=1)
+        return out
 
     async def ListSymbols(
         self, request: pb.ListSymbolsRequest, context: Ctx

@@ -12,7 +12,6 @@ from typing import Any
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
 from raxx.mbt.v1 import orders_service_pb2 as pb
-
 from services.marketdata.domain.calendar import MarketCalendar
 from services.orders.convert import quote_from_pb
 from services.orders.domain.engine import EngineConfig, replay

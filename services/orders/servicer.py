@@ -6,10 +6,10 @@ import uuid
 from typing import Any
 
 import grpc
-from raxx.mbt.v1 import orders_service_pb2 as pb
-from raxx.mbt.v1 import orders_service_pb2_grpc as pb_grpc
 from sqlalchemy import select
 
+from raxx.mbt.v1 import orders_service_pb2 as pb
+from raxx.mbt.v1 import orders_service_pb2_grpc as pb_grpc
 from services.marketdata.domain.calendar import MarketCalendar
 from services.orders.adapters.tables import fills, orders
 from services.orders.app import OPEN_STATUSES, OrdersApp

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from raxx.mbt.v1 import orders_service_pb2 as pb
-
 from services.orders.domain.model import OrderType, Side, TimeInForce
 from services.platform.errors import InvalidArgument
 from services.platform.wire import parse_decimal

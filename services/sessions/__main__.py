@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from raxx.mbt.v1 import sessions_service_pb2, sessions_service_pb2_grpc
-
 from services.platform.bus import SESSIONS_STREAM
 from services.platform.clients import ServiceChannel
 from services.platform.grpc_server import ServiceHost

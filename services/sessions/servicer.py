@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
 from raxx.mbt.v1 import events_pb2
 from raxx.mbt.v1 import sessions_service_pb2 as pb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as pb_grpc
-
 from services.platform.auth import require_user
 from services.platform.bus import SESSION_REVOKED_SUBJECT, Bus
 from services.platform.clients import ServiceChannel

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
+from services.accounts.domain.instruments import Instrument, MarkedPosition
+
 ZERO = Decimal(0)
 CENT = Decimal("0.01")
 
@@ -22,6 +24,21 @@ class PositionState:
     @property
     def cost_basis(self) -> Decimal:
         return self.qty * self.avg_entry_price
+
+
+@dataclass(frozen=True)
+class Holding:
+    """A position with what it is in: ``cost_basis`` and values carry the contract multiplier."""
+
+    instrument: Instrument
+    state: PositionState
+
+    @property
+    def cost_basis(self) -> Decimal:
+        return self.state.cost_basis * self.instrument.multiplier
+
+    def marked(self, mark: Decimal) -> MarkedPosition:
+        return MarkedPosition(self.instrument, self.state.qty, mark)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from raxx.mbt.v1 import common_pb2 as raxx_dot_mbt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$raxx/mbt/v1/marketdata_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18raxx/mbt/v1/common.proto\"!\n\x0fGetQuoteRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"\x11\n\x0fGetClockRequest\"\xb6\x01\n\x05\x43lock\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07is_open\x18\x02 \x01(\x08\x12-\n\tnext_open\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nnext_close\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\"\x14\n\x12ListSymbolsRequest\"&\n\x13ListSymbolsResponse\x12\x0f\n\x07symbols\x18\x01 \x03(\t\"&\n\x13StreamQuotesRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\"\xb9\x01\n\x11ListQuotesRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0f\n\x07\x61rchive\x18\x06 \x01(\x08\"Q\n\x12ListQuotesResponse\x12\"\n\x06quotes\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Quote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf6\x03\n\x11MarketDataService\x12^\n\x08GetQuote\x12\x1c.raxx.mbt.v1.GetQuoteRequest\x1a\x12.raxx.mbt.v1.Quote\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/mbt/quotes/{symbol}\x12T\n\x08GetClock\x12\x1c.raxx.mbt.v1.GetClockRequest\x1a\x12.raxx.mbt.v1.Clock\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/mbt/clock\x12w\n\nListQuotes\x12\x1e.raxx.mbt.v1.ListQuotesRequest\x1a\x1f.raxx.mbt.v1.ListQuotesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/mbt/quotes/{symbol}/history\x12j\n\x0bListSymbols\x12\x1f.raxx.mbt.v1.ListSymbolsRequest\x1a .raxx.mbt.v1.ListSymbolsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/mbt/symbols\x12\x46\n\x0cStreamQuotes\x12 .raxx.mbt.v1.StreamQuotesRequest\x1a\x12.raxx.mbt.v1.Quote0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$raxx/mbt/v1/marketdata_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18raxx/mbt/v1/common.proto\"!\n\x0fGetQuoteRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"\x11\n\x0fGetClockRequest\"\xb6\x01\n\x05\x43lock\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07is_open\x18\x02 \x01(\x08\x12-\n\tnext_open\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nnext_close\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x05 \x01(\t\"\x14\n\x12ListSymbolsRequest\"&\n\x13ListSymbolsResponse\x12\x0f\n\x07symbols\x18\x01 \x03(\t\"&\n\x13StreamQuotesRequest\x12\x0f\n\x07symbols\x18\x01 \x03(\t\"\xb9\x01\n\x11ListQuotesRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\x12\x0f\n\x07\x61rchive\x18\x06 \x01(\x08\"Q\n\x12ListQuotesResponse\x12\"\n\x06quotes\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Quote\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"J\n\x15GetOptionChainRequest\x12\x12\n\nunderlying\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpiry\x18\x02 \x01(\t\x12\r\n\x05\x61s_of\x18\x03 \x01(\t\"\x99\x01\n\x0eOptionContract\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x12\n\nunderlying\x18\x02 \x01(\t\x12\x0e\n\x06\x65xpiry\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x0e\n\x06strike\x18\x05 \x01(\t\x12\x12\n\nmultiplier\x18\x06 \x01(\x05\x12!\n\x05quote\x18\x07 \x01(\x0b\x32\x12.raxx.mbt.v1.Quote\"s\n\x0bOptionChain\x12\x12\n\nunderlying\x18\x01 \x01(\t\x12\x0e\n\x06\x65xpiry\x18\x02 \x01(\t\x12.\n\tcontracts\x18\x03 \x03(\x0b\x32\x1b.raxx.mbt.v1.OptionContract\x12\x10\n\x08\x65xpiries\x18\x04 \x03(\t\";\n\x13ListCalendarRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\"\x88\x01\n\x0eTradingSession\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12(\n\x04open\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05\x63lose\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65\x61rly_close\x18\x04 \x01(\x08\"E\n\x14ListCalendarResponse\x12-\n\x08sessions\x18\x01 \x03(\x0b\x32\x1b.raxx.mbt.v1.TradingSession2\xe3\x05\n\x11MarketDataService\x12^\n\x08GetQuote\x12\x1c.raxx.mbt.v1.GetQuoteRequest\x1a\x12.raxx.mbt.v1.Quote\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/mbt/quotes/{symbol}\x12T\n\x08GetClock\x12\x1c.raxx.mbt.v1.GetClockRequest\x1a\x12.raxx.mbt.v1.Clock\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/mbt/clock\x12w\n\nListQuotes\x12\x1e.raxx.mbt.v1.ListQuotesRequest\x1a\x1f.raxx.mbt.v1.ListQuotesResponse\"(\x82\xd3\xe4\x93\x02\"\x12 /api/mbt/quotes/{symbol}/history\x12{\n\x0eGetOptionChain\x12\".raxx.mbt.v1.GetOptionChainRequest\x1a\x18.raxx.mbt.v1.OptionChain\"+\x82\xd3\xe4\x93\x02%\x12#/api/mbt/options/{underlying}/chain\x12n\n\x0cListCalendar\x12 .raxx.mbt.v1.ListCalendarRequest\x1a!.raxx.mbt.v1.ListCalendarResponse\"\x19\x82\xd3\xe4\x93\x02\x13\x12\x11/api/mbt/calendar\x12j\n\x0bListSymbols\x12\x1f.raxx.mbt.v1.ListSymbolsRequest\x1a .raxx.mbt.v1.ListSymbolsResponse\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/mbt/symbols\x12\x46\n\x0cStreamQuotes\x12 .raxx.mbt.v1.StreamQuotesRequest\x1a\x12.raxx.mbt.v1.Quote0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,6 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MARKETDATASERVICE'].methods_by_name['GetClock']._serialized_options = b'\202\323\344\223\002\020\022\016/api/mbt/clock'
   _globals['_MARKETDATASERVICE'].methods_by_name['ListQuotes']._loaded_options = None
   _globals['_MARKETDATASERVICE'].methods_by_name['ListQuotes']._serialized_options = b'\202\323\344\223\002\"\022 /api/mbt/quotes/{symbol}/history'
+  _globals['_MARKETDATASERVICE'].methods_by_name['GetOptionChain']._loaded_options = None
+  _globals['_MARKETDATASERVICE'].methods_by_name['GetOptionChain']._serialized_options = b'\202\323\344\223\002%\022#/api/mbt/options/{underlying}/chain'
+  _globals['_MARKETDATASERVICE'].methods_by_name['ListCalendar']._loaded_options = None
+  _globals['_MARKETDATASERVICE'].methods_by_name['ListCalendar']._serialized_options = b'\202\323\344\223\002\023\022\021/api/mbt/calendar'
   _globals['_MARKETDATASERVICE'].methods_by_name['ListSymbols']._loaded_options = None
   _globals['_MARKETDATASERVICE'].methods_by_name['ListSymbols']._serialized_options = b'\202\323\344\223\002\022\022\020/api/mbt/symbols'
   _globals['_GETQUOTEREQUEST']._serialized_start=142
@@ -58,6 +62,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTQUOTESREQUEST']._serialized_end=669
   _globals['_LISTQUOTESRESPONSE']._serialized_start=671
   _globals['_LISTQUOTESRESPONSE']._serialized_end=752
-  _globals['_MARKETDATASERVICE']._serialized_start=755
-  _globals['_MARKETDATASERVICE']._serialized_end=1257
+  _globals['_GETOPTIONCHAINREQUEST']._serialized_start=754
+  _globals['_GETOPTIONCHAINREQUEST']._serialized_end=828
+  _globals['_OPTIONCONTRACT']._serialized_start=831
+  _globals['_OPTIONCONTRACT']._serialized_end=984
+  _globals['_OPTIONCHAIN']._serialized_start=986
+  _globals['_OPTIONCHAIN']._serialized_end=1101
+  _globals['_LISTCALENDARREQUEST']._serialized_start=1103
+  _globals['_LISTCALENDARREQUEST']._serialized_end=1162
+  _globals['_TRADINGSESSION']._serialized_start=1165
+  _globals['_TRADINGSESSION']._serialized_end=1301
+  _globals['_LISTCALENDARRESPONSE']._serialized_start=1303
+  _globals['_LISTCALENDARRESPONSE']._serialized_end=1372
+  _globals['_MARKETDATASERVICE']._serialized_start=1375
+  _globals['_MARKETDATASERVICE']._serialized_end=2114
 # @@protoc_insertion_point(module_scope)

@@ -202,3 +202,173 @@ class ListQuotesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListQuotesResponse: _TypeAlias = ListQuotesResponse  # noqa: Y015
+
+@_typing.final
+class GetOptionChainRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNDERLYING_FIELD_NUMBER: _builtins.int
+    EXPIRY_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
+    underlying: _builtins.str
+    expiry: _builtins.str
+    """YYYY-MM-DD; empty means the nearest expiry recorded"""
+    as_of: _builtins.str
+    """the recorded trading day to read (archive); empty means the market clock's day"""
+    def __init__(
+        self,
+        *,
+        underlying: _builtins.str = ...,
+        expiry: _builtins.str = ...,
+        as_of: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "expiry", b"expiry", "underlying", b"underlying"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetOptionChainRequest: _TypeAlias = GetOptionChainRequest  # noqa: Y015
+
+@_typing.final
+class OptionContract(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    UNDERLYING_FIELD_NUMBER: _builtins.int
+    EXPIRY_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STRIKE_FIELD_NUMBER: _builtins.int
+    MULTIPLIER_FIELD_NUMBER: _builtins.int
+    QUOTE_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    underlying: _builtins.str
+    expiry: _builtins.str
+    """YYYY-MM-DD"""
+    type: _builtins.str
+    """"call" | "put" """
+    strike: _builtins.str
+    multiplier: _builtins.int
+    @_builtins.property
+    def quote(self) -> _common_pb2.Quote: ...
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        underlying: _builtins.str = ...,
+        expiry: _builtins.str = ...,
+        type: _builtins.str = ...,
+        strike: _builtins.str = ...,
+        multiplier: _builtins.int = ...,
+        quote: _common_pb2.Quote | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["quote", b"quote"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expiry", b"expiry", "multiplier", b"multiplier", "quote", b"quote", "strike", b"strike", "symbol", b"symbol", "type", b"type", "underlying", b"underlying"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OptionContract: _TypeAlias = OptionContract  # noqa: Y015
+
+@_typing.final
+class OptionChain(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UNDERLYING_FIELD_NUMBER: _builtins.int
+    EXPIRY_FIELD_NUMBER: _builtins.int
+    CONTRACTS_FIELD_NUMBER: _builtins.int
+    EXPIRIES_FIELD_NUMBER: _builtins.int
+    underlying: _builtins.str
+    expiry: _builtins.str
+    @_builtins.property
+    def contracts(self) -> _containers.RepeatedCompositeFieldContainer[Global___OptionContract]: ...
+    @_builtins.property
+    def expiries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        underlying: _builtins.str = ...,
+        expiry: _builtins.str = ...,
+        contracts: _abc.Iterable[Global___OptionContract] | None = ...,
+        expiries: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contracts", b"contracts", "expiries", b"expiries", "expiry", b"expiry", "underlying", b"underlying"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OptionChain: _TypeAlias = OptionChain  # noqa: Y015
+
+@_typing.final
+class ListCalendarRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    start_date: _builtins.str
+    """YYYY-MM-DD, inclusive"""
+    end_date: _builtins.str
+    def __init__(
+        self,
+        *,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCalendarRequest: _TypeAlias = ListCalendarRequest  # noqa: Y015
+
+@_typing.final
+class TradingSession(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    OPEN_FIELD_NUMBER: _builtins.int
+    CLOSE_FIELD_NUMBER: _builtins.int
+    EARLY_CLOSE_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    early_close: _builtins.bool
+    @_builtins.property
+    def open(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def close(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        open: _timestamp_pb2.Timestamp | None = ...,
+        close: _timestamp_pb2.Timestamp | None = ...,
+        early_close: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "open", b"open"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "date", b"date", "early_close", b"early_close", "open", b"open"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TradingSession: _TypeAlias = TradingSession  # noqa: Y015
+
+@_typing.final
+class ListCalendarResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___TradingSession]: ...
+    def __init__(
+        self,
+        *,
+        sessions: _abc.Iterable[Global___TradingSession] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["sessions", b"sessions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCalendarResponse: _TypeAlias = ListCalendarResponse  # noqa: Y015

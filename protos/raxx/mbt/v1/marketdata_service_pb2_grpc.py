@@ -51,6 +51,16 @@ class MarketDataServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesResponse.FromString,
                 _registered_method=True)
+        self.GetOptionChain = channel.unary_unary(
+                '/raxx.mbt.v1.MarketDataService/GetOptionChain',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.GetOptionChainRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.OptionChain.FromString,
+                _registered_method=True)
+        self.ListCalendar = channel.unary_unary(
+                '/raxx.mbt.v1.MarketDataService/ListCalendar',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarResponse.FromString,
+                _registered_method=True)
         self.ListSymbols = channel.unary_unary(
                 '/raxx.mbt.v1.MarketDataService/ListSymbols',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListSymbolsRequest.SerializeToString,
@@ -89,6 +99,20 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOptionChain(self, request, context):
+        """The option contracts on an underlying for one expiry, with their latest quotes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCalendar(self, request, context):
+        """Trading sessions between two dates: holidays are absent, early closes show their close.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSymbols(self, request, context):
         """Symbols that have quotes.
         """
@@ -120,6 +144,16 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.ListQuotes,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesResponse.SerializeToString,
+            ),
+            'GetOptionChain': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOptionChain,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.GetOptionChainRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.OptionChain.SerializeToString,
+            ),
+            'ListCalendar': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCalendar,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarResponse.SerializeToString,
             ),
             'ListSymbols': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSymbols,
@@ -214,6 +248,60 @@ class MarketDataService:
             '/raxx.mbt.v1.MarketDataService/ListQuotes',
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListQuotesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOptionChain(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.MarketDataService/GetOptionChain',
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.GetOptionChainRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.OptionChain.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCalendar(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.MarketDataService/ListCalendar',
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -42,6 +42,10 @@ class MarketDataServiceStub:
     """Quotes of a symbol in [start_time, end_time), oldest first. Recent quotes come from the
     live feed's buffer; with `archive` the recorded archive is read (Pro+).
     """
+    GetOptionChain: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.GetOptionChainRequest, _marketdata_service_pb2.OptionChain]
+    """The option contracts on an underlying for one expiry, with their latest quotes."""
+    ListCalendar: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListCalendarRequest, _marketdata_service_pb2.ListCalendarResponse]
+    """Trading sessions between two dates: holidays are absent, early closes show their close."""
     ListSymbols: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]
     """Symbols that have quotes."""
     StreamQuotes: _grpc.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]
@@ -60,6 +64,10 @@ class MarketDataServiceAsyncStub(MarketDataServiceStub):
     """Quotes of a symbol in [start_time, end_time), oldest first. Recent quotes come from the
     live feed's buffer; with `archive` the recorded archive is read (Pro+).
     """
+    GetOptionChain: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.GetOptionChainRequest, _marketdata_service_pb2.OptionChain]  # type: ignore[assignment]
+    """The option contracts on an underlying for one expiry, with their latest quotes."""
+    ListCalendar: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListCalendarRequest, _marketdata_service_pb2.ListCalendarResponse]  # type: ignore[assignment]
+    """Trading sessions between two dates: holidays are absent, early closes show their close."""
     ListSymbols: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]  # type: ignore[assignment]
     """Symbols that have quotes."""
     StreamQuotes: _aio.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]  # type: ignore[assignment]
@@ -93,6 +101,22 @@ class MarketDataServiceServicer(metaclass=_abc_1.ABCMeta):
         """Quotes of a symbol in [start_time, end_time), oldest first. Recent quotes come from the
         live feed's buffer; with `archive` the recorded archive is read (Pro+).
         """
+
+    @_abc_1.abstractmethod
+    def GetOptionChain(
+        self,
+        request: _marketdata_service_pb2.GetOptionChainRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_marketdata_service_pb2.OptionChain, _abc.Awaitable[_marketdata_service_pb2.OptionChain]]:
+        """The option contracts on an underlying for one expiry, with their latest quotes."""
+
+    @_abc_1.abstractmethod
+    def ListCalendar(
+        self,
+        request: _marketdata_service_pb2.ListCalendarRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_marketdata_service_pb2.ListCalendarResponse, _abc.Awaitable[_marketdata_service_pb2.ListCalendarResponse]]:
+        """Trading sessions between two dates: holidays are absent, early closes show their close."""
 
     @_abc_1.abstractmethod
     def ListSymbols(
