@@ -52,7 +52,8 @@ async def trigger(bus: Bus, job: str, as_of: date, now: datetime) -> list[str]:
 
 class Scheduler:
     """The local schedule `mbt up` runs, on the market clock (simulated when replaying):
-    mark-to-market after each session close, the retention purge every hour."""
+    corporate actions before each open, mark-to-market after each close, the retention purge
+    every hour."""
 
     def __init__(self, nats_url: str) -> None:
         self.nats_url = nats_url
@@ -83,6 +84,7 @@ class Scheduler:
 
         await bus.nc.subscribe(CLOCK_SUBJECT, cb=on_clock)
         last_close_done: date | None = None
+        last_actions_done: date | None = None
         last_purge: datetime | None = None
         try:
             while not self._stop.is_set():
@@ -91,6 +93,10 @@ class Scheduler:
                 if not isinstance(now, datetime):
                     continue
                 bounds = calendar.session_bounds(now.date())
+                pre_open = bounds is not None and now >= bounds[0] - timedelta(minutes=30)
+                if pre_open and last_actions_done != now.date():
+                    await trigger(bus, "dividends", now.date(), now)  # ex-date events
+                    last_actions_done = now.date()
                 if (
                     bounds
                     and now >= bounds[1] + timedelta(minutes=5)

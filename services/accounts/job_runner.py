@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from nats.aio.msg import Msg
 from sqlalchemy import distinct, select
@@ -16,6 +17,7 @@ from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
 from services.accounts import jobs
 from services.accounts.adapters.tables import positions
 from services.marketdata.domain.calendar import MarketCalendar
+from services.marketdata.domain.corporate_actions import CashDividend, Split
 from services.platform.clients import ServiceChannel
 from services.platform.errors import MbtError
 from services.platform.wire import ts_to_wire
@@ -71,6 +73,33 @@ class AccountJobRunner:
                 marks[symbol] = (bid + ask) / 2 if bid > 0 else ask
         return marks
 
+    async def held_symbols(self) -> list[str]:
+        async with self.engine.connect() as conn:
+            return list(
+                (
+                    await conn.execute(
+                        select(distinct(positions.c.symbol)).where(positions.c.qty != 0)
+                    )
+                ).scalars()
+            )
+
+    async def corporate_actions(self, as_of: date) -> list[CashDividend | Split]:
+        symbols = await self.held_symbols()
+        if not symbols:
+            return []
+        req = md_pb.ListCorporateActionsRequest(
+            symbols=symbols, start_date=as_of.isoformat(), end_date=as_of.isoformat()
+        )
+        resp = await self.md.call(self.md_stub.ListCorporateActions, req)
+        out: list[CashDividend | Split] = []
+        for a in resp.actions:
+            ex = date.fromisoformat(a.ex_date)
+            if a.type == "split":
+                out.append(Split(a.symbol, ex, Fraction(a.split_to, a.split_from)))
+            else:
+                out.append(CashDividend(a.symbol, ex, Decimal(a.cash_amount)))
+        return out
+
     async def handle(self, msg: Msg) -> None:
         job = msg.subject.rsplit(".", 1)[-1]
         body = json.loads(msg.data or b"{}")
@@ -79,6 +108,21 @@ class AccountJobRunner:
             marks = await self.closing_marks(as_of)
             n = await jobs.mark_to_market(self.engine, as_of, marks)
             log.info("mark-to-market %s: %d snapshots, %d marks", as_of, n, len(marks))
+        elif job == "dividends":  # cash dividends and splits going ex today
+            actions = await self.corporate_actions(as_of)
+            closes: dict[str, Decimal] = {}
+            if any(isinstance(a, Split) for a in actions):
+                prev = next(
+                    (
+                        d
+                        for k in range(1, 11)
+                        if self.calendar.session_bounds(d := as_of - timedelta(days=k))
+                    ),
+                    None,
+                )
+                closes = await self.closing_marks(prev) if prev else {}
+            n = await jobs.apply_corporate_actions(self.engine, actions, closes)
+            log.info("corporate actions %s: %d events, %d adjustments", as_of, len(actions), n)
         elif job == "retention-purge":
             n = await jobs.purge_retention(self.engine, datetime.fromisoformat(body["now"]))
             log.info("retention purge: %d rows deleted", n)

@@ -1,4 +1,4 @@
-"""Scheduled, idempotent account jobs: end-of-day mark-to-market and the retention purge.
+"""Scheduled, idempotent account jobs: EOD mark-to-market, corporate actions, retention purge.
 
 Each runs as set-based SQL in one transaction, so 100,000 accounts take one statement, and a
 re-run (a redelivered trigger) changes nothing: snapshots are unique per account and day.
@@ -6,13 +6,22 @@ re-run (a redelivered trigger) changes nothing: snapshots are unique per account
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import logging
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from sqlalchemy import text
+from sqlalchemy import select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.accounts.adapters.tables import accounts, activities, positions
+from services.accounts.domain.actions import apply_cash_dividend, apply_split
+from services.accounts.domain.ledger import ZERO, PositionState
+from services.marketdata.domain.corporate_actions import CashDividend, Split
+
 # Free 90 days, Pro 3 years, Pro+ unlimited (BRIEF §5).
+log = logging.getLogger("mbt.accounts.jobs")
+
 RETENTION: dict[str, timedelta | None] = {
     "free": timedelta(days=90),
     "pro": timedelta(days=3 * 365),
@@ -81,3 +90,104 @@ async def purge_retention(engine: AsyncEngine, now: datetime) -> int:
                 )
                 deleted += int(res.rowcount or 0)
     return deleted
+
+
+async def apply_corporate_actions(
+    engine: AsyncEngine,
+    actions: list[CashDividend | Split],
+    closes: dict[str, Decimal],
+) -> int:
+    """Credit cash dividends and apply splits to every position held into the ex-date.
+
+    Idempotent per (action, account): the activity row's id is derived from both, and the
+    cash and position change only when that row is new. `closes` (pre-split closes) price the
+    cash in lieu of fractional shares. Returns the number of account adjustments made.
+    """
+    made = 0
+    for action in actions:
+        kind = "dividend" if isinstance(action, CashDividend) else "split"
+        async with engine.begin() as conn:
+            held = (
+                (
+                    await conn.execute(
+                        select(positions)
+                        .where(positions.c.symbol == action.symbol, positions.c.qty != 0)
+                        .order_by(positions.c.account_id)
+                        .with_for_update()
+                    )
+                )
+                .mappings()
+                .all()
+            )
+            for row in held:
+                account_id = str(row["account_id"])
+                pos = PositionState(
+                    Decimal(row["qty"]),
+                    Decimal(row["avg_entry_price"]),
+                    Decimal(row["realized_pl"]),
+                )
+                if isinstance(action, CashDividend):
+                    div = apply_cash_dividend(action.symbol, pos.qty, action.amount, action.ex_date)
+                    cash, qty_delta, text_ = div.cash_delta, ZERO, div.explanation
+                    new_pos = pos
+                else:
+                    try:
+                        sp = apply_split(
+                            action.symbol,
+                            pos,
+                            action.ratio,
+                            action.ex_date,
+                            closes.get(action.symbol),
+                        )
+                    except ValueError as exc:  # a fraction with no close to price it: retry later
+                        log.warning(
+                            "split of %s for %s deferred: %s", action.symbol, account_id, exc
+                        )
+                        continue
+                    cash, qty_delta, text_, new_pos = (
+                        sp.cash_in_lieu,
+                        sp.qty_delta,
+                        sp.explanation,
+                        sp.position,
+                    )
+                inserted = (
+                    await conn.execute(
+                        insert(activities)
+                        .values(
+                            id=f"{kind}:{action.symbol}:{action.ex_date}:{account_id}",
+                            account_id=account_id,
+                            activity_type=kind,
+                            symbol=action.symbol,
+                            amount=cash,
+                            qty=qty_delta,
+                            ref_id=f"{kind}:{action.symbol}:{action.ex_date}",
+                            description=text_,
+                            occurred_at=datetime.combine(action.ex_date, time(13, 30), tzinfo=UTC),
+                        )
+                        .on_conflict_do_nothing()
+                        .returning(activities.c.id)
+                    )
+                ).first()
+                if inserted is None:
+                    continue  # already applied to this account
+                if new_pos is not pos:
+                    await conn.execute(
+                        update(positions)
+                        .where(
+                            positions.c.account_id == account_id,
+                            positions.c.symbol == action.symbol,
+                        )
+                        .values(
+                            qty=new_pos.qty,
+                            avg_entry_price=new_pos.avg_entry_price,
+                            realized_pl=new_pos.realized_pl,
+                        )
+                    )
+                if cash:
+                    await conn.execute(
+                        update(accounts)
+                        .where(accounts.c.id == account_id)
+                        .values(cash=accounts.c.cash + cash)
+                    )
+                made += 1
+    return made

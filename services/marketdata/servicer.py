@@ -19,6 +19,11 @@ from raxx.mbt.v1 import (
 from raxx.mbt.v1 import (
     marketdata_service_pb2_grpc as pb_grpc,
 )
+from services.marketdata.domain.corporate_actions import (
+    CashDividend,
+    Split,
+    load_corporate_actions,
+)
 from services.marketdata.domain.options import option_chain, option_expiries
 from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.feed import ReplayFeed
@@ -88,6 +93,7 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
         self.feed = feed
         self.archive = archive or RecordedArchive()
         self.stream_poll_s = 0.05
+        self._actions: dict[str, list[Split | CashDividend]] = {}
         self.symbols = sorted(symbols)
         self._known = set(symbols)
 
@@ -194,6 +200,38 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
                     early_close=(local_close.hour, local_close.minute) < (16, 0),
                 )
             d += timedelta(days=1)
+        return out
+
+    async def ListCorporateActions(
+        self, request: pb.ListCorporateActionsRequest, context: Ctx
+    ) -> pb.ListCorporateActionsResponse:
+        caller()
+        start = parse_date("start_date", request.start_date)
+        end = parse_date("end_date", request.end_date)
+        if start is None or end is None:
+            raise InvalidArgument("start_date", "start_date and end_date are required")
+        out = pb.ListCorporateActionsResponse()
+        for symbol in sorted({normalize_symbol(s) for s in request.symbols}):
+            if symbol not in self._actions:  # the file's own calendar span (0.4 s once)
+                self._actions[symbol] = load_corporate_actions(symbol)
+            for a in self._actions[symbol]:
+                if not start <= a.ex_date <= end:
+                    continue
+                if isinstance(a, Split):
+                    out.actions.add(
+                        symbol=symbol,
+                        ex_date=a.ex_date.isoformat(),
+                        type="split",
+                        split_from=a.ratio.denominator,
+                        split_to=a.ratio.numerator,
+                    )
+                else:
+                    out.actions.add(
+                        symbol=symbol,
+                        ex_date=a.ex_date.isoformat(),
+                        type="cash_dividend",
+                        cash_amount=dec_to_wire(a.amount),
+                    )
         return out
 
     async def ListSymbols(

@@ -99,3 +99,49 @@ async def test_retention_purges_free_history_after_90_days(engine) -> None:  # t
 
         assert (await conn.execute(count(free))).all() == []  # Free: 90 days
         assert len((await conn.execute(count(pro))).all()) == 1  # Pro: 3 years
+
+
+async def test_aapl_split_and_dividend_from_the_data(engine) -> None:  # type: ignore[no-untyped-def]
+    from services.marketdata.domain.corporate_actions import (
+        CashDividend,
+        Split,
+        load_corporate_actions,
+    )
+
+    actions = load_corporate_actions("AAPL")
+    split = next(a for a in actions if isinstance(a, Split) and a.ex_date == date(2014, 6, 9))
+    div = next(a for a in actions if isinstance(a, CashDividend) and a.ex_date == date(2013, 5, 9))
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "diversifier", "free", None)
+    await buy(engine, user, "AAPL", "10", "600")  # cash 100,000 − 6,000 = 94,000
+    # dividend: 10 shares × $3.05 = $30.50 (data README: AAPL 2013-05-09 is $3.05/share)
+    assert await jobs.apply_corporate_actions(engine, [div], {}) >= 1
+    # 7-for-1: 10 @ 600 → 70 @ 85.714285714286 (600 / 7), cost basis 6,000.00 unchanged
+    assert await jobs.apply_corporate_actions(engine, [split], {}) >= 1
+    assert await jobs.apply_corporate_actions(engine, [div, split], {}) == 0  # idempotent
+    async with engine.connect() as conn:
+        acct = await handlers.account_of_user(conn, user)
+        assert D(acct["cash"]) == D("94030.50")
+        from services.accounts.adapters.tables import positions
+
+        pos = (
+            await conn.execute(
+                select(positions).where(
+                    positions.c.account_id == acct["id"], positions.c.symbol == "AAPL"
+                )
+            )
+        ).one()
+        assert D(pos.qty) == 70
+        assert abs(D(pos.qty) * D(pos.avg_entry_price) - D(6000)) < D("0.000001")
+        kinds = (
+            (
+                await conn.execute(
+                    select(activities.c.activity_type)
+                    .where(activities.c.account_id == acct["id"])
+                    .order_by(activities.c.activity_type)
+                )
+            )
+            .scalars()
+            .all()
+        )
+        assert kinds == ["dividend", "fill", "split"]

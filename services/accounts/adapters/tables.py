@@ -47,7 +47,7 @@ positions = Table(
     Column("symbol", String(32), primary_key=True),
     Column("asset_class", String(10), nullable=False),
     Column("qty", QTY, nullable=False),
-    Column("avg_entry_price", MONEY, nullable=False),
+    Column("avg_entry_price", Numeric(30, 12), nullable=False),
     Column("realized_pl", MONEY, nullable=False),
     Column("opened_at", DateTime(timezone=True)),
     Column("closed_at", DateTime(timezone=True)),
@@ -134,5 +134,11 @@ CREATE TABLE IF NOT EXISTS accounts.eod_snapshots (
 )"""
 
 MIGRATIONS = SchemaMigrations(
-    schema=SCHEMA, steps=[create_tables(metadata), sql(EOD_SNAPSHOTS_DDL)]
+    schema=SCHEMA,
+    steps=[
+        create_tables(metadata),
+        sql(EOD_SNAPSHOTS_DDL),
+        # exact average prices after splits and averaging (cost basis to well under a cent)
+        sql("ALTER TABLE accounts.positions ALTER COLUMN avg_entry_price TYPE numeric(30, 12)"),
+    ],
 )

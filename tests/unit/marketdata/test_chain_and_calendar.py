@@ -69,3 +69,18 @@ async def test_calendar_skips_holidays_and_shows_early_closes() -> None:
         await svc.ListCalendar(
             pb.ListCalendarRequest(start_date="2015-12-28", end_date="2015-12-01"), None
         )  # type: ignore[arg-type]
+
+
+async def test_corporate_actions_rpc_reports_aapl_split_and_dividend() -> None:
+    svc = servicer()
+    req = pb.ListCorporateActionsRequest(
+        symbols=["aapl"], start_date="2013-05-01", end_date="2014-06-30"
+    )
+    out = await svc.ListCorporateActions(req, None)  # type: ignore[arg-type]
+    by_date = {a.ex_date: a for a in out.actions}
+    assert (
+        by_date["2013-05-09"].type == "cash_dividend"
+        and by_date["2013-05-09"].cash_amount == "3.05"
+    )
+    split = by_date["2014-06-09"]
+    assert (split.type, split.split_from, split.split_to) == ("split", 1, 7)

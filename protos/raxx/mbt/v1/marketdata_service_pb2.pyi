@@ -372,3 +372,86 @@ class ListCalendarResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListCalendarResponse: _TypeAlias = ListCalendarResponse  # noqa: Y015
+
+@_typing.final
+class ListCorporateActionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    START_DATE_FIELD_NUMBER: _builtins.int
+    END_DATE_FIELD_NUMBER: _builtins.int
+    start_date: _builtins.str
+    end_date: _builtins.str
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        start_date: _builtins.str = ...,
+        end_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date", "symbols", b"symbols"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCorporateActionsRequest: _TypeAlias = ListCorporateActionsRequest  # noqa: Y015
+
+@_typing.final
+class CorporateAction(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    EX_DATE_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    SPLIT_FROM_FIELD_NUMBER: _builtins.int
+    SPLIT_TO_FIELD_NUMBER: _builtins.int
+    CASH_AMOUNT_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    ex_date: _builtins.str
+    type: _builtins.str
+    """"split" | "cash_dividend" """
+    split_from: _builtins.int
+    """split: `split_to` new shares for every `split_from` old ones"""
+    split_to: _builtins.int
+    cash_amount: _builtins.str
+    """cash dividend per share, dollars"""
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        ex_date: _builtins.str = ...,
+        type: _builtins.str = ...,
+        split_from: _builtins.int = ...,
+        split_to: _builtins.int = ...,
+        cash_amount: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash_amount", b"cash_amount", "ex_date", b"ex_date", "split_from", b"split_from", "split_to", b"split_to", "symbol", b"symbol", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CorporateAction: _TypeAlias = CorporateAction  # noqa: Y015
+
+@_typing.final
+class ListCorporateActionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___CorporateAction]: ...
+    def __init__(
+        self,
+        *,
+        actions: _abc.Iterable[Global___CorporateAction] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actions", b"actions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListCorporateActionsResponse: _TypeAlias = ListCorporateActionsResponse  # noqa: Y015

@@ -61,6 +61,11 @@ class MarketDataServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarResponse.FromString,
                 _registered_method=True)
+        self.ListCorporateActions = channel.unary_unary(
+                '/raxx.mbt.v1.MarketDataService/ListCorporateActions',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsResponse.FromString,
+                _registered_method=True)
         self.ListSymbols = channel.unary_unary(
                 '/raxx.mbt.v1.MarketDataService/ListSymbols',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListSymbolsRequest.SerializeToString,
@@ -113,6 +118,13 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCorporateActions(self, request, context):
+        """Splits and cash dividends of the given symbols with ex-dates in [start_date, end_date].
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSymbols(self, request, context):
         """Symbols that have quotes.
         """
@@ -154,6 +166,11 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.ListCalendar,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarResponse.SerializeToString,
+            ),
+            'ListCorporateActions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCorporateActions,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsResponse.SerializeToString,
             ),
             'ListSymbols': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSymbols,
@@ -302,6 +319,33 @@ class MarketDataService:
             '/raxx.mbt.v1.MarketDataService/ListCalendar',
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCalendarResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCorporateActions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.MarketDataService/ListCorporateActions',
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,8 @@ class MarketDataServiceStub:
     """The option contracts on an underlying for one expiry, with their latest quotes."""
     ListCalendar: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListCalendarRequest, _marketdata_service_pb2.ListCalendarResponse]
     """Trading sessions between two dates: holidays are absent, early closes show their close."""
+    ListCorporateActions: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListCorporateActionsRequest, _marketdata_service_pb2.ListCorporateActionsResponse]
+    """Splits and cash dividends of the given symbols with ex-dates in [start_date, end_date]."""
     ListSymbols: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]
     """Symbols that have quotes."""
     StreamQuotes: _grpc.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]
@@ -68,6 +70,8 @@ class MarketDataServiceAsyncStub(MarketDataServiceStub):
     """The option contracts on an underlying for one expiry, with their latest quotes."""
     ListCalendar: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListCalendarRequest, _marketdata_service_pb2.ListCalendarResponse]  # type: ignore[assignment]
     """Trading sessions between two dates: holidays are absent, early closes show their close."""
+    ListCorporateActions: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListCorporateActionsRequest, _marketdata_service_pb2.ListCorporateActionsResponse]  # type: ignore[assignment]
+    """Splits and cash dividends of the given symbols with ex-dates in [start_date, end_date]."""
     ListSymbols: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]  # type: ignore[assignment]
     """Symbols that have quotes."""
     StreamQuotes: _aio.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]  # type: ignore[assignment]
@@ -117,6 +121,14 @@ class MarketDataServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_marketdata_service_pb2.ListCalendarResponse, _abc.Awaitable[_marketdata_service_pb2.ListCalendarResponse]]:
         """Trading sessions between two dates: holidays are absent, early closes show their close."""
+
+    @_abc_1.abstractmethod
+    def ListCorporateActions(
+        self,
+        request: _marketdata_service_pb2.ListCorporateActionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_marketdata_service_pb2.ListCorporateActionsResponse, _abc.Awaitable[_marketdata_service_pb2.ListCorporateActionsResponse]]:
+        """Splits and cash dividends of the given symbols with ex-dates in [start_date, end_date]."""
 
     @_abc_1.abstractmethod
     def ListSymbols(
