@@ -166,6 +166,7 @@ async def apply_fills(conn: AsyncConnection, items: list[tuple[str, FillApplied]
                 "amount": effect.cash_delta,
                 "qty": f.qty if f.side == "buy" else -f.qty,
                 "price": f.price,
+                "realized_pl": effect.realized_pl,
                 "ref_id": f.order_id,
                 "description": f.explanation,
                 "occurred_at": f.filled_at,

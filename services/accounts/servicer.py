@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
 import grpc
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raxx.mbt.v1 import accounts_service_pb2 as pb
@@ -19,11 +19,22 @@ from services.accounts.adapters.tables import activities, eod_snapshots, positio
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
 from services.platform.auth import require_service, require_user
 from services.platform.clients import ServiceChannel
-from services.platform.errors import InvalidArgument, MbtError, NotFound
+from services.platform.errors import FailedPrecondition, InvalidArgument, MbtError, NotFound
 from services.platform.pagination import next_page_token, page_bounds
-from services.platform.wire import dec_to_wire, money, parse_decimal, ts_to_wire
+from services.platform.wire import dec_to_wire, money, parse_decimal, ts_from_wire, ts_to_wire
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def _date(field: str, raw: str, required: bool = False) -> date | None:
+    if not raw:
+        if required:
+            raise InvalidArgument(field, "is required (YYYY-MM-DD)")
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidArgument(field, f"not a YYYY-MM-DD date: {raw!r}") from None
 
 
 class AccountsServicer(pb_grpc.AccountsServiceServicer):
@@ -139,6 +150,10 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             q = select(activities).where(activities.c.account_id == acct["id"])
             if request.activity_type:
                 q = q.where(activities.c.activity_type == request.activity_type)
+            if request.HasField("start_time"):
+                q = q.where(activities.c.occurred_at >= ts_from_wire(request.start_time))
+            if request.HasField("end_time"):
+                q = q.where(activities.c.occurred_at < ts_from_wire(request.end_time))
             q = q.order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
             rows = (await conn.execute(q.offset(offset).limit(size + 1))).mappings().all()
         return pb.ListActivitiesResponse(
@@ -163,13 +178,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         self, request: pb.GetPortfolioHistoryRequest, context: Ctx
     ) -> pb.PortfolioHistory:
         user = require_user()
-        bounds = []
-        for name in ("start_date", "end_date"):
-            raw = getattr(request, name)
-            try:
-                bounds.append(date.fromisoformat(raw) if raw else None)
-            except ValueError:
-                raise InvalidArgument(name, f"not a YYYY-MM-DD date: {raw!r}") from None
+        bounds = [_date("start_date", request.start_date), _date("end_date", request.end_date)]
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
             q = select(eod_snapshots).where(eod_snapshots.c.account_id == acct["id"])
@@ -192,6 +201,76 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             )
             prev = equity
         return out
+
+    async def GetPnl(self, request: pb.GetPnlRequest, context: Ctx) -> pb.Pnl:
+        user = require_user()
+        start = _date("from_date", request.from_date, required=True)
+        end = _date("to_date", request.to_date, required=True)
+        assert start is not None and end is not None
+        if end < start:
+            raise InvalidArgument("to_date", "must be on or after from_date")
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, user.user_id)
+            snaps = eod_snapshots.c
+            before = (
+                await conn.execute(
+                    select(snaps.equity, snaps.as_of_date)
+                    .where(snaps.account_id == acct["id"], snaps.as_of_date < start)
+                    .order_by(snaps.as_of_date.desc())
+                    .limit(1)
+                )
+            ).first()
+            after = (
+                await conn.execute(
+                    select(snaps.equity, snaps.as_of_date)
+                    .where(snaps.account_id == acct["id"], snaps.as_of_date <= end)
+                    .order_by(snaps.as_of_date.desc())
+                    .limit(1)
+                )
+            ).first()
+            if after is None or after.as_of_date < start:
+                raise FailedPrecondition(
+                    f"no end-of-day snapshot between {start} and {end} yet",
+                    reason="NO_SNAPSHOT",
+                )
+            window = (
+                activities.c.account_id == acct["id"],
+                activities.c.occurred_at >= datetime.combine(start, time(0), tzinfo=UTC),
+                activities.c.occurred_at
+                < datetime.combine(end + timedelta(days=1), time(0), tzinfo=UTC),
+            )
+            realized = (
+                await conn.execute(
+                    select(func.coalesce(func.sum(activities.c.realized_pl), 0)).where(*window)
+                )
+            ).scalar_one()
+            income = (
+                await conn.execute(
+                    select(func.coalesce(func.sum(activities.c.amount), 0)).where(
+                        *window, activities.c.activity_type.in_(["dividend", "interest"])
+                    )
+                )
+            ).scalar_one()
+        # the window starts from the previous close, or from the opening deposit
+        starting = Decimal(before.equity) if before is not None else await self._opening_cash(acct)
+        ending = Decimal(after.equity)
+        total = ending - starting
+        realized_d, income_d = Decimal(realized), Decimal(income)
+        return pb.Pnl(
+            from_date=start.isoformat(),
+            to_date=end.isoformat(),
+            starting_equity=money(starting),
+            ending_equity=money(ending),
+            total=money(total),
+            realized=money(realized_d),
+            unrealized_change=money(total - realized_d - income_d),
+            income=money(income_d),
+        )
+
+    async def _opening_cash(self, acct: dict[str, Any]) -> Decimal:
+        from services.accounts.domain.profiles import PROFILES
+
+        return PROFILES[str(acct["profile"])].starting_cash
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: Ctx) -> pb.Account:
         require_service()

@@ -145,3 +145,50 @@ async def test_aapl_split_and_dividend_from_the_data(engine) -> None:  # type: i
             .all()
         )
         assert kinds == ["dividend", "fill", "split"]
+
+
+async def test_pnl_window_splits_realized_and_unrealized(engine) -> None:  # type: ignore[no-untyped-def]
+    from raxx.mbt.v1 import accounts_service_pb2 as pb
+    from services.accounts.servicer import AccountsServicer
+    from services.platform.auth import Principal, set_principal
+    from services.platform.clients import ServiceChannel
+
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "income_builder", "free", None)  # $50,000
+    await buy(engine, user, "PNL", "10", "100")  # cash 49,000
+    d1, d2 = date(2098, 3, 2), date(2098, 3, 3)
+    await jobs.mark_to_market(engine, d1, {"PNL": D("100")})  # equity 49,000 + 1,000 = 50,000
+    oid = str(uuid.uuid4())
+    sell = handlers.FillApplied(
+        execution_id=f"{oid}:1",
+        order_id=oid,
+        user_id=user,
+        symbol="PNL",
+        side="sell",
+        qty=D(4),
+        price=D("110"),
+        filled_at=datetime(2098, 3, 3, 15, tzinfo=UTC),
+        order_status="filled",
+        explanation="test",
+    )
+    async with engine.begin() as conn:
+        await handlers.apply_fill_event(conn, sell.execution_id, sell)  # cash 49,440
+    await jobs.mark_to_market(engine, d2, {"PNL": D("105")})  # 49,440 + 6 × 105 = 50,070
+    svc = AccountsServicer(engine, ServiceChannel("127.0.0.1:9", caller="test", secret=b"k" * 32))
+    set_principal(Principal(user_id=user, session_id="s", tier="free"))
+    pnl = await svc.GetPnl(pb.GetPnlRequest(from_date=d2.isoformat(), to_date=d2.isoformat()), None)  # type: ignore[arg-type]
+    # total 50,070 − 50,000 = 70 = realized 4 × (110 − 100) = 40 + unrealized 6 × (105 − 100) = 30
+    assert (pnl.starting_equity, pnl.ending_equity) == ("50000.00", "50070.00")
+    assert (pnl.total, pnl.realized, pnl.unrealized_change, pnl.income) == (
+        "70.00",
+        "40.00",
+        "30.00",
+        "0.00",
+    )
+    hist = await svc.GetPortfolioHistory(
+        pb.GetPortfolioHistoryRequest(start_date=d1.isoformat()), None
+    )  # type: ignore[arg-type]
+    assert [(p.date, p.equity, p.profit_loss) for p in hist.points][-2:] == [
+        (d1.isoformat(), "50000.00", "0.00"),
+        (d2.isoformat(), "50070.00", "70.00"),
+    ]

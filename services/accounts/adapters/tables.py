@@ -78,6 +78,7 @@ activities = Table(
     Column("qty", QTY),
     Column("price", MONEY),
     Column("ref_id", String(64)),
+    Column("realized_pl", MONEY),  # closing fills: realized P&L at average cost
     Column("description", Text, nullable=False, server_default=""),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -140,5 +141,6 @@ MIGRATIONS = SchemaMigrations(
         sql(EOD_SNAPSHOTS_DDL),
         # exact average prices after splits and averaging (cost basis to well under a cent)
         sql("ALTER TABLE accounts.positions ALTER COLUMN avg_entry_price TYPE numeric(30, 12)"),
+        sql("ALTER TABLE accounts.activities ADD COLUMN IF NOT EXISTS realized_pl numeric(20, 6)"),
     ],
 )

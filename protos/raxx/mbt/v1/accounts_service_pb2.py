@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"raxx/mbt/v1/accounts_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x02\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63\x63ount_type\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x0c\n\x04tier\x18\x06 \x01(\t\x12\x0c\n\x04\x63\x61sh\x18\x07 \x01(\t\x12\x14\n\x0c\x62uying_power\x18\x08 \x01(\t\x12\x0e\n\x06\x65quity\x18\t \x01(\t\x12\x19\n\x11long_market_value\x18\n \x01(\t\x12\x1a\n\x12short_market_value\x18\x0b \x01(\t\x12\x17\n\x0fheld_for_orders\x18\x0c \x01(\t\x12\x10\n\x08\x63urrency\x18\r \x01(\t\x12\x1f\n\x17\x64\x65\x66\x61ult_fill_preference\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf1\x01\n\x08Position\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x13\n\x0b\x61sset_class\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\t\x12\x17\n\x0f\x61vg_entry_price\x18\x04 \x01(\t\x12\x12\n\ncost_basis\x18\x05 \x01(\t\x12\x15\n\rcurrent_price\x18\x06 \x01(\t\x12\x14\n\x0cmarket_value\x18\x07 \x01(\t\x12\x15\n\runrealized_pl\x18\x08 \x01(\t\x12\x13\n\x0brealized_pl\x18\t \x01(\t\x12-\n\topened_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x13\n\x11GetAccountRequest\"\x16\n\x14ListPositionsRequest\"A\n\x15ListPositionsResponse\x12(\n\tpositions\x18\x01 \x03(\x0b\x32\x15.raxx.mbt.v1.Position\"$\n\x12GetPositionRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"\xbf\x01\n\x08\x41\x63tivity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\ractivity_type\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\t\x12\x0e\n\x06ref_id\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"U\n\x15ListActivitiesRequest\x12\x15\n\ractivity_type\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"\\\n\x16ListActivitiesResponse\x12)\n\nactivities\x18\x01 \x03(\x0b\x32\x15.raxx.mbt.v1.Activity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x12OpenAccountRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x15\n\rstarting_cash\x18\x04 \x01(\t\"p\n\x10PlaceHoldRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\t\x12\x0e\n\x06\x61mount\x18\x06 \x01(\t\"<\n\x11PlaceHoldResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x13\n\x0bheld_amount\x18\x02 \x01(\t\"&\n\x12ReleaseHoldRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\'\n\x13ReleaseHoldResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"B\n\x1aGetPortfolioHistoryRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\"\x88\x01\n\x0ePortfolioPoint\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0e\n\x06\x65quity\x18\x02 \x01(\t\x12\x0c\n\x04\x63\x61sh\x18\x03 \x01(\t\x12\x19\n\x11long_market_value\x18\x04 \x01(\t\x12\x1a\n\x12short_market_value\x18\x05 \x01(\t\x12\x13\n\x0bprofit_loss\x18\x06 \x01(\t\"?\n\x10PortfolioHistory\x12+\n\x06points\x18\x01 \x03(\x0b\x32\x1b.raxx.mbt.v1.PortfolioPoint2\xac\x06\n\x0f\x41\x63\x63ountsService\x12\\\n\nGetAccount\x12\x1e.raxx.mbt.v1.GetAccountRequest\x1a\x14.raxx.mbt.v1.Account\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/mbt/account\x12r\n\rListPositions\x12!.raxx.mbt.v1.ListPositionsRequest\x1a\".raxx.mbt.v1.ListPositionsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/mbt/positions\x12j\n\x0bGetPosition\x12\x1f.raxx.mbt.v1.GetPositionRequest\x1a\x15.raxx.mbt.v1.Position\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/mbt/positions/{symbol}\x12v\n\x0eListActivities\x12\".raxx.mbt.v1.ListActivitiesRequest\x1a#.raxx.mbt.v1.ListActivitiesResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/mbt/activities\x12\x7f\n\x13GetPortfolioHistory\x12\'.raxx.mbt.v1.GetPortfolioHistoryRequest\x1a\x1d.raxx.mbt.v1.PortfolioHistory\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/mbt/account/history\x12\x44\n\x0bOpenAccount\x12\x1f.raxx.mbt.v1.OpenAccountRequest\x1a\x14.raxx.mbt.v1.Account\x12J\n\tPlaceHold\x12\x1d.raxx.mbt.v1.PlaceHoldRequest\x1a\x1e.raxx.mbt.v1.PlaceHoldResponse\x12P\n\x0bReleaseHold\x12\x1f.raxx.mbt.v1.ReleaseHoldRequest\x1a .raxx.mbt.v1.ReleaseHoldResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"raxx/mbt/v1/accounts_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x02\n\x07\x41\x63\x63ount\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63\x63ount_type\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x0c\n\x04tier\x18\x06 \x01(\t\x12\x0c\n\x04\x63\x61sh\x18\x07 \x01(\t\x12\x14\n\x0c\x62uying_power\x18\x08 \x01(\t\x12\x0e\n\x06\x65quity\x18\t \x01(\t\x12\x19\n\x11long_market_value\x18\n \x01(\t\x12\x1a\n\x12short_market_value\x18\x0b \x01(\t\x12\x17\n\x0fheld_for_orders\x18\x0c \x01(\t\x12\x10\n\x08\x63urrency\x18\r \x01(\t\x12\x1f\n\x17\x64\x65\x66\x61ult_fill_preference\x18\x0e \x01(\t\x12.\n\ncreated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xf1\x01\n\x08Position\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x13\n\x0b\x61sset_class\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\t\x12\x17\n\x0f\x61vg_entry_price\x18\x04 \x01(\t\x12\x12\n\ncost_basis\x18\x05 \x01(\t\x12\x15\n\rcurrent_price\x18\x06 \x01(\t\x12\x14\n\x0cmarket_value\x18\x07 \x01(\t\x12\x15\n\runrealized_pl\x18\x08 \x01(\t\x12\x13\n\x0brealized_pl\x18\t \x01(\t\x12-\n\topened_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x13\n\x11GetAccountRequest\"\x16\n\x14ListPositionsRequest\"A\n\x15ListPositionsResponse\x12(\n\tpositions\x18\x01 \x03(\x0b\x32\x15.raxx.mbt.v1.Position\"$\n\x12GetPositionRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\"\xbf\x01\n\x08\x41\x63tivity\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\ractivity_type\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0e\n\x06\x61mount\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\t\x12\x0e\n\x06ref_id\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\x12/\n\x0boccurred_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xb3\x01\n\x15ListActivitiesRequest\x12\x15\n\ractivity_type\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x16ListActivitiesResponse\x12)\n\nactivities\x18\x01 \x03(\x0b\x32\x15.raxx.mbt.v1.Activity\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"[\n\x12OpenAccountRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x0c\n\x04tier\x18\x03 \x01(\t\x12\x15\n\rstarting_cash\x18\x04 \x01(\t\"p\n\x10PlaceHoldRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\t\x12\x0e\n\x06\x61mount\x18\x06 \x01(\t\"<\n\x11PlaceHoldResponse\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x13\n\x0bheld_amount\x18\x02 \x01(\t\"&\n\x12ReleaseHoldRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\'\n\x13ReleaseHoldResponse\x12\x10\n\x08released\x18\x01 \x01(\x08\"B\n\x1aGetPortfolioHistoryRequest\x12\x12\n\nstart_date\x18\x01 \x01(\t\x12\x10\n\x08\x65nd_date\x18\x02 \x01(\t\"\x88\x01\n\x0ePortfolioPoint\x12\x0c\n\x04\x64\x61te\x18\x01 \x01(\t\x12\x0e\n\x06\x65quity\x18\x02 \x01(\t\x12\x0c\n\x04\x63\x61sh\x18\x03 \x01(\t\x12\x19\n\x11long_market_value\x18\x04 \x01(\t\x12\x1a\n\x12short_market_value\x18\x05 \x01(\t\x12\x13\n\x0bprofit_loss\x18\x06 \x01(\t\"?\n\x10PortfolioHistory\x12+\n\x06points\x18\x01 \x03(\x0b\x32\x1b.raxx.mbt.v1.PortfolioPoint\"3\n\rGetPnlRequest\x12\x11\n\tfrom_date\x18\x01 \x01(\t\x12\x0f\n\x07to_date\x18\x02 \x01(\t\"\xa5\x01\n\x03Pnl\x12\x11\n\tfrom_date\x18\x01 \x01(\t\x12\x0f\n\x07to_date\x18\x02 \x01(\t\x12\x17\n\x0fstarting_equity\x18\x03 \x01(\t\x12\x15\n\rending_equity\x18\x04 \x01(\t\x12\r\n\x05total\x18\x05 \x01(\t\x12\x10\n\x08realized\x18\x06 \x01(\t\x12\x19\n\x11unrealized_change\x18\x07 \x01(\t\x12\x0e\n\x06income\x18\x08 \x01(\t2\xfa\x06\n\x0f\x41\x63\x63ountsService\x12\\\n\nGetAccount\x12\x1e.raxx.mbt.v1.GetAccountRequest\x1a\x14.raxx.mbt.v1.Account\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/mbt/account\x12r\n\rListPositions\x12!.raxx.mbt.v1.ListPositionsRequest\x1a\".raxx.mbt.v1.ListPositionsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/mbt/positions\x12j\n\x0bGetPosition\x12\x1f.raxx.mbt.v1.GetPositionRequest\x1a\x15.raxx.mbt.v1.Position\"#\x82\xd3\xe4\x93\x02\x1d\x12\x1b/api/mbt/positions/{symbol}\x12v\n\x0eListActivities\x12\".raxx.mbt.v1.ListActivitiesRequest\x1a#.raxx.mbt.v1.ListActivitiesResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/api/mbt/activities\x12\x7f\n\x13GetPortfolioHistory\x12\'.raxx.mbt.v1.GetPortfolioHistoryRequest\x1a\x1d.raxx.mbt.v1.PortfolioHistory\" \x82\xd3\xe4\x93\x02\x1a\x12\x18/api/mbt/account/history\x12L\n\x06GetPnl\x12\x1a.raxx.mbt.v1.GetPnlRequest\x1a\x10.raxx.mbt.v1.Pnl\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/api/mbt/pnl\x12\x44\n\x0bOpenAccount\x12\x1f.raxx.mbt.v1.OpenAccountRequest\x1a\x14.raxx.mbt.v1.Account\x12J\n\tPlaceHold\x12\x1d.raxx.mbt.v1.PlaceHoldRequest\x1a\x1e.raxx.mbt.v1.PlaceHoldResponse\x12P\n\x0bReleaseHold\x12\x1f.raxx.mbt.v1.ReleaseHoldRequest\x1a .raxx.mbt.v1.ReleaseHoldResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -43,6 +43,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACCOUNTSSERVICE'].methods_by_name['ListActivities']._serialized_options = b'\202\323\344\223\002\025\022\023/api/mbt/activities'
   _globals['_ACCOUNTSSERVICE'].methods_by_name['GetPortfolioHistory']._loaded_options = None
   _globals['_ACCOUNTSSERVICE'].methods_by_name['GetPortfolioHistory']._serialized_options = b'\202\323\344\223\002\032\022\030/api/mbt/account/history'
+  _globals['_ACCOUNTSSERVICE'].methods_by_name['GetPnl']._loaded_options = None
+  _globals['_ACCOUNTSSERVICE'].methods_by_name['GetPnl']._serialized_options = b'\202\323\344\223\002\016\022\014/api/mbt/pnl'
   _globals['_ACCOUNT']._serialized_start=115
   _globals['_ACCOUNT']._serialized_end=453
   _globals['_POSITION']._serialized_start=456
@@ -57,26 +59,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPOSITIONREQUEST']._serialized_end=847
   _globals['_ACTIVITY']._serialized_start=850
   _globals['_ACTIVITY']._serialized_end=1041
-  _globals['_LISTACTIVITIESREQUEST']._serialized_start=1043
-  _globals['_LISTACTIVITIESREQUEST']._serialized_end=1128
-  _globals['_LISTACTIVITIESRESPONSE']._serialized_start=1130
-  _globals['_LISTACTIVITIESRESPONSE']._serialized_end=1222
-  _globals['_OPENACCOUNTREQUEST']._serialized_start=1224
-  _globals['_OPENACCOUNTREQUEST']._serialized_end=1315
-  _globals['_PLACEHOLDREQUEST']._serialized_start=1317
-  _globals['_PLACEHOLDREQUEST']._serialized_end=1429
-  _globals['_PLACEHOLDRESPONSE']._serialized_start=1431
-  _globals['_PLACEHOLDRESPONSE']._serialized_end=1491
-  _globals['_RELEASEHOLDREQUEST']._serialized_start=1493
-  _globals['_RELEASEHOLDREQUEST']._serialized_end=1531
-  _globals['_RELEASEHOLDRESPONSE']._serialized_start=1533
-  _globals['_RELEASEHOLDRESPONSE']._serialized_end=1572
-  _globals['_GETPORTFOLIOHISTORYREQUEST']._serialized_start=1574
-  _globals['_GETPORTFOLIOHISTORYREQUEST']._serialized_end=1640
-  _globals['_PORTFOLIOPOINT']._serialized_start=1643
-  _globals['_PORTFOLIOPOINT']._serialized_end=1779
-  _globals['_PORTFOLIOHISTORY']._serialized_start=1781
-  _globals['_PORTFOLIOHISTORY']._serialized_end=1844
-  _globals['_ACCOUNTSSERVICE']._serialized_start=1847
-  _globals['_ACCOUNTSSERVICE']._serialized_end=2659
+  _globals['_LISTACTIVITIESREQUEST']._serialized_start=1044
+  _globals['_LISTACTIVITIESREQUEST']._serialized_end=1223
+  _globals['_LISTACTIVITIESRESPONSE']._serialized_start=1225
+  _globals['_LISTACTIVITIESRESPONSE']._serialized_end=1317
+  _globals['_OPENACCOUNTREQUEST']._serialized_start=1319
+  _globals['_OPENACCOUNTREQUEST']._serialized_end=1410
+  _globals['_PLACEHOLDREQUEST']._serialized_start=1412
+  _globals['_PLACEHOLDREQUEST']._serialized_end=1524
+  _globals['_PLACEHOLDRESPONSE']._serialized_start=1526
+  _globals['_PLACEHOLDRESPONSE']._serialized_end=1586
+  _globals['_RELEASEHOLDREQUEST']._serialized_start=1588
+  _globals['_RELEASEHOLDREQUEST']._serialized_end=1626
+  _globals['_RELEASEHOLDRESPONSE']._serialized_start=1628
+  _globals['_RELEASEHOLDRESPONSE']._serialized_end=1667
+  _globals['_GETPORTFOLIOHISTORYREQUEST']._serialized_start=1669
+  _globals['_GETPORTFOLIOHISTORYREQUEST']._serialized_end=1735
+  _globals['_PORTFOLIOPOINT']._serialized_start=1738
+  _globals['_PORTFOLIOPOINT']._serialized_end=1874
+  _globals['_PORTFOLIOHISTORY']._serialized_start=1876
+  _globals['_PORTFOLIOHISTORY']._serialized_end=1939
+  _globals['_GETPNLREQUEST']._serialized_start=1941
+  _globals['_GETPNLREQUEST']._serialized_end=1992
+  _globals['_PNL']._serialized_start=1995
+  _globals['_PNL']._serialized_end=2160
+  _globals['_ACCOUNTSSERVICE']._serialized_start=2163
+  _globals['_ACCOUNTSSERVICE']._serialized_end=3053
 # @@protoc_insertion_point(module_scope)

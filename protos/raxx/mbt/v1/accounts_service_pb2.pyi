@@ -257,19 +257,29 @@ class ListActivitiesRequest(_message.Message):
     ACTIVITY_TYPE_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    END_TIME_FIELD_NUMBER: _builtins.int
     activity_type: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """occurred_at in [start_time, end_time); either may be left out"""
+
+    @_builtins.property
+    def end_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         activity_type: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        end_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -501,3 +511,70 @@ class PortfolioHistory(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PortfolioHistory: _TypeAlias = PortfolioHistory  # noqa: Y015
+
+@_typing.final
+class GetPnlRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    from_date: _builtins.str
+    """YYYY-MM-DD, inclusive; the window runs from the close before `from_date` to the close of `to_date`"""
+    to_date: _builtins.str
+    def __init__(
+        self,
+        *,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["from_date", b"from_date", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPnlRequest: _TypeAlias = GetPnlRequest  # noqa: Y015
+
+@_typing.final
+class Pnl(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    STARTING_EQUITY_FIELD_NUMBER: _builtins.int
+    ENDING_EQUITY_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    REALIZED_FIELD_NUMBER: _builtins.int
+    UNREALIZED_CHANGE_FIELD_NUMBER: _builtins.int
+    INCOME_FIELD_NUMBER: _builtins.int
+    from_date: _builtins.str
+    to_date: _builtins.str
+    starting_equity: _builtins.str
+    ending_equity: _builtins.str
+    total: _builtins.str
+    """ending − starting equity"""
+    realized: _builtins.str
+    """realized on closing trades inside the window"""
+    unrealized_change: _builtins.str
+    """change in unrealized P&L (total − realized − income)"""
+    income: _builtins.str
+    """dividends and interest inside the window"""
+    def __init__(
+        self,
+        *,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        starting_equity: _builtins.str = ...,
+        ending_equity: _builtins.str = ...,
+        total: _builtins.str = ...,
+        realized: _builtins.str = ...,
+        unrealized_change: _builtins.str = ...,
+        income: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ending_equity", b"ending_equity", "from_date", b"from_date", "income", b"income", "realized", b"realized", "starting_equity", b"starting_equity", "to_date", b"to_date", "total", b"total", "unrealized_change", b"unrealized_change"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Pnl: _TypeAlias = Pnl  # noqa: Y015

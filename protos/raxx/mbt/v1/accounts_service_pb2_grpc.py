@@ -60,6 +60,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPortfolioHistoryRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PortfolioHistory.FromString,
                 _registered_method=True)
+        self.GetPnl = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/GetPnl',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPnlRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Pnl.FromString,
+                _registered_method=True)
         self.OpenAccount = channel.unary_unary(
                 '/raxx.mbt.v1.AccountsService/OpenAccount',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.OpenAccountRequest.SerializeToString,
@@ -116,6 +121,14 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPnl(self, request, context):
+        """Realized and unrealized P&L over a window of trading days (from the EOD snapshots and
+        the fills in between).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def OpenAccount(self, request, context):
         """Internal (service principal only): open the account of a new user.
         """
@@ -164,6 +177,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.GetPortfolioHistory,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPortfolioHistoryRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PortfolioHistory.SerializeToString,
+            ),
+            'GetPnl': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPnl,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPnlRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Pnl.SerializeToString,
             ),
             'OpenAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenAccount,
@@ -317,6 +335,33 @@ class AccountsService:
             '/raxx.mbt.v1.AccountsService/GetPortfolioHistory',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPortfolioHistoryRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PortfolioHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPnl(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/GetPnl',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPnlRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Pnl.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,10 @@ class AccountsServiceStub:
     """The caller's activity stream (fills, dividends, ...), newest first."""
     GetPortfolioHistory: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.GetPortfolioHistoryRequest, _accounts_service_pb2.PortfolioHistory]
     """Equity per trading day from the end-of-day snapshots (a chart's series), oldest first."""
+    GetPnl: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.GetPnlRequest, _accounts_service_pb2.Pnl]
+    """Realized and unrealized P&L over a window of trading days (from the EOD snapshots and
+    the fills in between).
+    """
     OpenAccount: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]
     """Internal (service principal only): open the account of a new user."""
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]
@@ -65,6 +69,10 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """The caller's activity stream (fills, dividends, ...), newest first."""
     GetPortfolioHistory: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.GetPortfolioHistoryRequest, _accounts_service_pb2.PortfolioHistory]  # type: ignore[assignment]
     """Equity per trading day from the end-of-day snapshots (a chart's series), oldest first."""
+    GetPnl: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.GetPnlRequest, _accounts_service_pb2.Pnl]  # type: ignore[assignment]
+    """Realized and unrealized P&L over a window of trading days (from the EOD snapshots and
+    the fills in between).
+    """
     OpenAccount: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]  # type: ignore[assignment]
     """Internal (service principal only): open the account of a new user."""
     PlaceHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
@@ -114,6 +122,16 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.PortfolioHistory, _abc.Awaitable[_accounts_service_pb2.PortfolioHistory]]:
         """Equity per trading day from the end-of-day snapshots (a chart's series), oldest first."""
+
+    @_abc_1.abstractmethod
+    def GetPnl(
+        self,
+        request: _accounts_service_pb2.GetPnlRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.Pnl, _abc.Awaitable[_accounts_service_pb2.Pnl]]:
+        """Realized and unrealized P&L over a window of trading days (from the EOD snapshots and
+        the fills in between).
+        """
 
     @_abc_1.abstractmethod
     def OpenAccount(
