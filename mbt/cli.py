@@ -204,6 +204,36 @@ def _submit(ns: argparse.Namespace, side: str) -> None:
     )
 
 
+def cmd_spread(ns: argparse.Namespace) -> None:
+    legs = []
+    for raw in ns.leg:
+        side, _, rest = raw.partition(":")
+        symbol, _, ratio = rest.partition("x")
+        if side not in ("buy", "sell") or not symbol:
+            raise CliError(
+                f"--leg {raw!r}: use side:SYMBOL or side:SYMBOLxRATIO "
+                "(e.g. buy:GOOG151224C00600000)"
+            )
+        legs.append({"symbol": symbol, "side": side, "ratio": int(ratio or 1)})
+    body: dict[str, Any] = {
+        "qty": ns.qty,
+        "legs": legs,
+        "time_in_force": ns.tif,
+        "order_type": "limit" if ns.limit else "market",
+    }
+    if ns.limit:
+        body["limit_price"] = ns.limit
+    if ns.preference:
+        body["fill_preference"] = ns.preference
+    o, _ = _api(ns).call("POST", "/api/mbt/orders", json_body=body)
+    _print(
+        ns,
+        o,
+        f"spread {o['id']} {o['status']}: {o['qty']} × "
+        + " / ".join(f"{x['side']} {x['symbol']}" for x in o["legs"]),
+    )
+
+
 def cmd_buy(ns: argparse.Namespace) -> None:
     _submit(ns, "buy")
 
@@ -345,6 +375,18 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--tif", default="day", choices=["day", "gtc", "ioc", "fok"])
         s.add_argument("--client-order-id")
         s.set_defaults(func=fn)
+    s = sub.add_parser("spread", parents=[common], help="a multi-leg option order (2-4 legs)")
+    s.add_argument(
+        "--leg",
+        action="append",
+        required=True,
+        help="side:OCC_SYMBOL[xRATIO], e.g. buy:GOOG151224C00600000 (repeat)",
+    )
+    s.add_argument("--qty", default="1", help="number of spreads")
+    s.add_argument("--limit", help="net price per spread: debit positive, credit negative")
+    s.add_argument("--preference", choices=["conservative", "mid", "aggressive"])
+    s.add_argument("--tif", default="day", choices=["day", "gtc", "ioc", "fok"])
+    s.set_defaults(func=cmd_spread)
     s = sub.add_parser("orders", parents=[common], help="your orders")
     s.add_argument("--status", default="all", help="open, closed, all or a status name")
     s.set_defaults(func=cmd_orders)

@@ -107,8 +107,10 @@ async def place_hold(
     side: str,
     qty: Decimal,
     amount: Decimal,
-) -> tuple[str, Decimal]:
+) -> tuple[str, Decimal, str]:
     """Reserve cash (buy) or shares (sell) for an order, or refuse. Idempotent by order id.
+
+    Returns (account id, cash held, the account's default multi-leg fill preference).
 
     The account row is locked, so two concurrent orders can never spend the same cash.
     """
@@ -117,7 +119,7 @@ async def place_hold(
         account_id = str(acct["id"])
         existing = (await conn.execute(select(holds).where(holds.c.order_id == order_id))).first()
         if existing is not None:
-            return account_id, Decimal(existing.amount)
+            return account_id, Decimal(existing.amount), str(acct["fill_preference"])
         if acct["status"] != "active":
             raise FailedPrecondition(f"account is {acct['status']}", reason="ACCOUNT_NOT_ACTIVE")
         if side == "buy":
@@ -160,7 +162,7 @@ async def place_hold(
                 status="active",
             )
         )
-        return account_id, hold_amount
+        return account_id, hold_amount, str(acct["fill_preference"])
 
 
 async def release_hold(conn: AsyncConnection, order_id: str) -> bool:

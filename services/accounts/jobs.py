@@ -37,7 +37,8 @@ MARK_TO_MARKET_SQL = text(
     valued AS (
         SELECT p.account_id, p.symbol, p.qty,
                coalesce(m.mark, p.avg_entry_price) AS mark,
-               p.qty * coalesce(m.mark, p.avg_entry_price) AS value
+               p.qty * coalesce(m.mark, p.avg_entry_price)
+                 * (CASE WHEN p.asset_class = 'option' THEN 100 ELSE 1 END) AS value
         FROM accounts.positions p LEFT JOIN marks m ON m.symbol = p.symbol
         WHERE p.qty <> 0
     )

@@ -26,8 +26,14 @@ from services.accounts.adapters.tables import (
     positions,
 )
 from services.accounts.domain.ledger import ZERO, PositionState, apply_fill
+from services.marketdata.domain.options import is_occ_symbol
 
 DONE = {"filled", "canceled", "expired"}
+
+
+def multiplier_of(symbol: str) -> int:
+    """Shares per unit: 100 for an OCC option contract, 1 for a share."""
+    return 100 if is_occ_symbol(symbol) else 1
 
 
 @dataclass(frozen=True)
@@ -145,7 +151,7 @@ async def apply_fills(conn: AsyncConnection, items: list[tuple[str, FillApplied]
         key = (account_id, f.symbol)
         pos = book.setdefault(key, _Pos(PositionState(), None, None, False))
         was_flat = pos.state.qty == 0
-        effect = apply_fill(pos.state, f.side, f.qty, f.price)
+        effect = apply_fill(pos.state, f.side, f.qty, f.price, multiplier_of(f.symbol))
         pos.state = effect.position
         if was_flat:
             pos.opened_at = f.filled_at
@@ -154,7 +160,7 @@ async def apply_fills(conn: AsyncConnection, items: list[tuple[str, FillApplied]
         if f.order_status in DONE:
             release.add(f.order_id)
         elif f.side == "buy":
-            hold_amount[f.order_id] += f.qty * f.price
+            hold_amount[f.order_id] += f.qty * f.price * multiplier_of(f.symbol)
         else:
             hold_qty[f.order_id] += f.qty
         acts.append(
@@ -193,7 +199,8 @@ async def _write(
             text(
                 "INSERT INTO accounts.positions (account_id, symbol, asset_class, qty, "
                 "avg_entry_price, realized_pl, opened_at, closed_at) "
-                "SELECT a, s, 'equity', q, p, r, o, c FROM unnest(CAST(:a AS text[]), "
+                "SELECT a, s, CASE WHEN s ~ '^[A-Z0-9]{1,6}[0-9]{6}[CP][0-9]{8}$' THEN 'option' "
+                "ELSE 'equity' END, q, p, r, o, c FROM unnest(CAST(:a AS text[]), "
                 "CAST(:s AS text[]), CAST(:q AS numeric[]), CAST(:p AS numeric[]), "
                 "CAST(:r AS numeric[]), CAST(:o AS timestamptz[]), CAST(:c AS timestamptz[])) "
                 "AS t(a, s, q, p, r, o, c) "

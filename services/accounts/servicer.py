@@ -17,6 +17,7 @@ from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
 from services.accounts import handlers
 from services.accounts.adapters.tables import activities, eod_snapshots, positions
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
+from services.accounts.ledger_batch import multiplier_of
 from services.platform.auth import require_service, require_user
 from services.platform.clients import ServiceChannel
 from services.platform.errors import FailedPrecondition, InvalidArgument, MbtError, NotFound
@@ -69,17 +70,18 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         for r in rows:
             qty, avg = Decimal(r["qty"]), Decimal(r["avg_entry_price"])
             mark = await self._mark(r["symbol"])
-            mv = qty * mark if mark is not None else qty * avg
+            m = multiplier_of(r["symbol"])
+            mv = (qty * mark if mark is not None else qty * avg) * m
             out.append(
                 pb.Position(
                     symbol=r["symbol"],
                     asset_class=r["asset_class"],
                     qty=dec_to_wire(qty),
                     avg_entry_price=dec_to_wire(avg.quantize(Decimal("0.0001"))),
-                    cost_basis=money(qty * avg),
+                    cost_basis=money(qty * avg * m),
                     current_price=dec_to_wire(mark) if mark is not None else "",
                     market_value=money(mv),
-                    unrealized_pl=money(mv - qty * avg),
+                    unrealized_pl=money(mv - qty * avg * m),
                     realized_pl=money(Decimal(r["realized_pl"])),
                     opened_at=ts_to_wire(r["opened_at"]),
                 )
@@ -292,7 +294,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         qty = parse_decimal("qty", request.qty, positive=True)
         amount = parse_decimal("amount", request.amount, required=False) or ZERO
         assert qty is not None
-        account_id, held = await handlers.place_hold(
+        account_id, held, preference = await handlers.place_hold(
             self.engine,
             request.user_id,
             request.order_id,
@@ -301,7 +303,9 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             qty,
             amount,
         )
-        return pb.PlaceHoldResponse(account_id=account_id, held_amount=money(held))
+        return pb.PlaceHoldResponse(
+            account_id=account_id, held_amount=money(held), default_fill_preference=preference
+        )
 
     async def ReleaseHold(
         self, request: pb.ReleaseHoldRequest, context: Ctx

@@ -11,7 +11,7 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
-from decimal import ROUND_UP, Decimal
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select, update
@@ -35,6 +35,8 @@ from services.orders.domain.events import (
     StopTriggered,
 )
 from services.orders.domain.model import (
+    FillPreference,
+    Leg,
     Order,
     OrderStatus,
     OrderType,
@@ -42,6 +44,7 @@ from services.orders.domain.model import (
     Side,
     TimeInForce,
 )
+from services.orders.holds import package_hold, single_hold
 from services.orders.validation import OrderIntent
 from services.platform.auth import Principal
 from services.platform.clients import ServiceChannel
@@ -55,23 +58,7 @@ log = logging.getLogger("mbt.orders")
 
 OPEN_STATUSES = ("new", "accepted", "partially_filled")
 # Market and stop buys reserve the current ask plus a collar, since they fill on a later quote.
-MARKET_COLLAR = Decimal("1.02")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def hold_amount(intent: OrderIntent, ask: Decimal) -> Decimal:
-    """Cash a buy order reserves until it fills or ends; sells reserve shares instead."""
-    if intent.side is Side.SELL:
-        return Decimal(0)
-    if intent.order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT):
-        assert intent.limit_price is not None
-        price = intent.limit_price
-    elif intent.order_type is OrderType.STOP:
-        assert intent.stop_price is not None
-        price = max(intent.stop_price, ask) * MARKET_COLLAR
-    else:
-        price = ask * MARKET_COLLAR
-    return (intent.qty * price).quantize(Decimal("0.01"), rounding=ROUND_UP)
 
 
 class OrdersApp:
@@ -141,7 +128,7 @@ class OrdersApp:
             existing = await self._by_client_id(user.user_id, coid)
             if existing is not None:
                 return existing
-        ask = await self._current_ask(intent.symbol)
+        amount = await self._hold_for(intent)
         order_id = str(uuid.uuid4())
         now_wall = datetime.now(UTC)
         async with UnitOfWork(self.db) as uow:
@@ -161,6 +148,11 @@ class OrdersApp:
                         stop_price=intent.stop_price,
                         status="new",
                         replaces=replaces,
+                        legs=[
+                            {"symbol": leg.symbol, "side": leg.side.value, "ratio": leg.ratio}
+                            for leg in intent.legs
+                        ]
+                        or None,
                         submitted_at=now_wall,
                     )
                     .on_conflict_do_nothing(constraint="orders_client_order_id_per_user")
@@ -187,24 +179,31 @@ class OrdersApp:
             dup = await self._by_client_id(user.user_id, coid)
             assert dup is not None
             return dup
-        return await self._hold_and_accept(order_id, user.user_id, intent, ask)
+        return await self._hold_and_accept(order_id, user.user_id, intent, amount)
 
-    async def _current_ask(self, symbol: str) -> Decimal:
-        """The ask that sizes a buy's hold: the engine's latest quote, else market data's
-        (which also answers NOT_FOUND for an unknown symbol)."""
+    async def _current_quote(self, symbol: str) -> Quote:
+        """The engine's latest quote, else market data's (which also answers NOT_FOUND for an
+        unknown symbol and FAILED_PRECONDITION when there is no quote yet)."""
         q = self.matching.latest_quote(symbol) if symbol in self.known_symbols else None
         if q is not None:
-            return q.ask
+            return q
         quote = await self.marketdata.call(
             self.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=symbol)
         )
         self.known_symbols.add(symbol)
-        return Decimal(quote.ask)
+        return quote_from_pb(quote)
+
+    async def _hold_for(self, intent: OrderIntent) -> Decimal:
+        if intent.legs:
+            quotes = {leg.symbol: await self._current_quote(leg.symbol) for leg in intent.legs}
+            return package_hold(intent, quotes)
+        return single_hold(intent, (await self._current_quote(intent.symbol)).ask)
 
     async def _hold_and_accept(
-        self, order_id: str, user_id: str, intent: OrderIntent, ask: Decimal
+        self, order_id: str, user_id: str, intent: OrderIntent, amount: Decimal
     ) -> dict[str, Any]:
-        amount = hold_amount(intent, ask)
+        # a spread reserves cash as a package; a plain sell reserves what it sells
+        hold_side = "buy" if intent.legs else intent.side.value
         try:
             held = await self.accounts.call(
                 self.accounts_stub.PlaceHold,
@@ -212,7 +211,7 @@ class OrdersApp:
                     user_id=user_id,
                     order_id=order_id,
                     symbol=intent.symbol,
-                    side=intent.side.value,
+                    side=hold_side,
                     qty=str(intent.qty),
                     amount=str(amount),
                 ),
@@ -233,6 +232,11 @@ class OrdersApp:
                                 accepted_at=now,
                                 account_id=held.account_id,
                                 hold_amount=amount,
+                                fill_preference=(
+                                    intent.fill_preference
+                                    or held.default_fill_preference
+                                    or "aggressive"
+                                ),
                                 updated_at=datetime.now(UTC),
                             )
                             .returning(*orders.c)
@@ -318,6 +322,11 @@ class OrdersApp:
                 reason="NEW_ORDERS_DISABLED",
             )
         old = await self.get_for_user(user.user_id, order_id)
+        if old["legs"]:
+            raise FailedPrecondition(
+                "multi-leg orders are not replaced: cancel it and submit the new spread",
+                reason="REPLACE_NOT_SUPPORTED",
+            )
         if old["status"] not in OPEN_STATUSES:
             raise FailedPrecondition(
                 f"order {order_id} is {old['status']}; only open orders can be replaced",
@@ -545,6 +554,11 @@ class OrdersApp:
             triggered=bool(r["triggered"]),
             status=OrderStatus(r["status"]),
             rested=rested,
+            legs=tuple(
+                Leg(symbol=x["symbol"], side=Side(x["side"]), ratio=int(x["ratio"]))
+                for x in (r["legs"] or [])
+            ),
+            fill_preference=FillPreference(r["fill_preference"] or "aggressive"),
         )
 
     def _emit_order(self, uow: UnitOfWork, event: str, row: Any, user_id: str) -> None:
@@ -602,31 +616,51 @@ class OrdersApp:
                         .mappings()
                         .one()
                     )
-                    fill_row = {
-                        "id": ev.execution_id,
-                        "order_id": ev.order_id,
-                        "user_id": row["user_id"],
-                        "account_id": row["account_id"],
-                        "symbol": ev.symbol,
-                        "side": ev.side.value,
-                        "qty": ev.qty,
-                        "price": ev.price,
-                        "filled_at": ev.ts,
-                        "quote_symbol": ev.quote.symbol,
-                        "nbbo_bid": ev.quote.bid,
-                        "nbbo_ask": ev.quote.ask,
-                        "nbbo_bid_size": ev.quote.bid_size,
-                        "nbbo_ask_size": ev.quote.ask_size,
-                        "quote_ts": ev.quote.ts,
-                        "explanation": ev.explanation,
-                    }
-                    await c.execute(fills.insert().values(**fill_row))
-                    fe = events_pb2.FillEvent(
-                        fill=fill_to_pb(fill_row), order=order_to_pb(row), user_id=row["user_id"]
+                    # one fill row (and ledger event) per instrument traded: the order's
+                    # symbol, or each leg of a spread, each with the quote it used
+                    parts = (
+                        [(ev.execution_id, ev.symbol, ev.side, ev.qty, ev.price, ev.quote)]
+                        if not ev.leg_fills
+                        else [
+                            (
+                                f"{ev.execution_id}:{k}",
+                                lf.symbol,
+                                lf.side,
+                                lf.qty,
+                                lf.price,
+                                lf.quote,
+                            )
+                            for k, lf in enumerate(ev.leg_fills, start=1)
+                        ]
                     )
-                    uow.publish(
-                        f"mbt.fills.{row['account_id']}", fe.SerializeToString(), ev.execution_id
-                    )
+                    for exec_id, symbol, side, qty, price, quote in parts:
+                        fill_row = {
+                            "id": exec_id,
+                            "order_id": ev.order_id,
+                            "user_id": row["user_id"],
+                            "account_id": row["account_id"],
+                            "symbol": symbol,
+                            "side": side.value,
+                            "qty": qty,
+                            "price": price,
+                            "filled_at": ev.ts,
+                            "quote_symbol": quote.symbol,
+                            "nbbo_bid": quote.bid,
+                            "nbbo_ask": quote.ask,
+                            "nbbo_bid_size": quote.bid_size,
+                            "nbbo_ask_size": quote.ask_size,
+                            "quote_ts": quote.ts,
+                            "explanation": ev.explanation,
+                        }
+                        await c.execute(fills.insert().values(**fill_row))
+                        fe = events_pb2.FillEvent(
+                            fill=fill_to_pb(fill_row),
+                            order=order_to_pb(row),
+                            user_id=row["user_id"],
+                        )
+                        uow.publish(
+                            f"mbt.fills.{row['account_id']}", fe.SerializeToString(), exec_id
+                        )
                     await self._audit(
                         uow,
                         "system",

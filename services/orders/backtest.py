@@ -23,7 +23,7 @@ from services.orders.domain.events import (
     StopTriggered,
 )
 from services.orders.domain.model import Order, Quote
-from services.orders.validation import check_submit
+from services.orders.validation import check_submit, to_order
 from services.platform.clients import ServiceChannel
 from services.platform.errors import InvalidArgument
 from services.platform.wire import dec_to_wire, ts_from_wire, ts_to_wire
@@ -73,21 +73,11 @@ async def run_replay(
             raise InvalidArgument(
                 f"orders[{i}].{exc.field}", exc.message.split(": ", 1)[-1]
             ) from exc
-        orders.append(
-            Order(
-                id=f"replay-{i}",
-                account_id="replay",
-                symbol=intent.symbol,
-                side=intent.side,
-                qty=intent.qty,
-                order_type=intent.order_type,
-                time_in_force=intent.time_in_force,
-                accepted_at=start,
-                limit_price=intent.limit_price,
-                stop_price=intent.stop_price,
-            )
-        )
-    quotes = await fetch_quotes(md, {o.symbol for o in orders}, start, end)
+        orders.append(to_order(intent, f"replay-{i}", "replay", start))
+    symbols = {leg.symbol for o in orders for leg in o.legs} | {
+        o.symbol for o in orders if not o.legs
+    }
+    quotes = await fetch_quotes(md, symbols, start, end)
     config = EngineConfig(cap_at_displayed_size=request.cap_at_displayed_size)
     out = pb.ReplayOrdersResponse(quotes_evaluated=len(quotes))
     for ev in replay(orders, quotes, calendar, config):

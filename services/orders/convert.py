@@ -42,6 +42,10 @@ def order_to_pb(r: Row) -> pb.Order:
         filled_at=ts_to_wire(r["filled_at"]),
         canceled_at=ts_to_wire(r["canceled_at"]),
         updated_at=ts_to_wire(r["updated_at"]),
+        legs=[
+            pb.OrderLeg(symbol=x["symbol"], side=x["side"], ratio=int(x["ratio"]))
+            for x in (r.get("legs") or [])
+        ],
         replaces=r.get("replaces") or "",
         replaced_by=r.get("replaced_by") or "",
     )

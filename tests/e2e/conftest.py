@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -12,7 +13,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from mbt.launcher import free_port
@@ -52,8 +52,9 @@ def _is_free(port: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def system() -> Iterator[RunningSystem]:
+@contextlib.contextmanager
+def running_system(*extra: str) -> Iterator[RunningSystem]:
+    """`mbt up` in a subprocess on free ports with its own data dir; stopped with SIGINT."""
     data_dir = private_tmp("mbt-up-")
     gw_port = free_port()
     base = _free_block(len(DEFAULT_PORTS))
@@ -73,8 +74,7 @@ def system() -> Iterator[RunningSystem]:
             str(gw_port),
             "--grpc-port-base",
             str(base),
-            "--speed",
-            "1",
+            *extra,
         ],
         stdout=open(log, "wb"),
         stderr=subprocess.STDOUT,
@@ -92,18 +92,19 @@ def system() -> Iterator[RunningSystem]:
     else:
         proc.kill()
         pytest.fail(f"mbt up did not come up:\n{log.read_text()}")
-    # wait until the replay has produced a quote
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        r = httpx.get(f"{url}/api/mbt/clock")
-        if r.status_code == 200:
-            break
-        time.sleep(0.2)
-    yield RunningSystem(url=url, grpc_ports=ports, data_dir=data_dir, process=proc, log=log)
-    proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    shutil.rmtree(data_dir, ignore_errors=True)
+        yield RunningSystem(url=url, grpc_ports=ports, data_dir=data_dir, process=proc, log=log)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def system() -> Iterator[RunningSystem]:
+    with running_system("--speed", "1") as s:
+        yield s

@@ -52,6 +52,7 @@ orders = Table(
     Column("triggered", Boolean, nullable=False, server_default="false"),
     Column("hold_amount", PRICE, nullable=False, server_default="0"),
     Column("legs", JSONB),
+    Column("fill_preference", String(14)),
     Column("replaces", String(36)),
     Column("replaced_by", String(36)),
     Column("submitted_at", DateTime(timezone=True), nullable=False),
@@ -113,5 +114,6 @@ MIGRATIONS = SchemaMigrations(
             "ALTER TABLE orders.orders ADD COLUMN IF NOT EXISTS replaces varchar(36)",
             "ALTER TABLE orders.orders ADD COLUMN IF NOT EXISTS replaced_by varchar(36)",
         ),
+        sql("ALTER TABLE orders.orders ADD COLUMN IF NOT EXISTS fill_preference varchar(14)"),
     ],
 )

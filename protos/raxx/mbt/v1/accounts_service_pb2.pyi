@@ -379,17 +379,21 @@ class PlaceHoldResponse(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     HELD_AMOUNT_FIELD_NUMBER: _builtins.int
+    DEFAULT_FILL_PREFERENCE_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     held_amount: _builtins.str
+    default_fill_preference: _builtins.str
+    """the account profile's multi-leg fill preference, for orders that do not choose one"""
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         held_amount: _builtins.str = ...,
+        default_fill_preference: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "held_amount", b"held_amount"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "default_fill_preference", b"default_fill_preference", "held_amount", b"held_amount"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -154,14 +154,25 @@ class SubmitOrderRequest(_message.Message):
     LIMIT_PRICE_FIELD_NUMBER: _builtins.int
     STOP_PRICE_FIELD_NUMBER: _builtins.int
     CLIENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    LEGS_FIELD_NUMBER: _builtins.int
+    FILL_PREFERENCE_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
+    """An equity ticker or an OCC option symbol; for a multi-leg order, the underlying (optional)."""
     side: _builtins.str
     qty: _builtins.str
+    """shares, contracts, or (multi-leg) spreads"""
     order_type: _builtins.str
     time_in_force: _builtins.str
     limit_price: _builtins.str
+    """multi-leg: the net price per spread, debit positive, credit negative"""
     stop_price: _builtins.str
     client_order_id: _builtins.str
+    fill_preference: _builtins.str
+    """multi-leg: "conservative" | "mid" | "aggressive" (default: the account profile's)"""
+    @_builtins.property
+    def legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLeg]:
+        """2-4 option legs make a multi-leg order (ratios with GCD 1; market or limit)"""
+
     def __init__(
         self,
         *,
@@ -173,10 +184,12 @@ class SubmitOrderRequest(_message.Message):
         limit_price: _builtins.str = ...,
         stop_price: _builtins.str = ...,
         client_order_id: _builtins.str = ...,
+        legs: _abc.Iterable[Global___OrderLeg] | None = ...,
+        fill_preference: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_order_id", b"client_order_id", "limit_price", b"limit_price", "order_type", b"order_type", "qty", b"qty", "side", b"side", "stop_price", b"stop_price", "symbol", b"symbol", "time_in_force", b"time_in_force"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_order_id", b"client_order_id", "fill_preference", b"fill_preference", "legs", b"legs", "limit_price", b"limit_price", "order_type", b"order_type", "qty", b"qty", "side", b"side", "stop_price", b"stop_price", "symbol", b"symbol", "time_in_force", b"time_in_force"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -284,7 +297,7 @@ class Fill(_message.Message):
     QUOTE_FIELD_NUMBER: _builtins.int
     EXPLANATION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
-    """unique execution id"""
+    """unique execution id (a multi-leg fill has one per leg: <execution>:<leg>)"""
     order_id: _builtins.str
     account_id: _builtins.str
     symbol: _builtins.str
