@@ -52,8 +52,8 @@ async def trigger(bus: Bus, job: str, as_of: date, now: datetime) -> list[str]:
 
 class Scheduler:
     """The local schedule `mbt up` runs, on the market clock (simulated when replaying):
-    corporate actions before each open, mark-to-market after each close, the retention purge
-    every hour."""
+    corporate actions before each open, option expiration then mark-to-market after each close,
+    the retention purge every hour."""
 
     def __init__(self, nats_url: str) -> None:
         self.nats_url = nats_url
@@ -85,6 +85,7 @@ class Scheduler:
         await bus.nc.subscribe(CLOCK_SUBJECT, cb=on_clock)
         last_close_done: date | None = None
         last_actions_done: date | None = None
+        last_expiry_done: date | None = None
         last_purge: datetime | None = None
         try:
             while not self._stop.is_set():
@@ -97,6 +98,13 @@ class Scheduler:
                 if pre_open and last_actions_done != now.date():
                     await trigger(bus, "dividends", now.date(), now)  # ex-date events
                     last_actions_done = now.date()
+                if (
+                    bounds
+                    and now >= bounds[1] + timedelta(minutes=2)
+                    and last_expiry_done != now.date()
+                ):
+                    await trigger(bus, "option-expiration", now.date(), now)
+                    last_expiry_done = now.date()
                 if (
                     bounds
                     and now >= bounds[1] + timedelta(minutes=5)

@@ -18,6 +18,7 @@ from services.accounts import jobs
 from services.accounts.adapters.tables import positions
 from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.domain.corporate_actions import CashDividend, Split
+from services.marketdata.domain.options import is_occ_symbol, parse_occ
 from services.platform.clients import ServiceChannel
 from services.platform.errors import MbtError
 from services.platform.wire import ts_to_wire
@@ -35,8 +36,8 @@ class AccountJobRunner:
         self.calendar = calendar
         self.done: list[str] = []
 
-    async def closing_marks(self, as_of: date) -> dict[str, Decimal]:
-        """Mid of each held symbol's last quote before the close of `as_of`."""
+    async def closing_marks(self, as_of: date, only: list[str] | None = None) -> dict[str, Decimal]:
+        """Mid of each symbol's last quote before the close of `as_of` (default: held ones)."""
         bounds = self.calendar.session_bounds(as_of)
         if bounds is None:
             return {}
@@ -52,7 +53,7 @@ class AccountJobRunner:
                 .all()
             )
         marks: dict[str, Decimal] = {}
-        for symbol in symbols:
+        for symbol in only if only is not None else symbols:
             req = md_pb.ListQuotesRequest(symbol=symbol, page_size=500)
             req.start_time.CopyFrom(ts_to_wire(close - timedelta(minutes=30)))
             req.end_time.CopyFrom(ts_to_wire(close))
@@ -123,6 +124,13 @@ class AccountJobRunner:
                 closes = await self.closing_marks(prev) if prev else {}
             n = await jobs.apply_corporate_actions(self.engine, actions, closes)
             log.info("corporate actions %s: %d events, %d adjustments", as_of, len(actions), n)
+        elif job == "option-expiration":
+            underlyings = sorted(
+                {parse_occ(s).root for s in await self.held_symbols() if is_occ_symbol(s)}
+            )
+            closes = await self.closing_marks(as_of, underlyings)
+            n = await jobs.expire_options(self.engine, as_of, closes)
+            log.info("option expiration %s: %d contracts settled", as_of, n)
         elif job == "retention-purge":
             n = await jobs.purge_retention(self.engine, datetime.fromisoformat(body["now"]))
             log.info("retention purge: %d rows deleted", n)

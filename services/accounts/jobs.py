@@ -12,12 +12,13 @@ from decimal import Decimal
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.accounts.adapters.tables import accounts, activities, positions
 from services.accounts.domain.actions import apply_cash_dividend, apply_split
-from services.accounts.domain.ledger import ZERO, PositionState
+from services.accounts.domain.ledger import CENT, ZERO, PositionState, apply_fill
 from services.marketdata.domain.corporate_actions import CashDividend, Split
+from services.marketdata.domain.options import parse_occ
 
 # Free 90 days, Pro 3 years, Pro+ unlimited (BRIEF §5).
 log = logging.getLogger("mbt.accounts.jobs")
@@ -192,3 +193,151 @@ async def apply_corporate_actions(
                     )
                 made += 1
     return made
+
+
+async def expire_options(engine: AsyncEngine, as_of: date, closes: dict[str, Decimal]) -> int:
+    """Settle option positions expiring `as_of` against their underlying's close (rule 7).
+
+    In the money by $0.01 or more: a long is exercised, a short assigned, with physical delivery
+    of 100 shares per contract at the strike (the option's premium is realized, the shares are
+    carried at the strike). Otherwise the contract expires worthless. Each settlement writes a
+    distinct activity (exercised / assigned / expired) once per account and contract.
+    """
+    done = 0
+    async with engine.begin() as conn:
+        rows = (
+            (
+                await conn.execute(
+                    select(positions)
+                    .where(positions.c.asset_class == "option", positions.c.qty != 0)
+                    .order_by(positions.c.account_id, positions.c.symbol)
+                    .with_for_update()
+                )
+            )
+            .mappings()
+            .all()
+        )
+        for r in rows:
+            contract = parse_occ(r["symbol"])
+            if contract.expiry != as_of:
+                continue
+            underlying = contract.root
+            close = closes.get(underlying)
+            if close is None:
+                log.warning("no close for %s: %s left unsettled", underlying, r["symbol"])
+                continue
+            account_id, qty = str(r["account_id"]), Decimal(r["qty"])
+            opt = PositionState(qty, Decimal(r["avg_entry_price"]), Decimal(r["realized_pl"]))
+            intrinsic = close - contract.strike if contract.is_call else contract.strike - close
+            itm = intrinsic >= CENT
+            kind = ("exercised" if qty > 0 else "assigned") if itm else "expired"
+            # the contract leaves the book at zero: its premium is realized
+            closing = apply_fill(opt, "sell" if qty > 0 else "buy", abs(qty), ZERO, 100)
+            cash = ZERO
+            text_ = (
+                f"{r['symbol']} {kind} at expiration {as_of}: {underlying} closed at {close}, "
+                f"strike {contract.strike}"
+            )
+            stock_side = None
+            if itm:
+                # long call / short put take delivery (buy); long put / short call deliver (sell)
+                buys = contract.is_call == (qty > 0)
+                stock_side = "buy" if buys else "sell"
+                shares = abs(qty) * 100
+                cash = -shares * contract.strike if buys else shares * contract.strike
+                text_ += f"; {stock_side} {shares:f} {underlying} at {contract.strike}"
+            inserted = (
+                await conn.execute(
+                    insert(activities)
+                    .values(
+                        id=f"expiry:{r['symbol']}:{account_id}",
+                        account_id=account_id,
+                        activity_type=kind,
+                        symbol=r["symbol"],
+                        amount=cash,
+                        qty=-qty,
+                        price=contract.strike,
+                        realized_pl=closing.realized_pl,
+                        ref_id=f"expiry:{r['symbol']}",
+                        description=text_,
+                        occurred_at=datetime.combine(as_of, time(21, 0), tzinfo=UTC),
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(activities.c.id)
+                )
+            ).first()
+            if inserted is None:
+                continue
+            await conn.execute(
+                update(positions)
+                .where(positions.c.account_id == account_id, positions.c.symbol == r["symbol"])
+                .values(
+                    qty=0,
+                    avg_entry_price=0,
+                    realized_pl=closing.position.realized_pl,
+                    closed_at=datetime.combine(as_of, time(21, 0), tzinfo=UTC),
+                )
+            )
+            if stock_side is not None:
+                await _deliver(
+                    conn, account_id, underlying, stock_side, abs(qty) * 100, contract.strike, as_of
+                )
+                await conn.execute(
+                    update(accounts)
+                    .where(accounts.c.id == account_id)
+                    .values(cash=accounts.c.cash + cash)
+                )
+            done += 1
+    return done
+
+
+async def _deliver(
+    conn: AsyncConnection,
+    account_id: str,
+    symbol: str,
+    side: str,
+    shares: Decimal,
+    price: Decimal,
+    as_of: date,
+) -> None:
+    row = (
+        (
+            await conn.execute(
+                select(positions)
+                .where(positions.c.account_id == account_id, positions.c.symbol == symbol)
+                .with_for_update()
+            )
+        )
+        .mappings()
+        .first()
+    )
+    pos = (
+        PositionState(
+            Decimal(row["qty"]), Decimal(row["avg_entry_price"]), Decimal(row["realized_pl"])
+        )
+        if row
+        else PositionState()
+    )
+    new = apply_fill(pos, side, shares, price).position
+    at = datetime.combine(as_of, time(21, 0), tzinfo=UTC)
+    await conn.execute(
+        insert(positions)
+        .values(
+            account_id=account_id,
+            symbol=symbol,
+            asset_class="equity",
+            qty=new.qty,
+            avg_entry_price=new.avg_entry_price,
+            realized_pl=new.realized_pl,
+            opened_at=at,
+        )
+        .on_conflict_do_update(
+            index_elements=[positions.c.account_id, positions.c.symbol],
+            set_={
+                "qty": new.qty,
+                "avg_entry_price": new.avg_entry_price,
+                "realized_pl": new.realized_pl,
+                "closed_at": at if new.qty == 0 else None,
+            },
+        )
+    )

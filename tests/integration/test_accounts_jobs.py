@@ -192,3 +192,51 @@ async def test_pnl_window_splits_realized_and_unrealized(engine) -> None:  # typ
         (d1.isoformat(), "50000.00", "0.00"),
         (d2.isoformat(), "50070.00", "70.00"),
     ]
+
+
+async def test_goog_options_settle_at_expiration(engine) -> None:  # type: ignore[no-untyped-def]
+    """GOOG contracts expiring 2015-12-24, settled against GOOG's close worked out from the data."""
+    from services.accounts.adapters.tables import positions
+    from services.marketdata.domain.recorded import RecordedArchive
+
+    expiry = date(2015, 12, 24)
+    # the close: the mid of GOOG's last quote before the 13:00 ET early close (18:00 UTC)
+    last = [
+        q
+        for q in RecordedArchive().load("GOOG", expiry)
+        if q.ts < datetime(2015, 12, 24, 18, tzinfo=UTC)
+    ][-1]
+    close = (last.bid + last.ask) / 2
+    itm_call, otm_put = "GOOG151224C00700000", "GOOG151224P00700000"  # strike 700 < close
+    assert close - 700 >= D("0.01") and close > 700  # so the call is in, the put out of the money
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "diversifier", "free", None)
+    await buy(engine, user, itm_call, "2", "45.10")  # 2 × 45.10 × 100 = 9,020 → cash 90,980
+    await buy(engine, user, otm_put, "1", "0.50")  # 50 → cash 90,930
+    await jobs.expire_options(engine, expiry, {"GOOG": close})
+    assert await jobs.expire_options(engine, expiry, {"GOOG": close}) == 0  # idempotent
+    async with engine.connect() as conn:
+        acct = await handlers.account_of_user(conn, user)
+        # exercise: buy 200 GOOG at the 700 strike = 140,000 → cash 90,930 − 140,000
+        assert D(acct["cash"]) == D("90930") - D("140000")
+        pos = {
+            r.symbol: r
+            for r in await conn.execute(
+                select(positions).where(positions.c.account_id == acct["id"])
+            )
+        }
+        assert D(pos["GOOG"].qty) == 200 and D(pos["GOOG"].avg_entry_price) == 700
+        assert D(pos[itm_call].qty) == 0 and D(pos[otm_put].qty) == 0
+        # premiums are realized: −9,020 on the call, −50 on the put
+        assert D(pos[itm_call].realized_pl) == D("-9020") and D(pos[otm_put].realized_pl) == D(
+            "-50"
+        )
+        kinds = {
+            r.symbol: r.activity_type
+            for r in await conn.execute(
+                select(activities.c.symbol, activities.c.activity_type).where(
+                    activities.c.account_id == acct["id"], activities.c.activity_type != "fill"
+                )
+            )
+        }
+        assert kinds == {itm_call: "exercised", otm_put: "expired"}
