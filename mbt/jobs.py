@@ -25,12 +25,13 @@ JOBS: dict[str, tuple[str, ...]] = {
     "dividends": ("accounts",),
     "margin-interest": ("accounts",),
     "option-expiration": ("accounts",),
+    "gdpr-erasure": ("sessions",),
 }
 
 
 def period_key(job: str, as_of: date, now: datetime) -> str:
     """The period a trigger stands for: a trading day, or an hour for the purge."""
-    if job == "retention-purge":
+    if job in ("retention-purge", "gdpr-erasure"):
         return now.strftime("%Y-%m-%dT%H")
     return as_of.isoformat()
 
@@ -115,6 +116,7 @@ class Scheduler:
                 wall = datetime.now(UTC)
                 if last_purge is None or wall - last_purge >= timedelta(hours=1):
                     await trigger(bus, "retention-purge", now.date(), wall)
+                    await trigger(bus, "gdpr-erasure", now.date(), wall)
                     last_purge = wall
         finally:
             await bus.close()
@@ -124,8 +126,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description="Trigger a scheduled MBT job")
     ap.add_argument("job", choices=sorted(JOBS))
     ap.add_argument("--as-of", help="trading day (default: today, UTC)")
+    ap.add_argument("--now", help="run as of this instant (ISO 8601), e.g. for due erasures")
     ns = ap.parse_args()
-    now = datetime.now(UTC)
+    now = datetime.fromisoformat(ns.now) if ns.now else datetime.now(UTC)
     as_of = date.fromisoformat(ns.as_of) if ns.as_of else now.date()
     url = os.environ.get("NATS_URL", "nats://127.0.0.1:4222")
 

@@ -14,7 +14,7 @@ from raxx.mbt.v1 import accounts_service_pb2 as pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as pb_grpc
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
-from services.accounts import handlers
+from services.accounts import handlers, privacy
 from services.accounts.adapters.tables import activities, eod_snapshots, positions
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
 from services.accounts.ledger_batch import multiplier_of
@@ -273,6 +273,12 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         from services.accounts.domain.profiles import PROFILES
 
         return PROFILES[str(acct["profile"])].starting_cash
+
+    async def ExportUserData(
+        self, request: pb.ExportUserDataRequest, context: Ctx
+    ) -> pb.UserDataExport:
+        require_service()
+        return pb.UserDataExport(json=await privacy.export_user(self.engine, request.user_id))
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: Ctx) -> pb.Account:
         require_service()

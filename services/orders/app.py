@@ -401,6 +401,27 @@ class OrdersApp:
             )
         return [await self.cancel(user, oid) for oid in ids]
 
+    async def erase_user(self, user_id: str, bus: Any) -> int:
+        """GDPR erasure: take the user's open orders out of the book, then delete their rows."""
+        from services.orders import privacy
+
+        async with self.db.connect() as conn:
+            open_ids = (
+                (
+                    await conn.execute(
+                        select(orders.c.id).where(
+                            orders.c.user_id == user_id, orders.c.status.in_(OPEN_STATUSES)
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        async with self.lock:
+            for oid in open_ids:
+                self.matching.cancel(oid, self.sim_now)  # nothing is recorded: the rows go
+            return await privacy.erase_user(self.db, bus, self.settings.jwt_secret, user_id)
+
     # ---- queries ------------------------------------------------------------------------
     async def _get(self, order_id: str) -> dict[str, Any]:
         async with self.db.connect() as conn:

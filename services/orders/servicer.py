@@ -8,16 +8,18 @@ from typing import Any
 import grpc
 from sqlalchemy import select
 
+from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import orders_service_pb2 as pb
 from raxx.mbt.v1 import orders_service_pb2_grpc as pb_grpc
 from services.marketdata.domain.calendar import MarketCalendar
+from services.orders import privacy
 from services.orders.adapters.tables import fills, orders
 from services.orders.app import OPEN_STATUSES, OrdersApp
 from services.orders.backtest import run_replay
 from services.orders.convert import fill_to_pb, order_to_pb
 from services.orders.domain.model import OrderStatus, TimeInForce
 from services.orders.validation import check_submit
-from services.platform.auth import require_user
+from services.platform.auth import require_service, require_user
 from services.platform.errors import InvalidArgument
 from services.platform.pagination import next_page_token, page_bounds
 from services.platform.wire import parse_decimal
@@ -30,6 +32,12 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
     def __init__(self, app: OrdersApp, calendar: MarketCalendar) -> None:
         self.app = app
         self.calendar = calendar
+
+    async def ExportUserData(
+        self, request: acct_pb.ExportUserDataRequest, context: Ctx
+    ) -> acct_pb.UserDataExport:
+        require_service()
+        return acct_pb.UserDataExport(json=await privacy.export_user(self.app.db, request.user_id))
 
     async def ReplaceOrder(self, request: pb.ReplaceOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import logging
+from datetime import UTC, datetime
+
+from nats.aio.msg import Msg
+
 from raxx.mbt.v1 import sessions_service_pb2, sessions_service_pb2_grpc
-from services.platform.bus import SESSIONS_STREAM
+from services.platform.bus import JOBS_STREAM, SESSIONS_STREAM
 from services.platform.clients import ServiceChannel
 from services.platform.grpc_server import ServiceHost
 from services.platform.runtime import Runtime, main
+from services.sessions import privacy
 from services.sessions.adapters.tables import MIGRATIONS
 from services.sessions.handlers import SessionsConfig, SessionsHandlers
 from services.sessions.servicer import PUBLIC_METHODS, SessionsServicer
 
+log = logging.getLogger("mbt.sessions")
 SERVICE = sessions_service_pb2.DESCRIPTOR.services_by_name["SessionsService"].full_name
 
 
@@ -25,7 +33,27 @@ async def build(rt: Runtime) -> ServiceHost:
             rp_id=s.rp_id, rp_name="MBT paper trading", origin=s.origins[0], secret=s.jwt_secret
         ),
     )
-    servicer = SessionsServicer(handlers, accounts, rt.bus)
+    orders = ServiceChannel(s.service_addrs["orders"], caller="sessions", secret=s.jwt_secret)
+    servicer = SessionsServicer(handlers, accounts, rt.bus, orders)
+    engine = rt.engine
+
+    async def on_job(msg: Msg) -> None:
+        body = json.loads(msg.data or b"{}")
+        now = datetime.fromisoformat(body["now"]) if "now" in body else datetime.now(UTC)
+        erased = await privacy.erase_due(engine, rt.bus, s.jwt_secret, now)
+        log.info("gdpr erasure: %d users erased", len(erased))
+        await msg.ack()
+
+    async def run_jobs() -> None:
+        await rt.bus.ensure_stream(JOBS_STREAM)
+        await rt.bus.consume(
+            "mbt.jobs.sessions.>",
+            "sessions-jobs",
+            on_job,
+            stream=JOBS_STREAM.name or "MBT_JOBS",
+            batch=1,
+        )
+
     return ServiceHost(
         name="sessions",
         port=s.port_of("sessions"),
@@ -37,7 +65,8 @@ async def build(rt: Runtime) -> ServiceHost:
         ],
         service_names=[SERVICE],
         public_methods=PUBLIC_METHODS,
-        on_shutdown=[accounts.close],
+        background=[run_jobs],
+        on_shutdown=[accounts.close, orders.close],
     )
 
 

@@ -273,6 +273,10 @@ class SessionsHandlers:
             )
         return str(user["id"]), str(user["email"]), ""
 
+    async def audit(self, actor: str, action: str) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(audit_log.insert().values(actor=actor, action=action, detail={}))
+
     async def open_session(self, user_id: str) -> OpenedSession:
         now = datetime.now(UTC).replace(microsecond=0)
         sid = str(uuid.uuid4())

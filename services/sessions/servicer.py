@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -9,12 +10,14 @@ import grpc
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
 from raxx.mbt.v1 import events_pb2
+from raxx.mbt.v1 import orders_service_pb2_grpc as orders_grpc
 from raxx.mbt.v1 import sessions_service_pb2 as pb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as pb_grpc
 from services.platform.auth import require_user
 from services.platform.bus import SESSION_REVOKED_SUBJECT, Bus
 from services.platform.clients import ServiceChannel
 from services.platform.wire import ts_to_wire
+from services.sessions import privacy
 from services.sessions.handlers import Ceremony, OpenedSession, SessionsHandlers
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -39,7 +42,15 @@ def _session(s: OpenedSession) -> pb.Session:
 
 
 class SessionsServicer(pb_grpc.SessionsServiceServicer):
-    def __init__(self, handlers: SessionsHandlers, accounts: ServiceChannel, bus: Bus) -> None:
+    def __init__(
+        self,
+        handlers: SessionsHandlers,
+        accounts: ServiceChannel,
+        bus: Bus,
+        orders: ServiceChannel,
+    ) -> None:
+        self.orders = orders
+        self.orders_stub = orders_grpc.OrdersServiceStub(orders.channel)
         self.h = handlers
         self.accounts = accounts
         self.accounts_stub = acct_grpc.AccountsServiceStub(accounts.channel)
@@ -74,6 +85,37 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         user_id, _email, _ = await self.h.finish_login(request.ceremony_id, request.credential_json)
         await self._ensure_account(user_id, "")
         return _session(await self.h.open_session(user_id))
+
+    async def ExportMyData(self, request: pb.ExportMyDataRequest, context: Ctx) -> pb.DataExport:
+        user = require_user()
+        req = acct_pb.ExportUserDataRequest(user_id=user.user_id)
+        parts = {
+            "sessions.json": await privacy.export_own(self.h.db, user.user_id),
+            "accounts.json": (
+                await self.accounts.call(self.accounts_stub.ExportUserData, req)
+            ).json,
+            "orders.json": (await self.orders.call(self.orders_stub.ExportUserData, req)).json,
+        }
+        await self.h.audit(user.user_id, "export")
+        out = pb.DataExport(
+            user_id=user.user_id, archive=privacy.zip_archive(parts), files=sorted(parts)
+        )
+        out.generated_at.FromDatetime(datetime.now(UTC))
+        return out
+
+    async def RequestErasure(
+        self, request: pb.RequestErasureRequest, context: Ctx
+    ) -> pb.ErasureStatus:
+        user = require_user()
+        when = await privacy.request_erasure(self.h.db, user.user_id, datetime.now(UTC))
+        return pb.ErasureStatus(state="scheduled", erase_after=ts_to_wire(when))
+
+    async def CancelErasure(
+        self, request: pb.CancelErasureRequest, context: Ctx
+    ) -> pb.ErasureStatus:
+        user = require_user()
+        await privacy.cancel_erasure(self.h.db, user.user_id)
+        return pb.ErasureStatus(state="none")
 
     async def GetCurrentSession(
         self, request: pb.GetCurrentSessionRequest, context: Ctx

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
-from services.platform.db import SchemaMigrations, create_tables
+from services.platform.db import SchemaMigrations, create_tables, sql
 
 SCHEMA = "sessions"
 metadata = MetaData(schema=SCHEMA)
@@ -76,4 +76,20 @@ audit_log = Table(
     Column("detail", JSONB, nullable=False),
 )
 
-MIGRATIONS = SchemaMigrations(schema=SCHEMA, steps=[create_tables(metadata)])
+# GDPR erasure requests in their 30-day cooling-off period.
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("user_id", String(36), ForeignKey(users.c.id, ondelete="CASCADE"), primary_key=True),
+    Column("requested_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("erase_after", DateTime(timezone=True), nullable=False),
+)
+
+ERASURES_DDL = """
+CREATE TABLE IF NOT EXISTS sessions.erasures (
+    user_id varchar(36) PRIMARY KEY REFERENCES sessions.users (id) ON DELETE CASCADE,
+    requested_at timestamptz NOT NULL DEFAULT now(),
+    erase_after timestamptz NOT NULL
+)"""
+
+MIGRATIONS = SchemaMigrations(schema=SCHEMA, steps=[create_tables(metadata), sql(ERASURES_DDL)])

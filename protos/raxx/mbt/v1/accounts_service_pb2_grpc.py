@@ -80,6 +80,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldResponse.FromString,
                 _registered_method=True)
+        self.ExportUserData = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/ExportUserData',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
+                _registered_method=True)
 
 
 class AccountsServiceServicer:
@@ -150,6 +155,13 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportUserData(self, request, context):
+        """Internal (service principal only): this service's rows about a user, as JSON (GDPR export).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +209,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.ReleaseHold,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldResponse.SerializeToString,
+            ),
+            'ExportUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUserData,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -443,6 +460,33 @@ class AccountsService:
             '/raxx.mbt.v1.AccountsService/ReleaseHold',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/ExportUserData',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
             options,
             channel_credentials,
             insecure,

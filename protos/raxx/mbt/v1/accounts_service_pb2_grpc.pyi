@@ -53,6 +53,8 @@ class AccountsServiceStub:
     """Internal (service principal only): reserve buying power (or shares) for an order."""
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]
     """Internal (service principal only): release what is left of an order's hold."""
+    ExportUserData: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]
+    """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
 
 @_typing.type_check_only
 class AccountsServiceAsyncStub(AccountsServiceStub):
@@ -79,6 +81,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """Internal (service principal only): reserve buying power (or shares) for an order."""
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
     """Internal (service principal only): release what is left of an order's hold."""
+    ExportUserData: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]  # type: ignore[assignment]
+    """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
 
 class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     """AccountsService owns MBT accounts: cash ledger, positions, buying-power holds, activities."""
@@ -156,5 +160,13 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.ReleaseHoldResponse, _abc.Awaitable[_accounts_service_pb2.ReleaseHoldResponse]]:
         """Internal (service principal only): release what is left of an order's hold."""
+
+    @_abc_1.abstractmethod
+    def ExportUserData(
+        self,
+        request: _accounts_service_pb2.ExportUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.UserDataExport, _abc.Awaitable[_accounts_service_pb2.UserDataExport]]:
+        """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

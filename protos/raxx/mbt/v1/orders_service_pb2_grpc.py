@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from raxx.mbt.v1 import accounts_service_pb2 as raxx_dot_mbt_dot_v1_dot_accounts__service__pb2
 from raxx.mbt.v1 import orders_service_pb2 as raxx_dot_mbt_dot_v1_dot_orders__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -75,6 +76,11 @@ class OrdersServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersResponse.FromString,
                 _registered_method=True)
+        self.ExportUserData = channel.unary_unary(
+                '/raxx.mbt.v1.OrdersService/ExportUserData',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
+                _registered_method=True)
 
 
 class OrdersServiceServicer:
@@ -135,6 +141,13 @@ class OrdersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportUserData(self, request, context):
+        """Internal (service principal only): this service's rows about a user, as JSON (GDPR export).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrdersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +190,11 @@ def add_OrdersServiceServicer_to_server(servicer, server):
                     servicer.ReplayOrders,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersResponse.SerializeToString,
+            ),
+            'ExportUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUserData,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -396,6 +414,33 @@ class OrdersService:
             '/raxx.mbt.v1.OrdersService/ReplayOrders',
             raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ReplayOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.OrdersService/ExportUserData',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
             options,
             channel_credentials,
             insecure,

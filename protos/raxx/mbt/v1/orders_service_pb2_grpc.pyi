@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from raxx.mbt.v1 import accounts_service_pb2 as _accounts_service_pb2
 from raxx.mbt.v1 import orders_service_pb2 as _orders_service_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -48,6 +49,8 @@ class OrdersServiceStub:
     """Run orders against a recorded quote range with the live engine's rules (backtests).
     Deterministic: the same request always gives the same events. Touches no account.
     """
+    ExportUserData: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]
+    """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
 
 @_typing.type_check_only
 class OrdersServiceAsyncStub(OrdersServiceStub):
@@ -69,6 +72,8 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     """Run orders against a recorded quote range with the live engine's rules (backtests).
     Deterministic: the same request always gives the same events. Touches no account.
     """
+    ExportUserData: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]  # type: ignore[assignment]
+    """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
 
 class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrdersService owns orders, the per-user matching engine and fills."""
@@ -135,5 +140,13 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         """Run orders against a recorded quote range with the live engine's rules (backtests).
         Deterministic: the same request always gives the same events. Touches no account.
         """
+
+    @_abc_1.abstractmethod
+    def ExportUserData(
+        self,
+        request: _accounts_service_pb2.ExportUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.UserDataExport, _abc.Awaitable[_accounts_service_pb2.UserDataExport]]:
+        """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
 
 def add_OrdersServiceServicer_to_server(servicer: OrdersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

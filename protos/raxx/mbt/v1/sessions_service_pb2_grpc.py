@@ -55,6 +55,21 @@ class SessionsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.FinishLoginRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.Session.FromString,
                 _registered_method=True)
+        self.ExportMyData = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/ExportMyData',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ExportMyDataRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.DataExport.FromString,
+                _registered_method=True)
+        self.RequestErasure = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/RequestErasure',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RequestErasureRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ErasureStatus.FromString,
+                _registered_method=True)
+        self.CancelErasure = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/CancelErasure',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.CancelErasureRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ErasureStatus.FromString,
+                _registered_method=True)
         self.GetCurrentSession = channel.unary_unary(
                 '/raxx.mbt.v1.SessionsService/GetCurrentSession',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.GetCurrentSessionRequest.SerializeToString,
@@ -99,6 +114,26 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportMyData(self, request, context):
+        """GDPR: everything MBT holds about the caller, from every service, as one zip archive.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequestErasure(self, request, context):
+        """GDPR: erase the caller's data after a 30-day cooling-off period (cancellable until then).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelErasure(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetCurrentSession(self, request, context):
         """The session the caller presents.
         """
@@ -135,6 +170,21 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.FinishLogin,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.FinishLoginRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.Session.SerializeToString,
+            ),
+            'ExportMyData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportMyData,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ExportMyDataRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.DataExport.SerializeToString,
+            ),
+            'RequestErasure': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestErasure,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RequestErasureRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ErasureStatus.SerializeToString,
+            ),
+            'CancelErasure': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelErasure,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.CancelErasureRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ErasureStatus.SerializeToString,
             ),
             'GetCurrentSession': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCurrentSession,
@@ -256,6 +306,87 @@ class SessionsService:
             '/raxx.mbt.v1.SessionsService/FinishLogin',
             raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.FinishLoginRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportMyData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/ExportMyData',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ExportMyDataRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.DataExport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestErasure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/RequestErasure',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RequestErasureRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ErasureStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelErasure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/CancelErasure',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.CancelErasureRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ErasureStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,11 @@ class SessionsServiceStub:
     """Start a passkey login."""
     FinishLogin: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.FinishLoginRequest, _sessions_service_pb2.Session]
     """Verify the assertion and open a session."""
+    ExportMyData: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.ExportMyDataRequest, _sessions_service_pb2.DataExport]
+    """GDPR: everything MBT holds about the caller, from every service, as one zip archive."""
+    RequestErasure: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.RequestErasureRequest, _sessions_service_pb2.ErasureStatus]
+    """GDPR: erase the caller's data after a 30-day cooling-off period (cancellable until then)."""
+    CancelErasure: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.CancelErasureRequest, _sessions_service_pb2.ErasureStatus]
     GetCurrentSession: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.GetCurrentSessionRequest, _sessions_service_pb2.Session]
     """The session the caller presents."""
     RevokeCurrentSession: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.RevokeCurrentSessionRequest, _sessions_service_pb2.RevokeCurrentSessionResponse]
@@ -59,6 +64,11 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Start a passkey login."""
     FinishLogin: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.FinishLoginRequest, _sessions_service_pb2.Session]  # type: ignore[assignment]
     """Verify the assertion and open a session."""
+    ExportMyData: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.ExportMyDataRequest, _sessions_service_pb2.DataExport]  # type: ignore[assignment]
+    """GDPR: everything MBT holds about the caller, from every service, as one zip archive."""
+    RequestErasure: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.RequestErasureRequest, _sessions_service_pb2.ErasureStatus]  # type: ignore[assignment]
+    """GDPR: erase the caller's data after a 30-day cooling-off period (cancellable until then)."""
+    CancelErasure: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.CancelErasureRequest, _sessions_service_pb2.ErasureStatus]  # type: ignore[assignment]
     GetCurrentSession: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.GetCurrentSessionRequest, _sessions_service_pb2.Session]  # type: ignore[assignment]
     """The session the caller presents."""
     RevokeCurrentSession: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.RevokeCurrentSessionRequest, _sessions_service_pb2.RevokeCurrentSessionResponse]  # type: ignore[assignment]
@@ -98,6 +108,29 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_service_pb2.Session, _abc.Awaitable[_sessions_service_pb2.Session]]:
         """Verify the assertion and open a session."""
+
+    @_abc_1.abstractmethod
+    def ExportMyData(
+        self,
+        request: _sessions_service_pb2.ExportMyDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.DataExport, _abc.Awaitable[_sessions_service_pb2.DataExport]]:
+        """GDPR: everything MBT holds about the caller, from every service, as one zip archive."""
+
+    @_abc_1.abstractmethod
+    def RequestErasure(
+        self,
+        request: _sessions_service_pb2.RequestErasureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.ErasureStatus, _abc.Awaitable[_sessions_service_pb2.ErasureStatus]]:
+        """GDPR: erase the caller's data after a 30-day cooling-off period (cancellable until then)."""
+
+    @_abc_1.abstractmethod
+    def CancelErasure(
+        self,
+        request: _sessions_service_pb2.CancelErasureRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.ErasureStatus, _abc.Awaitable[_sessions_service_pb2.ErasureStatus]]: ...
 
     @_abc_1.abstractmethod
     def GetCurrentSession(

@@ -1,0 +1,49 @@
+"""GDPR for the accounts schema: export a user's rows, erase them on the erasure event."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from services.accounts.adapters.tables import (
+    accounts,
+    activities,
+    eod_snapshots,
+    holds,
+    positions,
+)
+from services.platform.privacy import rows_to_json
+
+OWNED = (activities, positions, holds, eod_snapshots)
+
+
+async def export_user(engine: AsyncEngine, user_id: str) -> str:
+    async with engine.connect() as conn:
+        acct = (
+            (await conn.execute(select(accounts).where(accounts.c.user_id == user_id)))
+            .mappings()
+            .all()
+        )
+        out: dict[str, list[dict[str, Any]]] = {"accounts": [dict(r) for r in acct]}
+        ids = [r["id"] for r in acct]
+        for t in OWNED:
+            rows = (await conn.execute(select(t).where(t.c.account_id.in_(ids)))).mappings().all()
+            out[t.name] = [dict(r) for r in rows]
+    return rows_to_json(out)
+
+
+async def erase_user(engine: AsyncEngine, user_id: str) -> int:
+    """Hard-delete every accounts row about the user (idempotent). Returns rows deleted."""
+    n = 0
+    async with engine.begin() as conn:
+        ids = (
+            (await conn.execute(select(accounts.c.id).where(accounts.c.user_id == user_id)))
+            .scalars()
+            .all()
+        )
+        for t in OWNED:
+            n += (await conn.execute(delete(t).where(t.c.account_id.in_(ids)))).rowcount or 0
+        n += (await conn.execute(delete(accounts).where(accounts.c.id.in_(ids)))).rowcount or 0
+    return n

@@ -1,0 +1,25 @@
+"""What stays of a user after erasure: a keyed hash in the audit logs, nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+ERASURE_SUBJECT = "mbt.sessions.erased"
+
+
+def actor_hash(secret: bytes, user_id: str) -> str:
+    """A stable, keyed, one-way stand-in for an erased user's id in audit rows."""
+    key = hmac.new(secret, b"mbt-audit-actor", hashlib.sha256).digest()
+    return "erased:" + hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def rows_to_json(tables: dict[str, list[dict[str, object]]]) -> str:
+    import json
+
+    def default(o: object) -> str:
+        if isinstance(o, bytes | bytearray | memoryview):
+            return bytes(o).hex()
+        return str(o)
+
+    return json.dumps(tables, default=default, sort_keys=True, indent=1)
