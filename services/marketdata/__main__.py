@@ -16,7 +16,12 @@ from services.marketdata.feed import Publish, ReplayFeed
 from services.marketdata.servicer import MarketDataServicer, quote_to_pb
 from services.marketdata.watchdog import FeedWatchdog
 from services.orders.domain.model import Quote
-from services.platform.bus import CLOCK_SUBJECT, FEED_STATUS_SUBJECT, QUOTES_SUBJECT
+from services.platform.bus import (
+    CLOCK_SUBJECT,
+    FEED_STATUS_SUBJECT,
+    QUOTES_LVC_STREAM,
+    QUOTES_SUBJECT,
+)
 from services.platform.grpc_server import ServiceHost
 from services.platform.runtime import Runtime, main
 from services.platform.wire import ts_to_wire
@@ -38,6 +43,7 @@ async def build(rt: Runtime) -> ServiceHost:
     symbols = sorted({sym for d in days for sym in archive.symbols(d)})
     speed = s.replay_speed if s.replay_speed > 0 else float("inf")
     nc = rt.bus.nc
+    await rt.bus.ensure_stream(QUOTES_LVC_STREAM)
 
     async def publish(q: Quote) -> None:
         await nc.publish(

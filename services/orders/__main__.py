@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 from nats.aio.msg import Msg
 
 from raxx.mbt.v1 import events_pb2, orders_service_pb2, orders_service_pb2_grpc
 from services.marketdata.domain.calendar import MarketCalendar
 from services.orders.adapters.tables import MIGRATIONS, outbox
 from services.orders.app import OrdersApp
-from services.orders.domain.engine import MatchingEngine
+from services.orders.domain.engine import EngineConfig, MatchingEngine
 from services.orders.feed import run_market_feed
 from services.orders.servicer import OrdersServicer
 from services.platform.bus import SESSIONS_STREAM, TRADES_STREAM
@@ -29,7 +31,13 @@ async def build(rt: Runtime) -> ServiceHost:
     marketdata = ServiceChannel(s.service_addrs["marketdata"], caller="orders", secret=s.jwt_secret)
     box = Outbox(outbox)
     calendar = MarketCalendar()
-    app = OrdersApp(rt.engine, box, MatchingEngine(calendar), accounts, marketdata, s)
+    # optional, off by default: cap fills at the displayed size (partial fills), and require a
+    # strict cross for resting limits (queue-pessimistic)
+    config = EngineConfig(
+        cap_at_displayed_size=os.environ.get("MBT_CAP_AT_DISPLAYED_SIZE", "") == "1",
+        queue_pessimistic=os.environ.get("MBT_QUEUE_PESSIMISTIC", "") == "1",
+    )
+    app = OrdersApp(rt.engine, box, MatchingEngine(calendar, config), accounts, marketdata, s)
     servicer = OrdersServicer(app, calendar)
 
     async def relay() -> None:

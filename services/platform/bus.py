@@ -11,7 +11,13 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import ConsumerConfig, RetentionPolicy, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import NotFoundError
 
 log = logging.getLogger("mbt.bus")
@@ -37,6 +43,16 @@ JOBS_STREAM = StreamConfig(
     retention=RetentionPolicy.WORK_QUEUE,
     duplicate_window=3600.0,
     max_age=7 * 24 * 3600.0,
+)
+
+# Last-value cache: the newest quote of every symbol, kept in memory by JetStream, so a
+# consumer that (re)starts gets each symbol's latest NBBO at once (`Bus.last_quote`).
+QUOTES_LVC_STREAM = StreamConfig(
+    name="MBT_QUOTES_LAST",
+    subjects=["mbt.quotes.>"],
+    storage=StorageType.MEMORY,
+    max_msgs_per_subject=1,
+    discard=DiscardPolicy.OLD,
 )
 
 QUOTES_SUBJECT = "mbt.quotes"
@@ -142,6 +158,16 @@ class Bus:
                 await asyncio.sleep(0.5)
                 continue
             await handler(msgs)
+
+    async def last_quote(self, symbol: str) -> bytes | None:
+        """The newest QuoteEvent payload of `symbol` from the last-value cache, if any."""
+        try:
+            msg = await self.js.get_last_msg(
+                QUOTES_LVC_STREAM.name or "MBT_QUOTES_LAST", f"{QUOTES_SUBJECT}.{symbol}"
+            )
+        except NotFoundError:
+            return None
+        return msg.data
 
     async def close(self) -> None:
         try:
