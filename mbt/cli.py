@@ -55,7 +55,11 @@ def cmd_signup(ns: argparse.Namespace) -> None:
 
     url = _url(ns)
     api = Api(url)
-    body = {"email": ns.email, "profile": ns.profile}
+    body = {
+        "email": ns.email,
+        "profile": ns.profile,
+        "account_type": "margin" if ns.margin else "cash",
+    }
     data, _ = api.call("POST", "/api/mbt/sessions/registrations", json_body=body)
     key = SoftPasskey.generate()
     key.email = ns.email.strip().lower()
@@ -349,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--email", required=True)
     s.add_argument(
         "--profile", default="diversifier", choices=["trial", "income_builder", "diversifier"]
+    )
+    s.add_argument(
+        "--margin",
+        action="store_true",
+        help="a margin account (Reg-T 50%% initial, 25%% maintenance; shorting)",
     )
     s.set_defaults(func=cmd_signup)
     s = sub.add_parser("login", parents=[common], help="log in with your saved passkey")

@@ -112,6 +112,7 @@ class Scheduler:
                     and last_close_done != now.date()
                 ):
                     await trigger(bus, "mark-to-market", now.date(), now)
+                    await trigger(bus, "margin-interest", now.date(), now)
                     last_close_done = now.date()
                 wall = datetime.now(UTC)
                 if last_purge is None or wall - last_purge >= timedelta(hours=1):

@@ -14,7 +14,9 @@ from services.accounts.adapters.tables import (
     holds,
     positions,
 )
+from services.accounts.domain.instruments import Equity, MarkedPosition, OptionContract, OptionRight
 from services.accounts.domain.ledger import ZERO
+from services.accounts.domain.margin import MarginSummary, margin_summary
 from services.accounts.domain.profiles import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -22,17 +24,26 @@ from services.accounts.domain.profiles import (
     Tier,
     starting_cash,
 )
-from services.accounts.ledger_batch import FillApplied, apply_fills, claim_events
+from services.accounts.ledger_batch import FillApplied, apply_fills, claim_events, multiplier_of
+from services.marketdata.domain.options import is_occ_symbol, parse_occ
 
 __all__ = ["FillApplied", "apply_fill_event", "apply_order_done", "open_account", "place_hold"]
 from services.platform.errors import FailedPrecondition, InvalidArgument, NotFound
 
 
 async def open_account(
-    engine: AsyncEngine, user_id: str, profile: str, tier: str, override: Decimal | None
+    engine: AsyncEngine,
+    user_id: str,
+    profile: str,
+    tier: str,
+    override: Decimal | None,
+    account_type: str = "cash",
 ) -> str:
     """Create the user's account (idempotent: an existing account is returned as it is)."""
     profile = profile or DEFAULT_PROFILE
+    account_type = account_type or "cash"
+    if account_type not in ("cash", "margin"):
+        raise InvalidArgument("account_type", f"must be cash or margin; got {account_type!r}")
     try:
         t = Tier(tier or "free")
     except ValueError as exc:
@@ -47,7 +58,7 @@ async def open_account(
             .values(
                 id=str(uuid.uuid4()),
                 user_id=user_id,
-                account_type="cash",
+                account_type=account_type,
                 status="active",
                 profile=profile,
                 tier=t.value,
@@ -107,6 +118,7 @@ async def place_hold(
     side: str,
     qty: Decimal,
     amount: Decimal,
+    marks: dict[str, Decimal] | None = None,
 ) -> tuple[str, Decimal, str]:
     """Reserve cash (buy) or shares (sell) for an order, or refuse. Idempotent by order id.
 
@@ -122,15 +134,17 @@ async def place_hold(
             return account_id, Decimal(existing.amount), str(acct["fill_preference"])
         if acct["status"] != "active":
             raise FailedPrecondition(f"account is {acct['status']}", reason="ACCOUNT_NOT_ACTIVE")
+        held = await held_amount(conn, account_id)
+        margin = acct["account_type"] == "margin"
+        if margin:
+            summary = await margin_summary_of(
+                conn, account_id, Decimal(str(acct["cash"])), held, marks or {}
+            )
+            available = summary.buying_power
+        else:
+            available = Decimal(str(acct["cash"])) - held
         if side == "buy":
-            available = Decimal(str(acct["cash"])) - await held_amount(conn, account_id)
-            if amount > available:
-                raise FailedPrecondition(
-                    f"insufficient buying power: order needs ${amount:.2f}, "
-                    f"available ${max(available, ZERO):.2f}",
-                    reason="INSUFFICIENT_BUYING_POWER",
-                    metadata={"required": f"{amount:.2f}", "available": f"{available:.2f}"},
-                )
+            _require(amount, available)
             hold_amount, hold_qty = amount, ZERO
         else:
             pos = (
@@ -142,15 +156,21 @@ async def place_hold(
             ).scalar_one_or_none()
             owned = Decimal(pos) if pos is not None else ZERO
             available_qty = owned - await held_qty(conn, account_id, symbol)
-            if qty > available_qty:
-                free = max(available_qty, ZERO).normalize()
-                raise FailedPrecondition(
-                    f"insufficient qty: selling {qty.normalize():f} {symbol} but {free:f} "
-                    "available (cash accounts cannot sell short)",
-                    reason="INSUFFICIENT_QTY",
-                    metadata={"symbol": symbol, "available": str(max(available_qty, ZERO))},
-                )
             hold_amount, hold_qty = ZERO, qty
+            if qty > available_qty:
+                free = max(available_qty, ZERO)
+                mark = (marks or {}).get(symbol)
+                if not margin or mark is None:
+                    raise FailedPrecondition(
+                        f"insufficient qty: selling {qty.normalize():f} {symbol} but "
+                        f"{free.normalize():f} available (cash accounts cannot sell short)",
+                        reason="INSUFFICIENT_QTY",
+                        metadata={"symbol": symbol, "available": str(free)},
+                    )
+                # margin: the part beyond the shares held is a short sale, held in buying power
+                short_notional = (qty - free) * mark * multiplier_of(symbol)
+                _require(short_notional, available)
+                hold_amount, hold_qty = short_notional, free
         await conn.execute(
             holds.insert().values(
                 order_id=order_id,
@@ -163,6 +183,51 @@ async def place_hold(
             )
         )
         return account_id, hold_amount, str(acct["fill_preference"])
+
+
+def _require(amount: Decimal, available: Decimal) -> None:
+    if amount > available:
+        raise FailedPrecondition(
+            f"insufficient buying power: order needs ${amount:.2f}, "
+            f"available ${max(available, ZERO):.2f}",
+            reason="INSUFFICIENT_BUYING_POWER",
+            metadata={"required": f"{amount:.2f}", "available": f"{available:.2f}"},
+        )
+
+
+async def margin_summary_of(
+    conn: AsyncConnection,
+    account_id: str,
+    cash: Decimal,
+    held: Decimal,
+    marks: dict[str, Decimal],
+) -> MarginSummary:
+    """Reg-T figures from the positions marked at `marks` (average cost when unmarked)."""
+    rows = (
+        await conn.execute(
+            select(positions.c.symbol, positions.c.qty, positions.c.avg_entry_price).where(
+                positions.c.account_id == account_id, positions.c.qty != 0
+            )
+        )
+    ).all()
+    marked = []
+    for r in rows:
+        instrument: Equity | OptionContract
+        if is_occ_symbol(r.symbol):
+            c = parse_occ(r.symbol)
+            instrument = OptionContract(
+                r.symbol,
+                c.root,
+                OptionRight.CALL if c.is_call else OptionRight.PUT,
+                c.strike,
+                c.expiry,
+            )
+        else:
+            instrument = Equity(r.symbol)
+        mark = marks.get(r.symbol, Decimal(r.avg_entry_price))
+        marked.append(MarkedPosition(instrument, Decimal(r.qty), mark))
+    # options in a margin account are paid in full (long) or part of a defined-risk spread
+    return margin_summary(cash, marked, ZERO, held)
 
 
 async def release_hold(conn: AsyncConnection, order_id: str) -> bool:

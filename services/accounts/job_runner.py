@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -131,6 +132,10 @@ class AccountJobRunner:
             closes = await self.closing_marks(as_of, underlyings)
             n = await jobs.expire_options(self.engine, as_of, closes)
             log.info("option expiration %s: %d contracts settled", as_of, n)
+        elif job == "margin-interest":
+            rate = Decimal(os.environ.get("MBT_MARGIN_RATE", "0.0825"))
+            n = await jobs.accrue_interest(self.engine, as_of, rate)
+            log.info("margin interest %s at %s: %d accounts charged", as_of, rate, n)
         elif job == "retention-purge":
             n = await jobs.purge_retention(self.engine, datetime.fromisoformat(body["now"]))
             log.info("retention purge: %d rows deleted", n)

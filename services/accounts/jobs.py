@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.accounts.adapters.tables import accounts, activities, positions
 from services.accounts.domain.actions import apply_cash_dividend, apply_split
+from services.accounts.domain.interest import accrue_margin_interest
 from services.accounts.domain.ledger import CENT, ZERO, PositionState, apply_fill
 from services.marketdata.domain.corporate_actions import CashDividend, Split
 from services.marketdata.domain.options import parse_occ
@@ -341,3 +342,51 @@ async def _deliver(
             },
         )
     )
+
+
+async def accrue_interest(engine: AsyncEngine, as_of: date, annual_rate: Decimal) -> int:
+    """Charge one day of margin interest (actual/360) on each margin account's debit balance.
+
+    Written as an `interest` activity whose description explains the charge in plain words;
+    once per account and day (the activity id), so a re-run changes nothing.
+    """
+    charged = 0
+    async with engine.begin() as conn:
+        debit_accounts = (
+            await conn.execute(
+                select(accounts.c.id, accounts.c.cash)
+                .where(accounts.c.account_type == "margin", accounts.c.cash < 0)
+                .order_by(accounts.c.id)
+                .with_for_update()
+            )
+        ).all()
+        for account_id, cash in debit_accounts:
+            accrual = accrue_margin_interest(
+                Decimal(cash), annual_rate, as_of, as_of + timedelta(days=1)
+            )
+            if accrual.cash_delta == 0:
+                continue
+            inserted = (
+                await conn.execute(
+                    insert(activities)
+                    .values(
+                        id=f"interest:{account_id}:{as_of}",
+                        account_id=account_id,
+                        activity_type="interest",
+                        amount=accrual.cash_delta,
+                        description=accrual.explanation,
+                        occurred_at=datetime.combine(as_of, time(23, 0), tzinfo=UTC),
+                    )
+                    .on_conflict_do_nothing()
+                    .returning(activities.c.id)
+                )
+            ).first()
+            if inserted is None:
+                continue
+            await conn.execute(
+                update(accounts)
+                .where(accounts.c.id == account_id)
+                .values(cash=accounts.c.cash + accrual.cash_delta)
+            )
+            charged += 1
+    return charged

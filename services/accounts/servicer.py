@@ -15,7 +15,7 @@ from raxx.mbt.v1 import accounts_service_pb2_grpc as pb_grpc
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
 from services.accounts import handlers, privacy
-from services.accounts.adapters.tables import activities, eod_snapshots, positions
+from services.accounts.adapters.tables import accounts, activities, eod_snapshots, positions
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
 from services.accounts.ledger_batch import multiplier_of
 from services.platform.auth import require_service, require_user
@@ -88,12 +88,52 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             )
         return out
 
+    async def _margin_marks(self, user_id: str, symbol: str) -> dict[str, Decimal] | None:
+        """Marks for a margin account's positions and the order's symbol (None: cash account)."""
+        async with self.engine.connect() as conn:
+            acct = (
+                await conn.execute(
+                    select(accounts.c.id, accounts.c.account_type).where(
+                        accounts.c.user_id == user_id
+                    )
+                )
+            ).first()
+            if acct is None or acct.account_type != "margin":
+                return None
+            held = (
+                (
+                    await conn.execute(
+                        select(positions.c.symbol).where(
+                            positions.c.account_id == acct.id, positions.c.qty != 0
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        marks: dict[str, Decimal] = {}
+        for s in {*held, symbol}:
+            m = await self._mark(s)
+            if m is not None:
+                marks[s] = m
+        return marks
+
     async def _account_message(self, acct: dict[str, Any], held: Decimal) -> pb.Account:
         cash = Decimal(str(acct["cash"]))
         pos = await self._positions(str(acct["id"]))
         long_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) > 0), ZERO)
         short_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) < 0), ZERO)
+        buying_power = buying_power_cash_account(cash, held)
+        initial = maintenance = ""
+        if acct["account_type"] == "margin":
+            marks = {p.symbol: Decimal(p.current_price) for p in pos if p.current_price}
+            async with self.engine.connect() as conn:
+                summary = await handlers.margin_summary_of(conn, str(acct["id"]), cash, held, marks)
+            buying_power = summary.buying_power
+            initial, maintenance = money(summary.initial_margin), money(summary.maintenance_margin)
         return pb.Account(
+            initial_margin=initial,
+            maintenance_margin=maintenance,
             id=str(acct["id"]),
             user_id=str(acct["user_id"]),
             account_type=str(acct["account_type"]),
@@ -101,7 +141,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             profile=str(acct["profile"]),
             tier=str(acct["tier"]),
             cash=money(cash),
-            buying_power=money(buying_power_cash_account(cash, held)),
+            buying_power=money(buying_power),
             equity=money(cash + long_mv + short_mv),
             long_market_value=money(long_mv),
             short_market_value=money(short_mv),
@@ -286,7 +326,12 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             raise InvalidArgument("user_id", "is required")
         override = parse_decimal("starting_cash", request.starting_cash, required=False)
         await handlers.open_account(
-            self.engine, request.user_id, request.profile, request.tier, override
+            self.engine,
+            request.user_id,
+            request.profile,
+            request.tier,
+            override,
+            request.account_type,
         )
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, request.user_id)
@@ -300,6 +345,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         qty = parse_decimal("qty", request.qty, positive=True)
         amount = parse_decimal("amount", request.amount, required=False) or ZERO
         assert qty is not None
+        marks = await self._margin_marks(request.user_id, request.symbol)
         account_id, held, preference = await handlers.place_hold(
             self.engine,
             request.user_id,
@@ -308,6 +354,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             request.side,
             qty,
             amount,
+            marks,
         )
         return pb.PlaceHoldResponse(
             account_id=account_id, held_amount=money(held), default_fill_preference=preference

@@ -70,9 +70,14 @@ class SessionsHandlers:
         self.db = engine
         self.cfg = cfg
 
-    async def begin_registration(self, raw_email: str, profile: str) -> Ceremony:
+    async def begin_registration(
+        self, raw_email: str, profile: str, account_type: str = ""
+    ) -> Ceremony:
         email = check_email(raw_email)
         profile = (profile or "diversifier").strip().lower()
+        account_type = (account_type or "cash").strip().lower()
+        if account_type not in ("cash", "margin"):
+            raise InvalidArgument("account_type", f"must be cash or margin; got {account_type!r}")
         if profile not in PROFILES:
             raise InvalidArgument(
                 "profile", f"must be one of {', '.join(PROFILES)}; got {profile!r}"
@@ -99,7 +104,7 @@ class SessionsHandlers:
                     email=email,
                     user_handle=handle,
                     challenge=challenge,
-                    context={"profile": profile},
+                    context={"profile": profile, "account_type": account_type},
                     expires_at=expires,
                 )
             )
@@ -135,7 +140,7 @@ class SessionsHandlers:
         self,
         ceremony_id: str,
         credential_json: str,
-        open_account: Callable[[str, str], Awaitable[None]],
+        open_account: Callable[[str, str, str], Awaitable[None]],
     ) -> tuple[str, str, str]:
         """Verify the new passkey, open the account, then create the user (in that order, so a
         failure never leaves a user without an account). Returns (user_id, email, profile)."""
@@ -156,7 +161,7 @@ class SessionsHandlers:
         user_id = str(uuid.uuid4())
         email = str(c["email"])
         profile = str((c["context"] or {}).get("profile", "diversifier"))
-        await open_account(user_id, profile)
+        await open_account(user_id, profile, str(c["context"].get("account_type") or "cash"))
         async with self.db.begin() as conn:
             if (await conn.execute(select(users.c.id).where(users.c.email == email))).first():
                 raise AlreadyExists(f"{email} is already registered", reason="EMAIL_TAKEN")

@@ -56,19 +56,24 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         self.accounts_stub = acct_grpc.AccountsServiceStub(accounts.channel)
         self.bus = bus
 
-    async def _ensure_account(self, user_id: str, profile: str) -> None:
+    async def _ensure_account(self, user_id: str, profile: str, account_type: str = "") -> None:
         # idempotent: an existing account is left as it is
         await self.accounts.call(
             self.accounts_stub.OpenAccount,
             acct_pb.OpenAccountRequest(
-                user_id=user_id, profile=profile or "diversifier", tier="free"
+                user_id=user_id,
+                profile=profile or "diversifier",
+                tier="free",
+                account_type=account_type or "cash",
             ),
         )
 
     async def BeginRegistration(
         self, request: pb.BeginRegistrationRequest, context: Ctx
     ) -> pb.CeremonyChallenge:
-        return _ceremony(await self.h.begin_registration(request.email, request.profile))
+        return _ceremony(
+            await self.h.begin_registration(request.email, request.profile, request.account_type)
+        )
 
     async def FinishRegistration(
         self, request: pb.FinishRegistrationRequest, context: Ctx

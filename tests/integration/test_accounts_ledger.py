@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 
 import pytest
@@ -118,3 +118,60 @@ async def test_fill_for_unknown_account_is_parked_not_lost(engine) -> None:  # t
         assert (
             await conn.execute(select(accounts).where(accounts.c.user_id == f.user_id))
         ).first() is None
+
+
+async def test_margin_account_reg_t_buying_power_shorts_and_interest(engine) -> None:  # type: ignore[no-untyped-def]
+    from services.accounts import jobs
+
+    margin_user, cash_user = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.open_account(engine, margin_user, "diversifier", "free", None, "margin")
+    await handlers.open_account(engine, cash_user, "diversifier", "free", None)
+    # Reg-T: $100,000 equity, nothing held → buying power $200,000
+    await handlers.place_hold(
+        engine, margin_user, str(uuid.uuid4()), "IBM", "buy", D(1000), D(150000), {}
+    )
+    with pytest.raises(FailedPrecondition, match="insufficient buying power"):
+        await handlers.place_hold(
+            engine, cash_user, str(uuid.uuid4()), "IBM", "buy", D(1000), D(150000)
+        )
+    # a short sale: allowed on margin (held as buying power), refused in a cash account
+    _, held, _ = await handlers.place_hold(
+        engine, margin_user, str(uuid.uuid4()), "XYZ", "sell", D(100), D(0), {"XYZ": D("10")}
+    )
+    assert held == D("1000")  # 100 × $10
+    with pytest.raises(FailedPrecondition, match="cannot sell short"):
+        await handlers.place_hold(
+            engine, cash_user, str(uuid.uuid4()), "XYZ", "sell", D(100), D(0), {}
+        )
+    # borrow: buy 1,000 IBM @ 150 with $100,000 → cash −50,000
+    oid = str(uuid.uuid4())
+    async with engine.begin() as conn:
+        f = fill(margin_user, oid, "buy", "1000", "150", "filled")
+        await handlers.apply_fill_event(conn, f.execution_id, f)
+        acct = await handlers.account_of_user(conn, margin_user)
+        assert D(acct["cash"]) == D("-50000")
+        summary = await handlers.margin_summary_of(
+            conn, str(acct["id"]), D(acct["cash"]), D(0), {"IBM": D("150")}
+        )
+    # equity −50,000 + 150,000 = 100,000; initial 50% × 150,000 = 75,000 → BP (100k − 75k) / 0.5
+    assert (summary.margin_equity, summary.initial_margin, summary.buying_power) == (
+        D("100000"),
+        D("75000.00"),
+        D("50000"),
+    )
+    assert summary.maintenance_margin == D("37500.00")
+    # one day of interest at 8.25% actual/360 on $50,000: 50,000 × 0.0825 / 360 = 11.4583 → $11.46
+    day = date(2099, 5, 4)
+    assert await jobs.accrue_interest(engine, day, D("0.0825")) >= 1
+    assert await jobs.accrue_interest(engine, day, D("0.0825")) == 0
+    async with engine.connect() as conn:
+        acct = await handlers.account_of_user(conn, margin_user)
+        assert D(acct["cash"]) == D("-50011.46")
+        interest = (
+            await conn.execute(
+                select(activities).where(
+                    activities.c.account_id == acct["id"], activities.c.activity_type == "interest"
+                )
+            )
+        ).one()
+        assert D(interest.amount) == D("-11.46") and "50,000.00" in interest.description

@@ -38,6 +38,8 @@ class Account(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     DEFAULT_FILL_PREFERENCE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    INITIAL_MARGIN_FIELD_NUMBER: _builtins.int
+    MAINTENANCE_MARGIN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     user_id: _builtins.str
     account_type: _builtins.str
@@ -57,6 +59,9 @@ class Account(_message.Message):
     currency: _builtins.str
     default_fill_preference: _builtins.str
     """"conservative" | "mid" | "aggressive" """
+    initial_margin: _builtins.str
+    """margin accounts: Reg-T requirements on the current positions"""
+    maintenance_margin: _builtins.str
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -77,10 +82,12 @@ class Account(_message.Message):
         currency: _builtins.str = ...,
         default_fill_preference: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        initial_margin: _builtins.str = ...,
+        maintenance_margin: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "buying_power", b"buying_power", "cash", b"cash", "created_at", b"created_at", "currency", b"currency", "default_fill_preference", b"default_fill_preference", "equity", b"equity", "held_for_orders", b"held_for_orders", "id", b"id", "long_market_value", b"long_market_value", "profile", b"profile", "short_market_value", b"short_market_value", "status", b"status", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "buying_power", b"buying_power", "cash", b"cash", "created_at", b"created_at", "currency", b"currency", "default_fill_preference", b"default_fill_preference", "equity", b"equity", "held_for_orders", b"held_for_orders", "id", b"id", "initial_margin", b"initial_margin", "long_market_value", b"long_market_value", "maintenance_margin", b"maintenance_margin", "profile", b"profile", "short_market_value", b"short_market_value", "status", b"status", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -316,11 +323,14 @@ class OpenAccountRequest(_message.Message):
     PROFILE_FIELD_NUMBER: _builtins.int
     TIER_FIELD_NUMBER: _builtins.int
     STARTING_CASH_FIELD_NUMBER: _builtins.int
+    ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     profile: _builtins.str
     tier: _builtins.str
     starting_cash: _builtins.str
     """optional override of the profile's starting cash, within the tier's cap"""
+    account_type: _builtins.str
+    """"cash" (default) | "margin" """
     def __init__(
         self,
         *,
@@ -328,10 +338,11 @@ class OpenAccountRequest(_message.Message):
         profile: _builtins.str = ...,
         tier: _builtins.str = ...,
         starting_cash: _builtins.str = ...,
+        account_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "starting_cash", b"starting_cash", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "profile", b"profile", "starting_cash", b"starting_cash", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"raxx/mbt/v1/sessions_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\":\n\x18\x42\x65ginRegistrationRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\"n\n\x11\x43\x65remonyChallenge\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x14\n\x0coptions_json\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x19\x46inishRegistrationRequest\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_json\x18\x02 \x01(\t\"\"\n\x11\x42\x65ginLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"B\n\x12\x46inishLoginRequest\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_json\x18\x02 \x01(\t\"\x8a\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0c\n\x04tier\x18\x04 \x01(\t\x12\r\n\x05token\x18\x05 \x01(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18GetCurrentSessionRequest\"\x1d\n\x1bRevokeCurrentSessionRequest\"2\n\x1cRevokeCurrentSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x15\n\x13\x45xportMyDataRequest\"o\n\nDataExport\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x30\n\x0cgenerated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61rchive\x18\x03 \x01(\x0c\x12\r\n\x05\x66iles\x18\x04 \x03(\t\"\x17\n\x15RequestErasureRequest\"\x16\n\x14\x43\x61ncelErasureRequest\"O\n\rErasureStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12/\n\x0b\x65rase_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xed\x08\n\x0fSessionsService\x12\x86\x01\n\x11\x42\x65ginRegistration\x12%.raxx.mbt.v1.BeginRegistrationRequest\x1a\x1e.raxx.mbt.v1.CeremonyChallenge\"*\x82\xd3\xe4\x93\x02$\"\x1f/api/mbt/sessions/registrations:\x01*\x12\x93\x01\n\x12\x46inishRegistration\x12&.raxx.mbt.v1.FinishRegistrationRequest\x1a\x14.raxx.mbt.v1.Session\"?\x82\xd3\xe4\x93\x02\x39\"4/api/mbt/sessions/registrations/{ceremony_id}:finish:\x01*\x12q\n\nBeginLogin\x12\x1e.raxx.mbt.v1.BeginLoginRequest\x1a\x1e.raxx.mbt.v1.CeremonyChallenge\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/mbt/sessions/logins:\x01*\x12~\n\x0b\x46inishLogin\x12\x1f.raxx.mbt.v1.FinishLoginRequest\x1a\x14.raxx.mbt.v1.Session\"8\x82\xd3\xe4\x93\x02\x32\"-/api/mbt/sessions/logins/{ceremony_id}:finish:\x01*\x12\x65\n\x0c\x45xportMyData\x12 .raxx.mbt.v1.ExportMyDataRequest\x1a\x17.raxx.mbt.v1.DataExport\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/mbt/me/export\x12n\n\x0eRequestErasure\x12\".raxx.mbt.v1.RequestErasureRequest\x1a\x1a.raxx.mbt.v1.ErasureStatus\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/api/mbt/me:erase:\x01*\x12k\n\rCancelErasure\x12!.raxx.mbt.v1.CancelErasureRequest\x1a\x1a.raxx.mbt.v1.ErasureStatus\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/api/mbt/me/erasure\x12s\n\x11GetCurrentSession\x12%.raxx.mbt.v1.GetCurrentSessionRequest\x1a\x14.raxx.mbt.v1.Session\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/mbt/sessions/current\x12\x8e\x01\n\x14RevokeCurrentSession\x12(.raxx.mbt.v1.RevokeCurrentSessionRequest\x1a).raxx.mbt.v1.RevokeCurrentSessionResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/api/mbt/sessions/currentb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"raxx/mbt/v1/sessions_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"P\n\x18\x42\x65ginRegistrationRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x0f\n\x07profile\x18\x02 \x01(\t\x12\x14\n\x0c\x61\x63\x63ount_type\x18\x03 \x01(\t\"n\n\x11\x43\x65remonyChallenge\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x14\n\x0coptions_json\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"I\n\x19\x46inishRegistrationRequest\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_json\x18\x02 \x01(\t\"\"\n\x11\x42\x65ginLoginRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\"B\n\x12\x46inishLoginRequest\x12\x13\n\x0b\x63\x65remony_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63redential_json\x18\x02 \x01(\t\"\x8a\x01\n\x07Session\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0c\n\x04tier\x18\x04 \x01(\t\x12\r\n\x05token\x18\x05 \x01(\t\x12.\n\nexpires_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1a\n\x18GetCurrentSessionRequest\"\x1d\n\x1bRevokeCurrentSessionRequest\"2\n\x1cRevokeCurrentSessionResponse\x12\x12\n\nsession_id\x18\x01 \x01(\t\"\x15\n\x13\x45xportMyDataRequest\"o\n\nDataExport\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x30\n\x0cgenerated_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x61rchive\x18\x03 \x01(\x0c\x12\r\n\x05\x66iles\x18\x04 \x03(\t\"\x17\n\x15RequestErasureRequest\"\x16\n\x14\x43\x61ncelErasureRequest\"O\n\rErasureStatus\x12\r\n\x05state\x18\x01 \x01(\t\x12/\n\x0b\x65rase_after\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp2\xed\x08\n\x0fSessionsService\x12\x86\x01\n\x11\x42\x65ginRegistration\x12%.raxx.mbt.v1.BeginRegistrationRequest\x1a\x1e.raxx.mbt.v1.CeremonyChallenge\"*\x82\xd3\xe4\x93\x02$\"\x1f/api/mbt/sessions/registrations:\x01*\x12\x93\x01\n\x12\x46inishRegistration\x12&.raxx.mbt.v1.FinishRegistrationRequest\x1a\x14.raxx.mbt.v1.Session\"?\x82\xd3\xe4\x93\x02\x39\"4/api/mbt/sessions/registrations/{ceremony_id}:finish:\x01*\x12q\n\nBeginLogin\x12\x1e.raxx.mbt.v1.BeginLoginRequest\x1a\x1e.raxx.mbt.v1.CeremonyChallenge\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/mbt/sessions/logins:\x01*\x12~\n\x0b\x46inishLogin\x12\x1f.raxx.mbt.v1.FinishLoginRequest\x1a\x14.raxx.mbt.v1.Session\"8\x82\xd3\xe4\x93\x02\x32\"-/api/mbt/sessions/logins/{ceremony_id}:finish:\x01*\x12\x65\n\x0c\x45xportMyData\x12 .raxx.mbt.v1.ExportMyDataRequest\x1a\x17.raxx.mbt.v1.DataExport\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/api/mbt/me/export\x12n\n\x0eRequestErasure\x12\".raxx.mbt.v1.RequestErasureRequest\x1a\x1a.raxx.mbt.v1.ErasureStatus\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x11/api/mbt/me:erase:\x01*\x12k\n\rCancelErasure\x12!.raxx.mbt.v1.CancelErasureRequest\x1a\x1a.raxx.mbt.v1.ErasureStatus\"\x1b\x82\xd3\xe4\x93\x02\x15*\x13/api/mbt/me/erasure\x12s\n\x11GetCurrentSession\x12%.raxx.mbt.v1.GetCurrentSessionRequest\x1a\x14.raxx.mbt.v1.Session\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/mbt/sessions/current\x12\x8e\x01\n\x14RevokeCurrentSession\x12(.raxx.mbt.v1.RevokeCurrentSessionRequest\x1a).raxx.mbt.v1.RevokeCurrentSessionResponse\"!\x82\xd3\xe4\x93\x02\x1b*\x19/api/mbt/sessions/currentb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -52,33 +52,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SESSIONSSERVICE'].methods_by_name['RevokeCurrentSession']._loaded_options = None
   _globals['_SESSIONSSERVICE'].methods_by_name['RevokeCurrentSession']._serialized_options = b'\202\323\344\223\002\033*\031/api/mbt/sessions/current'
   _globals['_BEGINREGISTRATIONREQUEST']._serialized_start=114
-  _globals['_BEGINREGISTRATIONREQUEST']._serialized_end=172
-  _globals['_CEREMONYCHALLENGE']._serialized_start=174
-  _globals['_CEREMONYCHALLENGE']._serialized_end=284
-  _globals['_FINISHREGISTRATIONREQUEST']._serialized_start=286
-  _globals['_FINISHREGISTRATIONREQUEST']._serialized_end=359
-  _globals['_BEGINLOGINREQUEST']._serialized_start=361
-  _globals['_BEGINLOGINREQUEST']._serialized_end=395
-  _globals['_FINISHLOGINREQUEST']._serialized_start=397
-  _globals['_FINISHLOGINREQUEST']._serialized_end=463
-  _globals['_SESSION']._serialized_start=466
-  _globals['_SESSION']._serialized_end=604
-  _globals['_GETCURRENTSESSIONREQUEST']._serialized_start=606
-  _globals['_GETCURRENTSESSIONREQUEST']._serialized_end=632
-  _globals['_REVOKECURRENTSESSIONREQUEST']._serialized_start=634
-  _globals['_REVOKECURRENTSESSIONREQUEST']._serialized_end=663
-  _globals['_REVOKECURRENTSESSIONRESPONSE']._serialized_start=665
-  _globals['_REVOKECURRENTSESSIONRESPONSE']._serialized_end=715
-  _globals['_EXPORTMYDATAREQUEST']._serialized_start=717
-  _globals['_EXPORTMYDATAREQUEST']._serialized_end=738
-  _globals['_DATAEXPORT']._serialized_start=740
-  _globals['_DATAEXPORT']._serialized_end=851
-  _globals['_REQUESTERASUREREQUEST']._serialized_start=853
-  _globals['_REQUESTERASUREREQUEST']._serialized_end=876
-  _globals['_CANCELERASUREREQUEST']._serialized_start=878
-  _globals['_CANCELERASUREREQUEST']._serialized_end=900
-  _globals['_ERASURESTATUS']._serialized_start=902
-  _globals['_ERASURESTATUS']._serialized_end=981
-  _globals['_SESSIONSSERVICE']._serialized_start=984
-  _globals['_SESSIONSSERVICE']._serialized_end=2117
+  _globals['_BEGINREGISTRATIONREQUEST']._serialized_end=194
+  _globals['_CEREMONYCHALLENGE']._serialized_start=196
+  _globals['_CEREMONYCHALLENGE']._serialized_end=306
+  _globals['_FINISHREGISTRATIONREQUEST']._serialized_start=308
+  _globals['_FINISHREGISTRATIONREQUEST']._serialized_end=381
+  _globals['_BEGINLOGINREQUEST']._serialized_start=383
+  _globals['_BEGINLOGINREQUEST']._serialized_end=417
+  _globals['_FINISHLOGINREQUEST']._serialized_start=419
+  _globals['_FINISHLOGINREQUEST']._serialized_end=485
+  _globals['_SESSION']._serialized_start=488
+  _globals['_SESSION']._serialized_end=626
+  _globals['_GETCURRENTSESSIONREQUEST']._serialized_start=628
+  _globals['_GETCURRENTSESSIONREQUEST']._serialized_end=654
+  _globals['_REVOKECURRENTSESSIONREQUEST']._serialized_start=656
+  _globals['_REVOKECURRENTSESSIONREQUEST']._serialized_end=685
+  _globals['_REVOKECURRENTSESSIONRESPONSE']._serialized_start=687
+  _globals['_REVOKECURRENTSESSIONRESPONSE']._serialized_end=737
+  _globals['_EXPORTMYDATAREQUEST']._serialized_start=739
+  _globals['_EXPORTMYDATAREQUEST']._serialized_end=760
+  _globals['_DATAEXPORT']._serialized_start=762
+  _globals['_DATAEXPORT']._serialized_end=873
+  _globals['_REQUESTERASUREREQUEST']._serialized_start=875
+  _globals['_REQUESTERASUREREQUEST']._serialized_end=898
+  _globals['_CANCELERASUREREQUEST']._serialized_start=900
+  _globals['_CANCELERASUREREQUEST']._serialized_end=922
+  _globals['_ERASURESTATUS']._serialized_start=924
+  _globals['_ERASURESTATUS']._serialized_end=1003
+  _globals['_SESSIONSSERVICE']._serialized_start=1006
+  _globals['_SESSIONSSERVICE']._serialized_end=2139
 # @@protoc_insertion_point(module_scope)

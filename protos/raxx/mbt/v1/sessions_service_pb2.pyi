@@ -25,18 +25,22 @@ class BeginRegistrationRequest(_message.Message):
 
     EMAIL_FIELD_NUMBER: _builtins.int
     PROFILE_FIELD_NUMBER: _builtins.int
+    ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     profile: _builtins.str
     """"trial" | "income_builder" | "diversifier" (default diversifier)"""
+    account_type: _builtins.str
+    """"cash" (default) | "margin" (Reg-T: 50% initial, 25% maintenance; shorting allowed)"""
     def __init__(
         self,
         *,
         email: _builtins.str = ...,
         profile: _builtins.str = ...,
+        account_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "profile", b"profile"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "email", b"email", "profile", b"profile"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
