@@ -306,7 +306,13 @@ class OrdersApp:
                     if r is not None:
                         self._emit_order(uow, "canceled", r, user.user_id)
                         await self._audit(uow, user.user_id, "cancel", order_id, {})
-        return await self._get(order_id)
+        done = await self._get(order_id)
+        if done["status"] == "canceled":
+            # give the buying power back now, not when the ledger sees the event (idempotent)
+            await self.accounts.call(
+                self.accounts_stub.ReleaseHold, acct_pb.ReleaseHoldRequest(order_id=order_id)
+            )
+        return done
 
     async def replace(
         self, user: Principal, order_id: str, changes: dict[str, Any], new_coid: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from google.api import annotations_pb2
 from google.rpc import code_pb2
 
 from gateway.openapi import build_openapi
@@ -20,7 +21,9 @@ def test_every_annotated_rpc_becomes_a_route() -> None:
     assert ("GET", "/api/mbt/orders/{order_id}") in got
     assert ("POST", "/api/mbt/sessions/logins/{ceremony_id}:finish") in got
     svc = orders_service_pb2.DESCRIPTOR.services_by_name["OrdersService"]
-    assert {r.method.name for r in routes if r.service == "orders"} == {m.name for m in svc.methods}
+    annotated = {m.name for m in svc.methods if m.GetOptions().HasExtension(annotations_pb2.http)}
+    assert {r.method.name for r in routes if r.service == "orders"} == annotated
+    assert "ExportUserData" not in annotated  # internal methods have no HTTP route
 
 
 def test_templates_compile_with_variables_and_custom_verbs() -> None:
