@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from nats.aio.msg import Msg
-
-from raxx.mbt.v1 import accounts_service_pb2, accounts_service_pb2_grpc, events_pb2
+from raxx.mbt.v1 import accounts_service_pb2, accounts_service_pb2_grpc
 from services.accounts import privacy
 from services.accounts.adapters.tables import MIGRATIONS
 from services.accounts.consumer import TradeEventConsumer
 from services.accounts.job_runner import AccountJobRunner
 from services.accounts.servicer import AccountsServicer
 from services.marketdata.domain.calendar import MarketCalendar
-from services.platform.bus import JOBS_STREAM, SESSIONS_STREAM, TRADES_STREAM
+from services.platform.bus import JOBS_STREAM, TRADES_STREAM
 from services.platform.clients import ServiceChannel
 from services.platform.grpc_server import ServiceHost
-from services.platform.privacy import ERASURE_SUBJECT
+from services.platform.privacy import follow_erasures
 from services.platform.runtime import Runtime, main
 
 SERVICE = accounts_service_pb2.DESCRIPTOR.services_by_name["AccountsService"].full_name
@@ -45,18 +43,9 @@ async def build(rt: Runtime) -> ServiceHost:
             batch=1,
         )
 
-    async def on_erasure(msg: Msg) -> None:
-        ev = events_pb2.UserErasedEvent.FromString(msg.data)
-        await privacy.erase_user(engine, ev.user_id)
-        await msg.ack()
-
-    async def follow_erasures() -> None:
-        await rt.bus.consume(
-            ERASURE_SUBJECT,
-            "accounts-erasure",
-            on_erasure,
-            stream=SESSIONS_STREAM.name or "MBT_SESSIONS",
-            batch=10,
+    async def follow() -> None:
+        await follow_erasures(
+            rt.bus, "accounts-erasure", lambda user_id: privacy.erase_user(engine, user_id)
         )
 
     return ServiceHost(
@@ -69,7 +58,7 @@ async def build(rt: Runtime) -> ServiceHost:
             )
         ],
         service_names=[SERVICE],
-        background=[consume, run_jobs, follow_erasures],
+        background=[consume, run_jobs, follow],
         on_shutdown=[md.close],
     )
 

@@ -60,6 +60,17 @@ MARK_TO_MARKET_SQL = text(
 )
 
 
+async def _record_once(conn: AsyncConnection, **values: object) -> bool:
+    """Write an activity unless one with its id exists; True when this call wrote it. Jobs
+    change cash or positions only when it did, which makes every job idempotent."""
+    row = (
+        await conn.execute(
+            insert(activities).values(**values).on_conflict_do_nothing().returning(activities.c.id)
+        )
+    ).first()
+    return row is not None
+
+
 async def mark_to_market(engine: AsyncEngine, as_of: date, marks: dict[str, Decimal]) -> int:
     """Snapshot every account's cash, positions and equity at `as_of`'s close.
 
@@ -153,25 +164,18 @@ async def apply_corporate_actions(
                         sp.explanation,
                         sp.position,
                     )
-                inserted = (
-                    await conn.execute(
-                        insert(activities)
-                        .values(
-                            id=f"{kind}:{action.symbol}:{action.ex_date}:{account_id}",
-                            account_id=account_id,
-                            activity_type=kind,
-                            symbol=action.symbol,
-                            amount=cash,
-                            qty=qty_delta,
-                            ref_id=f"{kind}:{action.symbol}:{action.ex_date}",
-                            description=text_,
-                            occurred_at=datetime.combine(action.ex_date, time(13, 30), tzinfo=UTC),
-                        )
-                        .on_conflict_do_nothing()
-                        .returning(activities.c.id)
-                    )
-                ).first()
-                if inserted is None:
+                if not await _record_once(
+                    conn,
+                    id=f"{kind}:{action.symbol}:{action.ex_date}:{account_id}",
+                    account_id=account_id,
+                    activity_type=kind,
+                    symbol=action.symbol,
+                    amount=cash,
+                    qty=qty_delta,
+                    ref_id=f"{kind}:{action.symbol}:{action.ex_date}",
+                    description=text_,
+                    occurred_at=datetime.combine(action.ex_date, time(13, 30), tzinfo=UTC),
+                ):
                     continue  # already applied to this account
                 if new_pos is not pos:
                     await conn.execute(
@@ -247,27 +251,20 @@ async def expire_options(engine: AsyncEngine, as_of: date, closes: dict[str, Dec
                 shares = abs(qty) * 100
                 cash = -shares * contract.strike if buys else shares * contract.strike
                 text_ += f"; {stock_side} {shares:f} {underlying} at {contract.strike}"
-            inserted = (
-                await conn.execute(
-                    insert(activities)
-                    .values(
-                        id=f"expiry:{r['symbol']}:{account_id}",
-                        account_id=account_id,
-                        activity_type=kind,
-                        symbol=r["symbol"],
-                        amount=cash,
-                        qty=-qty,
-                        price=contract.strike,
-                        realized_pl=closing.realized_pl,
-                        ref_id=f"expiry:{r['symbol']}",
-                        description=text_,
-                        occurred_at=datetime.combine(as_of, time(21, 0), tzinfo=UTC),
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(activities.c.id)
-                )
-            ).first()
-            if inserted is None:
+            if not await _record_once(
+                conn,
+                id=f"expiry:{r['symbol']}:{account_id}",
+                account_id=account_id,
+                activity_type=kind,
+                symbol=r["symbol"],
+                amount=cash,
+                qty=-qty,
+                price=contract.strike,
+                realized_pl=closing.realized_pl,
+                ref_id=f"expiry:{r['symbol']}",
+                description=text_,
+                occurred_at=datetime.combine(as_of, time(21, 0), tzinfo=UTC),
+            ):
                 continue
             await conn.execute(
                 update(positions)
@@ -366,22 +363,15 @@ async def accrue_interest(engine: AsyncEngine, as_of: date, annual_rate: Decimal
             )
             if accrual.cash_delta == 0:
                 continue
-            inserted = (
-                await conn.execute(
-                    insert(activities)
-                    .values(
-                        id=f"interest:{account_id}:{as_of}",
-                        account_id=account_id,
-                        activity_type="interest",
-                        amount=accrual.cash_delta,
-                        description=accrual.explanation,
-                        occurred_at=datetime.combine(as_of, time(23, 0), tzinfo=UTC),
-                    )
-                    .on_conflict_do_nothing()
-                    .returning(activities.c.id)
-                )
-            ).first()
-            if inserted is None:
+            if not await _record_once(
+                conn,
+                id=f"interest:{account_id}:{as_of}",
+                account_id=account_id,
+                activity_type="interest",
+                amount=accrual.cash_delta,
+                description=accrual.explanation,
+                occurred_at=datetime.combine(as_of, time(23, 0), tzinfo=UTC),
+            ):
                 continue
             await conn.execute(
                 update(accounts)

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import os
 
-from nats.aio.msg import Msg
-
-from raxx.mbt.v1 import events_pb2, orders_service_pb2, orders_service_pb2_grpc
+from raxx.mbt.v1 import orders_service_pb2, orders_service_pb2_grpc
 from services.marketdata.domain.calendar import MarketCalendar
 from services.orders.adapters.tables import MIGRATIONS, outbox
 from services.orders.app import OrdersApp
 from services.orders.domain.engine import EngineConfig, MatchingEngine
 from services.orders.feed import run_market_feed
 from services.orders.servicer import OrdersServicer
-from services.platform.bus import SESSIONS_STREAM, TRADES_STREAM
+from services.platform.bus import TRADES_STREAM
 from services.platform.clients import ServiceChannel
 from services.platform.grpc_server import ServiceHost
 from services.platform.outbox import Outbox
-from services.platform.privacy import ERASURE_SUBJECT
+from services.platform.privacy import follow_erasures
 from services.platform.runtime import Runtime, main
 
 SERVICE = orders_service_pb2.DESCRIPTOR.services_by_name["OrdersService"].full_name
@@ -51,17 +49,9 @@ async def build(rt: Runtime) -> ServiceHost:
         await accounts.close()
         await marketdata.close()
 
-    async def on_erasure(msg: Msg) -> None:
-        await app.erase_user(events_pb2.UserErasedEvent.FromString(msg.data).user_id, rt.bus)
-        await msg.ack()
-
-    async def follow_erasures() -> None:
-        await rt.bus.consume(
-            ERASURE_SUBJECT,
-            "orders-erasure",
-            on_erasure,
-            stream=SESSIONS_STREAM.name or "MBT_SESSIONS",
-            batch=10,
+    async def follow() -> None:
+        await follow_erasures(
+            rt.bus, "orders-erasure", lambda user_id: app.erase_user(user_id, rt.bus)
         )
 
     return ServiceHost(
@@ -72,7 +62,7 @@ async def build(rt: Runtime) -> ServiceHost:
             lambda srv: orders_service_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, srv)
         ],
         service_names=[SERVICE],
-        background=[relay, market, follow_erasures],
+        background=[relay, market, follow],
         on_shutdown=[close],
     )
 

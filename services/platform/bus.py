@@ -112,24 +112,12 @@ class Bus:
         batch: int = 100,
     ) -> None:
         """Pull messages from a durable consumer forever; the handler acks after its commit."""
-        await self.wait_for_stream(stream)
-        sub = await self.js.pull_subscribe(
-            subject,
-            durable=durable,
-            stream=stream,
-            config=ConsumerConfig(ack_wait=30, max_deliver=-1, max_ack_pending=10_000),
-        )
-        while True:
-            try:
-                msgs = await sub.fetch(batch, timeout=1.0)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.Error as exc:  # disconnected: the client reconnects by itself
-                log.warning("fetch from %s failed (%s); retrying", durable, exc)
-                await asyncio.sleep(0.5)
-                continue
+
+        async def each(msgs: list[Msg]) -> None:
             for msg in msgs:
                 await handler(msg)
+
+        await self.consume_batches(subject, durable, each, stream=stream, batch=batch)
 
     async def consume_batches(
         self,
@@ -140,7 +128,8 @@ class Bus:
         stream: str,
         batch: int = 200,
     ) -> None:
-        """Like `consume`, but hands each fetched batch to the handler at once."""
+        """Pull from a durable consumer forever, handing each fetched batch to the handler
+        (which acks after its commit); ride out disconnects, the client reconnects itself."""
         await self.wait_for_stream(stream)
         sub = await self.js.pull_subscribe(
             subject,
