@@ -22,7 +22,8 @@ async def build(rt: Runtime) -> ServiceHost:
     assert rt.engine is not None
     engine, s = rt.engine, rt.settings
     md = ServiceChannel(s.service_addrs["marketdata"], caller="accounts", secret=s.jwt_secret)
-    servicer = AccountsServicer(engine, md)
+    calendar = MarketCalendar()
+    servicer = AccountsServicer(engine, md, calendar)
     consumer = TradeEventConsumer(engine)
     stream = TRADES_STREAM.name or "MBT_TRADES"
 
@@ -31,7 +32,7 @@ async def build(rt: Runtime) -> ServiceHost:
             "mbt.>", "accounts-ledger", consumer.handle_batch, stream=stream
         )
 
-    runner = AccountJobRunner(engine, md, MarketCalendar())
+    runner = AccountJobRunner(engine, md, calendar)
 
     async def run_jobs() -> None:
         await rt.bus.ensure_stream(JOBS_STREAM)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import func, select, update
@@ -25,6 +26,8 @@ from services.accounts.domain.profiles import (
     starting_cash,
 )
 from services.accounts.ledger_batch import FillApplied, apply_fills, claim_events, multiplier_of
+from services.accounts.settlement import unsettled_proceeds
+from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.domain.options import is_occ_symbol, parse_occ
 
 __all__ = ["FillApplied", "apply_fill_event", "apply_order_done", "open_account", "place_hold"]
@@ -119,6 +122,7 @@ async def place_hold(
     qty: Decimal,
     amount: Decimal,
     marks: dict[str, Decimal] | None = None,
+    settlement: tuple[datetime, MarketCalendar] | None = None,
 ) -> tuple[str, Decimal, str]:
     """Reserve cash (buy) or shares (sell) for an order, or refuse. Idempotent by order id.
 
@@ -143,6 +147,9 @@ async def place_hold(
             available = summary.buying_power
         else:
             available = Decimal(str(acct["cash"])) - held
+            if settlement is not None:  # a cash account cannot spend unsettled proceeds
+                as_of, calendar = settlement
+                available -= await unsettled_proceeds(conn, account_id, as_of, calendar)
         if side == "buy":
             _require(amount, available)
             hold_amount, hold_qty = amount, ZERO

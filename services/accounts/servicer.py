@@ -18,6 +18,8 @@ from services.accounts import handlers, privacy
 from services.accounts.adapters.tables import accounts, activities, eod_snapshots, positions
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
 from services.accounts.ledger_batch import multiplier_of
+from services.accounts.settlement import unsettled_proceeds
+from services.marketdata.domain.calendar import MarketCalendar
 from services.platform.auth import require_service, require_user
 from services.platform.clients import ServiceChannel
 from services.platform.errors import FailedPrecondition, InvalidArgument, MbtError, NotFound
@@ -39,7 +41,13 @@ def _date(field: str, raw: str, required: bool = False) -> date | None:
 
 
 class AccountsServicer(pb_grpc.AccountsServiceServicer):
-    def __init__(self, engine: AsyncEngine, marketdata: ServiceChannel) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        marketdata: ServiceChannel,
+        calendar: MarketCalendar | None = None,
+    ) -> None:
+        self.calendar = calendar
         self.engine = engine
         self.md = marketdata
         self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
@@ -88,6 +96,19 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             )
         return out
 
+    async def _unsettled(self, account_id: str) -> Decimal:
+        """Unsettled sale proceeds at the market clock (0 when the clock is unavailable)."""
+        if self.calendar is None:
+            return ZERO
+        try:
+            clock = await self.md.call(self.md_stub.GetClock, md_pb.GetClockRequest())
+        except MbtError:
+            return ZERO
+        async with self.engine.connect() as conn:
+            return await unsettled_proceeds(
+                conn, account_id, ts_from_wire(clock.timestamp), self.calendar
+            )
+
     async def _margin_marks(self, user_id: str, symbol: str) -> dict[str, Decimal] | None:
         """Marks for a margin account's positions and the order's symbol (None: cash account)."""
         async with self.engine.connect() as conn:
@@ -124,6 +145,10 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         long_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) > 0), ZERO)
         short_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) < 0), ZERO)
         buying_power = buying_power_cash_account(cash, held)
+        unsettled = (
+            await self._unsettled(str(acct["id"])) if acct["account_type"] == "cash" else ZERO
+        )
+        buying_power = max(buying_power - unsettled, ZERO)
         initial = maintenance = ""
         if acct["account_type"] == "margin":
             marks = {p.symbol: Decimal(p.current_price) for p in pos if p.current_price}
@@ -355,6 +380,9 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             qty,
             amount,
             marks,
+            (ts_from_wire(request.as_of), self.calendar)
+            if request.HasField("as_of") and self.calendar is not None
+            else None,
         )
         return pb.PlaceHoldResponse(
             account_id=account_id, held_amount=money(held), default_fill_preference=preference

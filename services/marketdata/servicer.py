@@ -19,6 +19,7 @@ from raxx.mbt.v1 import (
 from raxx.mbt.v1 import (
     marketdata_service_pb2_grpc as pb_grpc,
 )
+from services.marketdata.domain.bars import TIMEFRAMES, quote_bars
 from services.marketdata.domain.corporate_actions import (
     CashDividend,
     Split,
@@ -239,33 +240,70 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
     ) -> pb.ListSymbolsResponse:
         return pb.ListSymbolsResponse(symbols=self.symbols)
 
+    def _range_quotes(
+        self, symbol: str, tier: str, start_ts: Any, end_ts: Any, archive: bool, has: bool
+    ) -> list[Quote]:
+        """Quotes of `symbol` in [start, end): the live buffer cut at what `tier` may see,
+        or (Pro+) the recorded archive."""
+        if not has:
+            raise InvalidArgument("start_time", "start_time and end_time are required")
+        start, end = ts_from_wire(start_ts), ts_from_wire(end_ts)
+        if end <= start:
+            raise InvalidArgument("end_time", "must be after start_time")
+        if archive:
+            if tier not in ("pro_plus", "service"):
+                raise PermissionDenied(
+                    "the quote archive is a Pro+ feature", reason="TIER_REQUIRED"
+                )
+            return self.archive.quotes_between(symbol, start, end)
+        end = min(end, self.feed.clock.now() - delay_for(tier) + timedelta(microseconds=1))
+        return self.feed.book.between(symbol, start, end)
+
     async def ListQuotes(
         self, request: pb.ListQuotesRequest, context: Ctx
     ) -> pb.ListQuotesResponse:
         symbol = normalize_symbol(request.symbol)
         self._check_known(symbol)
-        tier = tier_of(caller())
-        if not request.HasField("start_time") or not request.HasField("end_time"):
-            raise InvalidArgument("start_time", "start_time and end_time are required")
-        start, end = ts_from_wire(request.start_time), ts_from_wire(request.end_time)
-        if end <= start:
-            raise InvalidArgument("end_time", "must be after start_time")
+        quotes = self._range_quotes(
+            symbol,
+            tier_of(caller()),
+            request.start_time,
+            request.end_time,
+            request.archive,
+            request.HasField("start_time") and request.HasField("end_time"),
+        )
         size, offset = page_bounds(request.page_size, request.page_token, default=1000)
-        if request.archive:
-            if tier not in ("pro_plus", "service"):
-                raise PermissionDenied(
-                    "the quote archive is a Pro+ feature", reason="TIER_REQUIRED"
-                )
-            quotes = self.archive.quotes_between(symbol, start, end)
-        else:
-            # the live buffer: never past what this tier may see yet
-            end = min(end, self.feed.clock.now() - delay_for(tier) + timedelta(microseconds=1))
-            quotes = self.feed.book.between(symbol, start, end)
         page = quotes[offset : offset + size + 1]
         return pb.ListQuotesResponse(
             quotes=[quote_to_pb(q) for q in page[:size]],
             next_page_token=next_page_token(offset, size, len(page)),
         )
+
+    async def ListBars(self, request: pb.ListBarsRequest, context: Ctx) -> pb.ListBarsResponse:
+        symbol = normalize_symbol(request.symbol)
+        self._check_known(symbol)
+        frame = request.timeframe or "1Min"
+        if frame not in TIMEFRAMES:
+            raise InvalidArgument("timeframe", f"must be one of {', '.join(TIMEFRAMES)}")
+        quotes = self._range_quotes(
+            symbol,
+            tier_of(caller()),
+            request.start_time,
+            request.end_time,
+            request.archive,
+            request.HasField("start_time") and request.HasField("end_time"),
+        )
+        out = pb.ListBarsResponse()
+        for b in quote_bars(quotes, TIMEFRAMES[frame]):
+            out.bars.add(
+                start=ts_to_wire(b.start),
+                open=dec_to_wire(b.open),
+                high=dec_to_wire(b.high),
+                low=dec_to_wire(b.low),
+                close=dec_to_wire(b.close),
+                quotes=b.quotes,
+            )
+        return out
 
     async def StreamQuotes(
         self, request: pb.StreamQuotesRequest, context: Ctx

@@ -214,6 +214,7 @@ class OrdersApp:
                     side=hold_side,
                     qty=str(intent.qty),
                     amount=str(amount),
+                    as_of=ts_to_wire(self.sim_now),
                 ),
             )
         except MbtError as exc:

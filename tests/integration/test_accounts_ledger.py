@@ -175,3 +175,39 @@ async def test_margin_account_reg_t_buying_power_shorts_and_interest(engine) -> 
             )
         ).one()
         assert D(interest.amount) == D("-11.46") and "50,000.00" in interest.description
+
+
+async def test_cash_account_cannot_spend_unsettled_proceeds(engine) -> None:  # type: ignore[no-untyped-def]
+    """T+1: a Monday sale (2013-10-07) settles Tuesday (2013-10-08)."""
+    from services.marketdata.domain.calendar import MarketCalendar
+
+    calendar = MarketCalendar()
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "trial", "free", None)  # $10,000
+    b, s = str(uuid.uuid4()), str(uuid.uuid4())
+    async with engine.begin() as conn:
+        await handlers.apply_fill_event(conn, f"{b}:1", fill(user, b, "buy", "10", "100", "filled"))
+        sell = handlers.FillApplied(
+            execution_id=f"{s}:1",
+            order_id=s,
+            user_id=user,
+            symbol="IBM",
+            side="sell",
+            qty=D(10),
+            price=D("110"),
+            filled_at=datetime(2013, 10, 7, 15, tzinfo=UTC),
+            order_status="filled",
+            explanation="test",
+        )
+        await handlers.apply_fill_event(conn, sell.execution_id, sell)
+    # cash 10,000 − 1,000 + 1,100 = 10,100, of which the 1,100 proceeds settle on the 8th
+    monday = (datetime(2013, 10, 7, 19, tzinfo=UTC), calendar)
+    tuesday = (datetime(2013, 10, 8, 14, tzinfo=UTC), calendar)
+    with pytest.raises(FailedPrecondition, match=r"available \$9000\.00"):
+        await handlers.place_hold(
+            engine, user, str(uuid.uuid4()), "IBM", "buy", D(1), D("9500"), None, monday
+        )
+    _, held, _ = await handlers.place_hold(
+        engine, user, str(uuid.uuid4()), "IBM", "buy", D(1), D("9500"), None, tuesday
+    )
+    assert held == D("9500")

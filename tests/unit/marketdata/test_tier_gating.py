@@ -117,3 +117,21 @@ async def test_free_stream_receives_each_quote_exactly_15_minutes_after_pro() ->
     assert set(pro) == set(free) == {"180", "180.5", "181"}
     for bid in pro:
         assert free[bid] - pro[bid] == timedelta(minutes=15), bid
+
+
+async def test_bars_follow_the_same_tier_cut() -> None:
+    feed, svc = make()
+    for quote in (q(0, "180.00"), q(0.5, "181.00"), q(16, "182.00")):
+        publish(feed, quote)
+    req = pb.ListBarsRequest(symbol="IBM", timeframe="1Min")
+    req.start_time.FromDatetime(T0 - timedelta(hours=1))
+    req.end_time.FromDatetime(T0 + timedelta(hours=1))
+    set_principal(PRO)
+    bars = (await svc.ListBars(req, None)).bars  # type: ignore[arg-type]
+    # minute 0: mids 180.025 then 181.025; minute 16: 182.025
+    assert [(b.open, b.close, b.quotes) for b in bars] == [
+        ("180.025", "181.025", 2),
+        ("182.025", "182.025", 1),
+    ]
+    set_principal(FREE)  # at 14:16 a Free caller sees only up to 14:01
+    assert [b.quotes for b in (await svc.ListBars(req, None)).bars] == [2]  # type: ignore[arg-type]

@@ -358,6 +358,7 @@ class PlaceHoldRequest(_message.Message):
     SIDE_FIELD_NUMBER: _builtins.int
     QTY_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
+    AS_OF_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     order_id: _builtins.str
     symbol: _builtins.str
@@ -366,6 +367,10 @@ class PlaceHoldRequest(_message.Message):
     qty: _builtins.str
     amount: _builtins.str
     """cash to reserve (buys)"""
+    @_builtins.property
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """the market clock when the order was accepted: sale proceeds settle T+1 from it"""
+
     def __init__(
         self,
         *,
@@ -375,10 +380,11 @@ class PlaceHoldRequest(_message.Message):
         side: _builtins.str = ...,
         qty: _builtins.str = ...,
         amount: _builtins.str = ...,
+        as_of: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "order_id", b"order_id", "qty", b"qty", "side", b"side", "symbol", b"symbol", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "as_of", b"as_of", "order_id", b"order_id", "qty", b"qty", "side", b"side", "symbol", b"symbol", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,6 +66,11 @@ class MarketDataServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsResponse.FromString,
                 _registered_method=True)
+        self.ListBars = channel.unary_unary(
+                '/raxx.mbt.v1.MarketDataService/ListBars',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsResponse.FromString,
+                _registered_method=True)
         self.ListSymbols = channel.unary_unary(
                 '/raxx.mbt.v1.MarketDataService/ListSymbols',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListSymbolsRequest.SerializeToString,
@@ -125,6 +130,13 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBars(self, request, context):
+        """OHLC bars of the NBBO mid (the recordings carry quotes, not trades) for a range.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSymbols(self, request, context):
         """Symbols that have quotes.
         """
@@ -171,6 +183,11 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.ListCorporateActions,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsResponse.SerializeToString,
+            ),
+            'ListBars': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBars,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsResponse.SerializeToString,
             ),
             'ListSymbols': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSymbols,
@@ -346,6 +363,33 @@ class MarketDataService:
             '/raxx.mbt.v1.MarketDataService/ListCorporateActions',
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListCorporateActionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBars(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.MarketDataService/ListBars',
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsResponse.FromString,
             options,
             channel_credentials,
             insecure,

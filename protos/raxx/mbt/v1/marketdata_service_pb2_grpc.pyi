@@ -48,6 +48,8 @@ class MarketDataServiceStub:
     """Trading sessions between two dates: holidays are absent, early closes show their close."""
     ListCorporateActions: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListCorporateActionsRequest, _marketdata_service_pb2.ListCorporateActionsResponse]
     """Splits and cash dividends of the given symbols with ex-dates in [start_date, end_date]."""
+    ListBars: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListBarsRequest, _marketdata_service_pb2.ListBarsResponse]
+    """OHLC bars of the NBBO mid (the recordings carry quotes, not trades) for a range."""
     ListSymbols: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]
     """Symbols that have quotes."""
     StreamQuotes: _grpc.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]
@@ -72,6 +74,8 @@ class MarketDataServiceAsyncStub(MarketDataServiceStub):
     """Trading sessions between two dates: holidays are absent, early closes show their close."""
     ListCorporateActions: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListCorporateActionsRequest, _marketdata_service_pb2.ListCorporateActionsResponse]  # type: ignore[assignment]
     """Splits and cash dividends of the given symbols with ex-dates in [start_date, end_date]."""
+    ListBars: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListBarsRequest, _marketdata_service_pb2.ListBarsResponse]  # type: ignore[assignment]
+    """OHLC bars of the NBBO mid (the recordings carry quotes, not trades) for a range."""
     ListSymbols: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]  # type: ignore[assignment]
     """Symbols that have quotes."""
     StreamQuotes: _aio.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]  # type: ignore[assignment]
@@ -129,6 +133,14 @@ class MarketDataServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_marketdata_service_pb2.ListCorporateActionsResponse, _abc.Awaitable[_marketdata_service_pb2.ListCorporateActionsResponse]]:
         """Splits and cash dividends of the given symbols with ex-dates in [start_date, end_date]."""
+
+    @_abc_1.abstractmethod
+    def ListBars(
+        self,
+        request: _marketdata_service_pb2.ListBarsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_marketdata_service_pb2.ListBarsResponse, _abc.Awaitable[_marketdata_service_pb2.ListBarsResponse]]:
+        """OHLC bars of the NBBO mid (the recordings carry quotes, not trades) for a range."""
 
     @_abc_1.abstractmethod
     def ListSymbols(
