@@ -251,13 +251,26 @@ def cmd_orders(ns: argparse.Namespace) -> None:
     _print(ns, d, _table([_order_line(o) for o in d["orders"]], ORDER_HEADERS))
 
 
+def _order_id(api: Api, given: str) -> str:
+    """A full order id, or the unique order whose id starts with `given` (as `mbt orders` shows)."""
+    if len(given) >= 36:
+        return given
+    d, _ = api.call("GET", "/api/mbt/orders", params={"status": "all", "page_size": "500"})
+    found = [o["id"] for o in d["orders"] if o["id"].startswith(given)]
+    if len(found) != 1:
+        raise CliError(f"{len(found)} of your orders start with {given!r}; give more of the id")
+    return str(found[0])
+
+
 def cmd_order(ns: argparse.Namespace) -> None:
-    o, _ = _api(ns).call("GET", f"/api/mbt/orders/{ns.order_id}")
+    api = _api(ns)
+    o, _ = api.call("GET", f"/api/mbt/orders/{_order_id(api, ns.order_id)}")
     _print(ns, o, _table([_order_line(o)], ORDER_HEADERS))
 
 
 def cmd_cancel(ns: argparse.Namespace) -> None:
-    o, _ = _api(ns).call("DELETE", f"/api/mbt/orders/{ns.order_id}")
+    api = _api(ns)
+    o, _ = api.call("DELETE", f"/api/mbt/orders/{_order_id(api, ns.order_id)}")
     _print(ns, o, f"order {o['id']} {o['status']}")
 
 

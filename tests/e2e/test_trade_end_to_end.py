@@ -85,6 +85,10 @@ def test_cli_signup_trade_and_views(system: RunningSystem, tmp_path: Path) -> No
     over = run_cli(cfg, url, "sell", "IBM", "6", ok=False)  # only 5 of 10 left unreserved
     assert over.returncode == 1 and "INSUFFICIENT_QTY" in over.stderr
     assert over.stderr.count("\n") == 1  # one clear line
+    # cancel by the short id `mbt orders` prints; the shares are free again
+    canceled = cli_json(cfg, url, "cancel", sell["id"][:8])
+    assert canceled["id"] == sell["id"] and canceled["status"] == "canceled"
+    assert cli_json(cfg, url, "sell", "IBM", "6")["status"] in ("accepted", "filled")
 
 
 def test_cli_errors_are_one_line(system: RunningSystem, tmp_path: Path) -> None:
