@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -25,7 +25,13 @@ from services.accounts.domain.profiles import (
     Tier,
     starting_cash,
 )
-from services.accounts.ledger_batch import FillApplied, apply_fills, claim_events, multiplier_of
+from services.accounts.ledger_batch import (
+    FillApplied,
+    apply_fills,
+    claim_events,
+    multiplier_of,
+    release_holds,
+)
 from services.accounts.settlement import unsettled_proceeds
 from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.domain.options import is_occ_symbol, parse_occ
@@ -238,12 +244,7 @@ async def margin_summary_of(
 
 
 async def release_hold(conn: AsyncConnection, order_id: str) -> bool:
-    res = await conn.execute(
-        update(holds)
-        .where(holds.c.order_id == order_id, holds.c.status == "active")
-        .values(status="released", amount=0, qty=0)
-    )
-    return bool(res.rowcount)
+    return await release_holds(conn, [order_id]) > 0
 
 
 async def release_hold_tx(engine: AsyncEngine, order_id: str) -> bool:

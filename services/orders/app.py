@@ -83,7 +83,6 @@ class OrdersApp:
         self.settings = settings
         self.lock = asyncio.Lock()
         self.sim_now = EPOCH
-        self.user_of_order: dict[str, str] = {}
         self.feed_stale_reason = ""  # set while market data says its feed is stale
         self.known_symbols: set[str] = set()  # symbols market data has confirmed
 
@@ -251,7 +250,6 @@ class OrdersApp:
                 self._emit_order(uow, "accepted", row, user_id)
                 await self._audit(uow, "system", "accept", order_id, {"sim_at": now.isoformat()})
             events = self.matching.accept(self._domain_order(row))
-            self.user_of_order[order_id] = user_id
             if events:
                 await self._persist(events)
         return dict(row) if not events else await self._get(order_id)
@@ -502,7 +500,6 @@ class OrdersApp:
                 continue
             async with self.lock:
                 events = self.matching.accept(self._domain_order(r, rested=True))
-                self.user_of_order[r["id"]] = r["user_id"]
                 if events:
                     await self._persist(events)
             armed += 1
