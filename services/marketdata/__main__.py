@@ -83,7 +83,7 @@ async def build_alpaca(rt: Runtime, calendar: MarketCalendar, publish: Publish) 
     async def stream() -> None:
         await provider.run(feed.ingest)
 
-    return host_for(rt, feed, calendar, symbols, [stream])
+    return host_for(rt, feed, calendar, symbols, [stream], provider="alpaca")
 
 
 def host_for(
@@ -92,10 +92,12 @@ def host_for(
     calendar: MarketCalendar,
     symbols: list[str],
     sources: list[Callable[[], Awaitable[None]]],
+    provider: str = "replay",
 ) -> ServiceHost:
     s = rt.settings
     nc = rt.bus.nc
     servicer = MarketDataServicer(feed, symbols)
+    servicer.provider = provider
 
     async def tick_clock() -> None:
         while True:
@@ -105,6 +107,7 @@ def host_for(
             await asyncio.sleep(0.25)
 
     watchdog = FeedWatchdog(stale_after_s=float(os.environ.get("MBT_STALE_AFTER_S", "60")))
+    servicer.watchdog = watchdog
     host_ref: list[ServiceHost] = []
 
     async def watch_feed() -> None:
@@ -137,7 +140,7 @@ def host_for(
             )
         ],
         service_names=[SERVICE],
-        public_methods=frozenset({"GetClock", "ListSymbols", "ListCalendar"}),
+        public_methods=frozenset({"GetClock", "ListSymbols", "ListCalendar", "GetFeedStatus"}),
         background=[*sources, tick_clock, watch_feed],
         extra_health=[FEED_HEALTH],
     )

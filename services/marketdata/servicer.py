@@ -29,6 +29,7 @@ from services.marketdata.domain.options import option_chain, option_expiries
 from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.feed import ReplayFeed
 from services.marketdata.quote_book import delay_for
+from services.marketdata.watchdog import FeedWatchdog
 from services.orders.domain.model import Quote
 from services.platform.auth import Principal, current_principal
 from services.platform.errors import (
@@ -94,6 +95,8 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
         self.feed = feed
         self.archive = archive or RecordedArchive()
         self.stream_poll_s = 0.05
+        self.watchdog: FeedWatchdog | None = None
+        self.provider = "replay"
         self._actions: dict[str, list[Split | CashDividend]] = {}
         self.symbols = sorted(symbols)
         self._known = set(symbols)
@@ -234,6 +237,17 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
                         cash_amount=dec_to_wire(a.amount),
                     )
         return out
+
+    async def GetFeedStatus(self, request: pb.GetFeedStatusRequest, context: Ctx) -> pb.FeedStatus:
+        w = self.watchdog
+        return pb.FeedStatus(
+            provider=self.provider,
+            stale=bool(w and w.stale),
+            stale_reason=w.reason if w else "",
+            quotes_published=self.feed.published,
+            rejected=dict(self.feed.hygiene.counts),
+            market_time=ts_to_wire(self.feed.clock.now()),
+        )
 
     async def ListSymbols(
         self, request: pb.ListSymbolsRequest, context: Ctx

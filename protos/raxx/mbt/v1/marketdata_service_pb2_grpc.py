@@ -71,6 +71,11 @@ class MarketDataServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsResponse.FromString,
                 _registered_method=True)
+        self.GetFeedStatus = channel.unary_unary(
+                '/raxx.mbt.v1.MarketDataService/GetFeedStatus',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.GetFeedStatusRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.FeedStatus.FromString,
+                _registered_method=True)
         self.ListSymbols = channel.unary_unary(
                 '/raxx.mbt.v1.MarketDataService/ListSymbols',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListSymbolsRequest.SerializeToString,
@@ -137,6 +142,13 @@ class MarketDataServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetFeedStatus(self, request, context):
+        """The feed's health: stale or not (and why), quotes published, quotes rejected by reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSymbols(self, request, context):
         """Symbols that have quotes.
         """
@@ -188,6 +200,11 @@ def add_MarketDataServiceServicer_to_server(servicer, server):
                     servicer.ListBars,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsResponse.SerializeToString,
+            ),
+            'GetFeedStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFeedStatus,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.GetFeedStatusRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.FeedStatus.SerializeToString,
             ),
             'ListSymbols': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSymbols,
@@ -390,6 +407,33 @@ class MarketDataService:
             '/raxx.mbt.v1.MarketDataService/ListBars',
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.ListBarsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFeedStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.MarketDataService/GetFeedStatus',
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.GetFeedStatusRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_marketdata__service__pb2.FeedStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,6 +50,8 @@ class MarketDataServiceStub:
     """Splits and cash dividends of the given symbols with ex-dates in [start_date, end_date]."""
     ListBars: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListBarsRequest, _marketdata_service_pb2.ListBarsResponse]
     """OHLC bars of the NBBO mid (the recordings carry quotes, not trades) for a range."""
+    GetFeedStatus: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.GetFeedStatusRequest, _marketdata_service_pb2.FeedStatus]
+    """The feed's health: stale or not (and why), quotes published, quotes rejected by reason."""
     ListSymbols: _grpc.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]
     """Symbols that have quotes."""
     StreamQuotes: _grpc.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]
@@ -76,6 +78,8 @@ class MarketDataServiceAsyncStub(MarketDataServiceStub):
     """Splits and cash dividends of the given symbols with ex-dates in [start_date, end_date]."""
     ListBars: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListBarsRequest, _marketdata_service_pb2.ListBarsResponse]  # type: ignore[assignment]
     """OHLC bars of the NBBO mid (the recordings carry quotes, not trades) for a range."""
+    GetFeedStatus: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.GetFeedStatusRequest, _marketdata_service_pb2.FeedStatus]  # type: ignore[assignment]
+    """The feed's health: stale or not (and why), quotes published, quotes rejected by reason."""
     ListSymbols: _aio.UnaryUnaryMultiCallable[_marketdata_service_pb2.ListSymbolsRequest, _marketdata_service_pb2.ListSymbolsResponse]  # type: ignore[assignment]
     """Symbols that have quotes."""
     StreamQuotes: _aio.UnaryStreamMultiCallable[_marketdata_service_pb2.StreamQuotesRequest, _common_pb2.Quote]  # type: ignore[assignment]
@@ -141,6 +145,14 @@ class MarketDataServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_marketdata_service_pb2.ListBarsResponse, _abc.Awaitable[_marketdata_service_pb2.ListBarsResponse]]:
         """OHLC bars of the NBBO mid (the recordings carry quotes, not trades) for a range."""
+
+    @_abc_1.abstractmethod
+    def GetFeedStatus(
+        self,
+        request: _marketdata_service_pb2.GetFeedStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_marketdata_service_pb2.FeedStatus, _abc.Awaitable[_marketdata_service_pb2.FeedStatus]]:
+        """The feed's health: stale or not (and why), quotes published, quotes rejected by reason."""
 
     @_abc_1.abstractmethod
     def ListSymbols(
