@@ -180,7 +180,7 @@ def test_http_trade_with_cookie_and_bad_input(system: RunningSystem) -> None:
     assert r.status_code == 200
     wait_for(
         lambda: httpx.get(f"{url}/api/mbt/account", headers=h).status_code == 401,
-        timeout=2,
+        timeout=10,
         what="revocation",
     )
 
