@@ -62,7 +62,7 @@ async def build(rt: Runtime) -> ServiceHost:
             lambda srv: orders_service_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, srv)
         ],
         service_names=[SERVICE],
-        background=[relay, market, follow],
+        background=[relay, market, follow, app.run_accepts],
         on_shutdown=[close],
     )
 

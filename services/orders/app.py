@@ -7,14 +7,16 @@ process exits (fail-stop) and a restart re-arms the book from the database.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -61,6 +63,18 @@ OPEN_STATUSES = ("new", "accepted", "partially_filled")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+@dataclass
+class _Accept:
+    """An order whose hold is placed, waiting for the next group commit."""
+
+    order_id: str
+    user_id: str
+    account_id: str
+    amount: Decimal
+    preference: str
+    done: asyncio.Future[dict[str, Any] | None]
+
+
 class OrdersApp:
     def __init__(
         self,
@@ -71,7 +85,6 @@ class OrdersApp:
         marketdata: ServiceChannel,
         settings: Settings,
     ) -> None:
-        import asyncio
 
         self.db = engine
         self.outbox = outbox
@@ -82,6 +95,7 @@ class OrdersApp:
         self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
         self.settings = settings
         self.lock = asyncio.Lock()
+        self._accepts: asyncio.Queue[_Accept] = asyncio.Queue()
         self.sim_now = EPOCH
         self.feed_stale_reason = ""  # set while market data says its feed is stale
         self.known_symbols: set[str] = set()  # symbols market data has confirmed
@@ -219,40 +233,84 @@ class OrdersApp:
         except MbtError as exc:
             await self._reject(order_id, user_id, exc.message)
             raise
+        preference = intent.fill_preference or held.default_fill_preference or "aggressive"
+        done: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+        await self._accepts.put(
+            _Accept(order_id, user_id, held.account_id, amount, str(preference), done)
+        )
+        row = await done
+        return row if row is not None else await self._get(order_id)
+
+    async def run_accepts(self) -> None:
+        """Group commit: accept every order waiting, in one transaction, under the engine lock.
+
+        Concurrent submits share one commit (one set-based UPDATE, one outbox insert, one audit
+        insert), and every order in the batch is accepted at the same market time, before the
+        engine sees the next quote.
+        """
+        while True:
+            batch = [await self._accepts.get()]
+            while not self._accepts.empty() and len(batch) < 256:
+                batch.append(self._accepts.get_nowait())
+            try:
+                rows = await self._accept_batch(batch)
+            except Exception as exc:
+                for item in batch:
+                    if not item.done.done():
+                        item.done.set_exception(exc)
+                raise  # fail-stop: the process restarts and re-arms from the database
+            for item in batch:
+                item.done.set_result(rows.get(item.order_id))
+
+    async def _accept_batch(self, batch: list[_Accept]) -> dict[str, dict[str, Any]]:
         async with self.lock:
             now = self.sim_now
             async with UnitOfWork(self.db, self.outbox) as uow:
-                row = (
-                    (
-                        await uow.conn.execute(
-                            update(orders)
-                            .where(orders.c.id == order_id, orders.c.status == "new")
-                            .values(
-                                status="accepted",
-                                accepted_at=now,
-                                account_id=held.account_id,
-                                hold_amount=amount,
-                                fill_preference=(
-                                    intent.fill_preference
-                                    or held.default_fill_preference
-                                    or "aggressive"
-                                ),
-                                updated_at=datetime.now(UTC),
-                            )
-                            .returning(*orders.c)
-                        )
-                    )
-                    .mappings()
-                    .first()
+                result = await uow.conn.execute(
+                    text(
+                        "UPDATE orders.orders o SET status = 'accepted', accepted_at = :now, "
+                        "account_id = d.acct, hold_amount = d.amount, fill_preference = d.pref, "
+                        "updated_at = now() FROM unnest(CAST(:ids AS text[]), "
+                        "CAST(:accts AS text[]), CAST(:amounts AS numeric[]), "
+                        "CAST(:prefs AS text[])) AS d(id, acct, amount, pref) "
+                        "WHERE o.id = d.id AND o.status = 'new' RETURNING o.*"
+                    ),
+                    {
+                        "now": now,
+                        "ids": [b.order_id for b in batch],
+                        "accts": [b.account_id for b in batch],
+                        "amounts": [b.amount for b in batch],
+                        "prefs": [b.preference for b in batch],
+                    },
                 )
-                if row is None:  # canceled while the hold was being placed
-                    return await self._get(order_id)
-                self._emit_order(uow, "accepted", row, user_id)
-                await self._audit(uow, "system", "accept", order_id, {"sim_at": now.isoformat()})
-            events = self.matching.accept(self._domain_order(row))
+                # rows canceled while their hold was being placed are not updated
+                rows = {str(r["id"]): dict(r) for r in result.mappings()}
+                user_of = {b.order_id: b.user_id for b in batch}
+                for oid, row in rows.items():
+                    self._emit_order(uow, "accepted", row, user_of[oid])
+                if rows:
+                    await uow.conn.execute(
+                        audit_log.insert(),
+                        [
+                            {
+                                "actor": "system",
+                                "action": "accept",
+                                "order_id": oid,
+                                "sim_at": now,
+                                "detail": {"sim_at": now.isoformat()},
+                            }
+                            for oid in rows
+                        ],
+                    )
+            events: list[Event] = []
+            for oid in sorted(rows, key=lambda o: [b.order_id for b in batch].index(o)):
+                events += self.matching.accept(self._domain_order(rows[oid]))
             if events:
                 await self._persist(events)
-        return dict(row) if not events else await self._get(order_id)
+                for e in events:
+                    if e.order_id in rows:
+                        rows[e.order_id] = await self._get(e.order_id)
+        return rows
 
     async def _reject(self, order_id: str, user_id: str, reason: str) -> None:
         async with UnitOfWork(self.db, self.outbox) as uow:
