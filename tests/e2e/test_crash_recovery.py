@@ -200,3 +200,26 @@ def test_nats_killed_during_trading_loses_nothing(system: RunningSystem) -> None
     assert len(set(first + during)) == 40
     wait_for(lambda: "nats exited" in system.log.read_text(), timeout=30, what="nats restart")
     _ledger_matches_fills(url, {"authorization": f"Bearer {token}"}, 40)
+
+
+def test_nats_stopped_for_ten_seconds_loses_nothing(system: RunningSystem) -> None:
+    """SIGSTOP nats-server for 10 s while orders keep arriving, then SIGCONT: every order
+    fills once the bus is back, and the ledger applies each fill exactly once."""
+    import time
+
+    url = system.url
+    token, _ = signup_http(url, "nats-pause@example.com")
+    nats = next(
+        p
+        for p in psutil.Process(system.process.pid).children(recursive=True)
+        if "nats-server" in " ".join(p.cmdline())
+    )
+    before = _submit_market_buys(system, token, 10)
+    nats.suspend()
+    try:
+        during = _submit_market_buys(system, token, 10)  # accepted while the bus is frozen
+        time.sleep(10)
+    finally:
+        nats.resume()
+    assert len(set(before + during)) == 20
+    _ledger_matches_fills(url, {"authorization": f"Bearer {token}"}, 20)
