@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,20 +24,16 @@ from services.platform.auth import require_service, require_user
 from services.platform.clients import ServiceChannel
 from services.platform.errors import FailedPrecondition, InvalidArgument, MbtError, NotFound
 from services.platform.pagination import next_page_token, page_bounds
-from services.platform.wire import dec_to_wire, money, parse_decimal, ts_from_wire, ts_to_wire
+from services.platform.wire import (
+    dec_to_wire,
+    money,
+    parse_date,
+    parse_decimal,
+    ts_from_wire,
+    ts_to_wire,
+)
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-
-
-def _date(field: str, raw: str, required: bool = False) -> date | None:
-    if not raw:
-        if required:
-            raise InvalidArgument(field, "is required (YYYY-MM-DD)")
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise InvalidArgument(field, f"not a YYYY-MM-DD date: {raw!r}") from None
 
 
 class AccountsServicer(pb_grpc.AccountsServiceServicer):
@@ -245,7 +241,10 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         self, request: pb.GetPortfolioHistoryRequest, context: Ctx
     ) -> pb.PortfolioHistory:
         user = require_user()
-        bounds = [_date("start_date", request.start_date), _date("end_date", request.end_date)]
+        bounds = [
+            parse_date("start_date", request.start_date),
+            parse_date("end_date", request.end_date),
+        ]
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
             q = select(eod_snapshots).where(eod_snapshots.c.account_id == acct["id"])
@@ -271,8 +270,8 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
 
     async def GetPnl(self, request: pb.GetPnlRequest, context: Ctx) -> pb.Pnl:
         user = require_user()
-        start = _date("from_date", request.from_date, required=True)
-        end = _date("to_date", request.to_date, required=True)
+        start = parse_date("from_date", request.from_date, required=True)
+        end = parse_date("to_date", request.to_date, required=True)
         assert start is not None and end is not None
         if end < start:
             raise InvalidArgument("to_date", "must be on or after from_date")

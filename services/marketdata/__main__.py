@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from raxx.mbt.v1 import events_pb2, marketdata_service_pb2, marketdata_service_pb2_grpc
 from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.domain.recorded import RecordedArchive
-from services.marketdata.domain.replay import ReplayPlan, demo_start, iter_replay
+from services.marketdata.domain.replay import ReplayPlan, demo_start, iter_schedule
 from services.marketdata.feed import Publish, ReplayFeed
 from services.marketdata.servicer import MarketDataServicer, quote_to_pb
 from services.marketdata.watchdog import FeedWatchdog
@@ -56,7 +56,7 @@ async def build(rt: Runtime) -> ServiceHost:
         return await build_alpaca(rt, calendar, publish)
     if provider != "replay":
         raise SystemExit(f"MBT_MARKETDATA_PROVIDER must be replay or alpaca, not {provider!r}")
-    feed = ReplayFeed(iter_replay(plan, start, True), start, speed, calendar, publish)
+    feed = ReplayFeed(iter_schedule(plan, start, loop=True), start, speed, calendar, publish)
     open_at = demo_start(days[0], after_open=timedelta(0))
     history = sorted(
         (q for sym in symbols for q in archive.quotes_between(sym, open_at, start)),
@@ -75,7 +75,7 @@ async def build_alpaca(rt: Runtime, calendar: MarketCalendar, publish: Publish) 
     symbols = [s.strip().upper() for s in os.environ.get("MBT_SYMBOLS", "SPY,IBM").split(",") if s]
     provider = AlpacaQuoteProvider(AlpacaSettings.from_env(), symbols)
     now = datetime.now(UTC)
-    feed = ReplayFeed(iter(()), now, 1.0, calendar, publish)
+    feed = ReplayFeed((), now, 1.0, calendar, publish)
     for q in (await provider.latest_quotes(symbols)).values():
         feed.cache.put(q)
         feed.book.add(q)

@@ -1,8 +1,10 @@
-"""The live replay feed: paces recorded quotes on a simulated clock and publishes them.
+"""The live feed: paces scheduled quotes on the market clock and publishes them.
 
-The market clock is the recording's clock. Quotes go out at `speed` × real time; a closed
-stretch (overnight, weekend, the jump between loops) is skipped at once, so the demo market is
-always open while it runs. The last-value cache answers "latest NBBO of X".
+The market clock is the recording's clock (`domain.replay.SimClock`, paced by
+`seconds_until_due`): quotes go out at `speed` × real time and a closed stretch (overnight,
+weekend, the jump between loops) is skipped at once, so the demo market is open while it runs.
+Live providers feed quotes through `ingest` on a real-time clock. The last-value cache answers
+"latest NBBO of X".
 """
 
 from __future__ import annotations
@@ -10,40 +12,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
 
 from services.marketdata.domain.calendar import MarketCalendar
 from services.marketdata.domain.hygiene import QuoteFilter
+from services.marketdata.domain.replay import ScheduledQuote, SimClock, seconds_until_due
 from services.marketdata.quote_book import QuoteBook
 from services.orders.domain.model import Quote
 
 log = logging.getLogger("mbt.marketdata.feed")
 
-# A gap in the recording longer than this, across a closed market, is skipped, not waited.
-SKIP_GAP = timedelta(minutes=5)
 
-
-class SimulatedClock:
-    """Simulated time anchored to the monotonic wall clock at a speed, with jumps."""
+class MarketClock:
+    """The service's clock: a `SimClock` read against this process's monotonic clock."""
 
     def __init__(self, start: datetime, speed: float) -> None:
-        self.speed = speed
-        self._sim = start
-        self._wall = time.monotonic()
+        self.sim = SimClock(start, speed, start_wall=time.monotonic())
+
+    @property
+    def speed(self) -> float:
+        return self.sim.speed
 
     def now(self) -> datetime:
-        if self.speed == float("inf"):
-            return self._sim
-        return self._sim + timedelta(seconds=(time.monotonic() - self._wall) * self.speed)
+        return self.sim.now(time.monotonic())
 
     def jump_to(self, sim: datetime) -> None:
-        self._sim, self._wall = sim, time.monotonic()
-
-    def wall_delay_until(self, sim: datetime) -> float:
-        if self.speed == float("inf"):
-            return 0.0
-        return (sim - self._sim).total_seconds() / self.speed - (time.monotonic() - self._wall)
+        self.sim.jump_to(sim, time.monotonic())
 
 
 class LastValueCache:
@@ -63,14 +58,14 @@ Publish = Callable[[Quote], Awaitable[None]]
 class ReplayFeed:
     def __init__(
         self,
-        quotes: Iterator[Quote],
+        schedule: Iterable[ScheduledQuote],
         start: datetime,
         speed: float,
         calendar: MarketCalendar,
         publish: Publish,
     ) -> None:
-        self.quotes = quotes
-        self.clock = SimulatedClock(start, speed)
+        self.schedule = schedule
+        self.clock = MarketClock(start, speed)
         self.calendar = calendar
         self.publish = publish
         self.cache = LastValueCache()
@@ -80,19 +75,12 @@ class ReplayFeed:
         self.subscribers: set[asyncio.Queue[Quote]] = set()
 
     async def run(self) -> None:
-        for q in self.quotes:
-            if self.clock.speed != float("inf"):
-                now = self.clock.now()
-                if q.ts - now > SKIP_GAP and not self.calendar.is_open(now + SKIP_GAP):
-                    self.clock.jump_to(q.ts - timedelta(seconds=1))
-                delay = self.clock.wall_delay_until(q.ts)
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            else:
-                self.clock.jump_to(q.ts)
-                if self.published % 500 == 0:
-                    await asyncio.sleep(0)
-            await self.ingest(q)
+        for sq in self.schedule:
+            while (wait := seconds_until_due(self.clock.sim, sq, time.monotonic())) > 0:
+                await asyncio.sleep(wait)
+            if self.published % 500 == 0:
+                await asyncio.sleep(0)  # at full speed, let the service answer calls
+            await self.ingest(sq.quote)
         log.info("replay finished after %d quotes", self.published)
 
     async def ingest(self, q: Quote) -> None:

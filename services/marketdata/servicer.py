@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,7 +40,7 @@ from services.platform.errors import (
     Unauthenticated,
 )
 from services.platform.pagination import next_page_token, page_bounds
-from services.platform.wire import dec_to_wire, ts_from_wire, ts_to_wire
+from services.platform.wire import dec_to_wire, parse_date, ts_from_wire, ts_to_wire
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -57,15 +57,6 @@ def quote_to_pb(q: Quote) -> common_pb2.Quote:
 
 
 NEW_YORK = ZoneInfo("America/New_York")
-
-
-def parse_date(field: str, raw: str) -> date | None:
-    if not raw:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise InvalidArgument(field, f"not a YYYY-MM-DD date: {raw!r}") from None
 
 
 def normalize_symbol(raw: str) -> str:

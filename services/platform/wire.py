@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -44,6 +44,18 @@ def parse_decimal(
     if positive and d <= 0:
         raise InvalidArgument(field, f"must be greater than zero, got {raw}")
     return d
+
+
+def parse_date(field: str, raw: str, *, required: bool = False) -> date | None:
+    """A YYYY-MM-DD request field, naming the field when it is wrong."""
+    if not raw:
+        if required:
+            raise InvalidArgument(field, "is required (YYYY-MM-DD)")
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidArgument(field, f"not a YYYY-MM-DD date: {raw!r}") from None
 
 
 def ts_to_wire(dt: datetime | None) -> Timestamp | None:

@@ -25,7 +25,7 @@ async def _noop(_: Quote) -> None:
 
 def servicer() -> MarketDataServicer:
     feed = ReplayFeed(
-        iter(()), datetime(2015, 12, 24, 15, tzinfo=UTC), float("inf"), MarketCalendar(), _noop
+        (), datetime(2015, 12, 24, 15, tzinfo=UTC), float("inf"), MarketCalendar(), _noop
     )
     set_principal(Principal(user_id="u", session_id="s", tier="pro"))
     return MarketDataServicer(feed, ["GOOG"])

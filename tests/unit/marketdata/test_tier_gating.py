@@ -34,7 +34,7 @@ async def _noop(_: Quote) -> None:
 
 
 def make() -> tuple[ReplayFeed, MarketDataServicer]:
-    feed = ReplayFeed(iter(()), T0, float("inf"), MarketCalendar(), _noop)
+    feed = ReplayFeed((), T0, float("inf"), MarketCalendar(), _noop)
     svc = MarketDataServicer(feed, ["IBM"])
     svc.stream_poll_s = 0
     return feed, svc

@@ -36,7 +36,7 @@ async def test_feed_status_reports_staleness_and_hygiene_counts() -> None:
     async def publish(_: Quote) -> None:
         return None
 
-    feed = ReplayFeed(iter(()), t, float("inf"), MarketCalendar(), publish)
+    feed = ReplayFeed((), t, float("inf"), MarketCalendar(), publish)
     for q in (good, crossed, crossed):
         await feed.ingest(q)
     svc = MarketDataServicer(feed, ["IBM"])
