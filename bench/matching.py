@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from services.marketdata.domain.calendar import MarketCalendar  # noqa: E402
+from services.conventions.calendar import MarketCalendar  # noqa: E402
 from services.orders.domain import (  # noqa: E402
     MatchingEngine,
     Order,

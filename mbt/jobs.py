@@ -73,7 +73,7 @@ class Scheduler:
 
     async def _loop(self) -> None:
         from raxx.mbt.v1 import events_pb2
-        from services.marketdata.domain.calendar import MarketCalendar
+        from services.conventions.calendar import MarketCalendar
 
         bus = await Bus.connect(self.nats_url, name="mbt-scheduler")
         calendar = MarketCalendar()

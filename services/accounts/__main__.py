@@ -8,7 +8,7 @@ from services.accounts.adapters.tables import MIGRATIONS
 from services.accounts.consumer import TradeEventConsumer
 from services.accounts.job_runner import AccountJobRunner
 from services.accounts.servicer import AccountsServicer
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
 from services.platform.bus import JOBS_STREAM, TRADES_STREAM
 from services.platform.clients import ServiceChannel
 from services.platform.grpc_server import ServiceHost

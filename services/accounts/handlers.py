@@ -33,8 +33,8 @@ from services.accounts.ledger_batch import (
     release_holds,
 )
 from services.accounts.settlement import unsettled_proceeds
-from services.marketdata.domain.calendar import MarketCalendar
-from services.marketdata.domain.options import is_occ_symbol, parse_occ
+from services.conventions.calendar import MarketCalendar
+from services.conventions.occ import is_occ_symbol, parse_occ
 
 __all__ = ["FillApplied", "apply_fill_event", "apply_order_done", "open_account", "place_hold"]
 from services.platform.errors import FailedPrecondition, InvalidArgument, NotFound

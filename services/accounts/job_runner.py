@@ -7,7 +7,6 @@ import logging
 import os
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 
 from nats.aio.msg import Msg
 from sqlalchemy import distinct, select
@@ -17,9 +16,8 @@ from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
 from services.accounts import jobs
 from services.accounts.adapters.tables import positions
-from services.marketdata.domain.calendar import MarketCalendar
-from services.marketdata.domain.corporate_actions import CashDividend, Split
-from services.marketdata.domain.options import is_occ_symbol, parse_occ
+from services.conventions.calendar import MarketCalendar
+from services.conventions.occ import is_occ_symbol, parse_occ
 from services.platform.clients import ServiceChannel
 from services.platform.errors import MbtError
 from services.platform.wire import ts_to_wire
@@ -85,7 +83,7 @@ class AccountJobRunner:
                 ).scalars()
             )
 
-    async def corporate_actions(self, as_of: date) -> list[CashDividend | Split]:
+    async def corporate_actions(self, as_of: date) -> list[md_pb.CorporateAction]:
         symbols = await self.held_symbols()
         if not symbols:
             return []
@@ -93,14 +91,7 @@ class AccountJobRunner:
             symbols=symbols, start_date=as_of.isoformat(), end_date=as_of.isoformat()
         )
         resp = await self.md.call(self.md_stub.ListCorporateActions, req)
-        out: list[CashDividend | Split] = []
-        for a in resp.actions:
-            ex = date.fromisoformat(a.ex_date)
-            if a.type == "split":
-                out.append(Split(a.symbol, ex, Fraction(a.split_to, a.split_from)))
-            else:
-                out.append(CashDividend(a.symbol, ex, Decimal(a.cash_amount)))
-        return out
+        return list(resp.actions)
 
     async def handle(self, msg: Msg) -> None:
         job = msg.subject.rsplit(".", 1)[-1]
@@ -113,7 +104,7 @@ class AccountJobRunner:
         elif job == "dividends":  # cash dividends and splits going ex today
             actions = await self.corporate_actions(as_of)
             closes: dict[str, Decimal] = {}
-            if any(isinstance(a, Split) for a in actions):
+            if any(a.type == "split" for a in actions):
                 prev = next(
                     (
                         d

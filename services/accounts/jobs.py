@@ -7,19 +7,21 @@ re-run (a redelivered trigger) changes nothing: snapshots are unique per account
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from services.accounts.adapters.tables import accounts, activities, positions
 from services.accounts.domain.actions import apply_cash_dividend, apply_split
 from services.accounts.domain.interest import accrue_margin_interest
 from services.accounts.domain.ledger import CENT, ZERO, PositionState, apply_fill
-from services.marketdata.domain.corporate_actions import CashDividend, Split
-from services.marketdata.domain.options import parse_occ
+from services.conventions.occ import parse_occ
 
 # Free 90 days, Pro 3 years, Pro+ unlimited (BRIEF §5).
 log = logging.getLogger("mbt.accounts.jobs")
@@ -108,10 +110,13 @@ async def purge_retention(engine: AsyncEngine, now: datetime) -> int:
 
 async def apply_corporate_actions(
     engine: AsyncEngine,
-    actions: list[CashDividend | Split],
+    actions: Sequence[md_pb.CorporateAction],
     closes: dict[str, Decimal],
 ) -> int:
     """Credit cash dividends and apply splits to every position held into the ex-date.
+
+    ``actions`` are marketdata's messages as they came over gRPC (``type`` "split" or
+    "cash_dividend").
 
     Idempotent per (action, account): the activity row's id is derived from both, and the
     cash and position change only when that row is new. `closes` (pre-split closes) price the
@@ -119,7 +124,8 @@ async def apply_corporate_actions(
     """
     made = 0
     for action in actions:
-        kind = "dividend" if isinstance(action, CashDividend) else "split"
+        kind = "split" if action.type == "split" else "dividend"
+        ex_date = date.fromisoformat(action.ex_date)
         async with engine.begin() as conn:
             held = (
                 (
@@ -140,8 +146,9 @@ async def apply_corporate_actions(
                     Decimal(row["avg_entry_price"]),
                     Decimal(row["realized_pl"]),
                 )
-                if isinstance(action, CashDividend):
-                    div = apply_cash_dividend(action.symbol, pos.qty, action.amount, action.ex_date)
+                if kind == "dividend":
+                    amount = Decimal(action.cash_amount)
+                    div = apply_cash_dividend(action.symbol, pos.qty, amount, ex_date)
                     cash, qty_delta, text_ = div.cash_delta, ZERO, div.explanation
                     new_pos = pos
                 else:
@@ -149,8 +156,8 @@ async def apply_corporate_actions(
                         sp = apply_split(
                             action.symbol,
                             pos,
-                            action.ratio,
-                            action.ex_date,
+                            Fraction(action.split_to, action.split_from),
+                            ex_date,
                             closes.get(action.symbol),
                         )
                     except ValueError as exc:  # a fraction with no close to price it: retry later
@@ -166,15 +173,15 @@ async def apply_corporate_actions(
                     )
                 if not await _record_once(
                     conn,
-                    id=f"{kind}:{action.symbol}:{action.ex_date}:{account_id}",
+                    id=f"{kind}:{action.symbol}:{ex_date}:{account_id}",
                     account_id=account_id,
                     activity_type=kind,
                     symbol=action.symbol,
                     amount=cash,
                     qty=qty_delta,
-                    ref_id=f"{kind}:{action.symbol}:{action.ex_date}",
+                    ref_id=f"{kind}:{action.symbol}:{ex_date}",
                     description=text_,
-                    occurred_at=datetime.combine(action.ex_date, time(13, 30), tzinfo=UTC),
+                    occurred_at=datetime.combine(ex_date, time(13, 30), tzinfo=UTC),
                 ):
                     continue  # already applied to this account
                 if new_pos is not pos:

@@ -26,7 +26,7 @@ from services.accounts.adapters.tables import (
     positions,
 )
 from services.accounts.domain.ledger import ZERO, PositionState, apply_fill
-from services.marketdata.domain.options import is_occ_symbol
+from services.conventions.occ import is_occ_symbol
 
 DONE = {"filled", "canceled", "expired"}
 

@@ -19,14 +19,13 @@ from services.accounts.adapters.tables import accounts, activities, eod_snapshot
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
 from services.accounts.ledger_batch import multiplier_of
 from services.accounts.settlement import unsettled_proceeds
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
+from services.conventions.decimals import dec_to_wire, money
 from services.platform.auth import require_service, require_user
 from services.platform.clients import ServiceChannel
 from services.platform.errors import FailedPrecondition, InvalidArgument, MbtError, NotFound
 from services.platform.pagination import next_page_token, page_bounds
 from services.platform.wire import (
-    dec_to_wire,
-    money,
     parse_date,
     parse_decimal,
     ts_from_wire,

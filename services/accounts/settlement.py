@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.accounts.adapters.tables import activities
 from services.accounts.domain.ledger import ZERO
 from services.accounts.domain.settlement import settlement_date
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
 
 NEW_YORK = ZoneInfo("America/New_York")
 LOOKBACK = timedelta(days=10)  # a sale settles within a few calendar days, holidays included

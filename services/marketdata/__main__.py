@@ -9,13 +9,13 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 
 from raxx.mbt.v1 import events_pb2, marketdata_service_pb2, marketdata_service_pb2_grpc
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
+from services.conventions.quote import Quote
 from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.domain.replay import ReplayPlan, demo_start, iter_schedule
 from services.marketdata.feed import Publish, ReplayFeed
 from services.marketdata.servicer import MarketDataServicer, quote_to_pb
 from services.marketdata.watchdog import FeedWatchdog
-from services.orders.domain.model import Quote
 from services.platform.bus import (
     CLOCK_SUBJECT,
     FEED_STATUS_SUBJECT,

@@ -15,11 +15,11 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
+from services.conventions.quote import Quote
 from services.marketdata.domain.hygiene import QuoteFilter
 from services.marketdata.domain.replay import ScheduledQuote, SimClock, seconds_until_due
 from services.marketdata.quote_book import QuoteBook
-from services.orders.domain.model import Quote
 
 log = logging.getLogger("mbt.marketdata.feed")
 

@@ -11,7 +11,7 @@ import bisect
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from services.orders.domain.model import Quote
+from services.conventions.quote import Quote
 
 FREE_DELAY = timedelta(minutes=15)
 TIER_DELAY: dict[str, timedelta] = {

@@ -19,9 +19,11 @@ from raxx.mbt.v1 import (
 from raxx.mbt.v1 import (
     marketdata_service_pb2_grpc as pb_grpc,
 )
+from services.conventions.decimals import dec_to_wire
+from services.conventions.quote import Quote
 from services.marketdata.domain.bars import TIMEFRAMES, quote_bars
 from services.marketdata.domain.corporate_actions import (
-    CashDividend,
+    CorporateAction,
     Split,
     load_corporate_actions,
 )
@@ -30,7 +32,6 @@ from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.feed import ReplayFeed
 from services.marketdata.quote_book import delay_for
 from services.marketdata.watchdog import FeedWatchdog
-from services.orders.domain.model import Quote
 from services.platform.auth import Principal, current_principal
 from services.platform.errors import (
     FailedPrecondition,
@@ -40,7 +41,7 @@ from services.platform.errors import (
     Unauthenticated,
 )
 from services.platform.pagination import next_page_token, page_bounds
-from services.platform.wire import dec_to_wire, parse_date, ts_from_wire, ts_to_wire
+from services.platform.wire import parse_date, ts_from_wire, ts_to_wire
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -79,6 +80,24 @@ def tier_of(p: Principal) -> str:
     return "service" if p.is_service else p.tier
 
 
+def action_to_pb(a: CorporateAction) -> pb.CorporateAction:
+    """A corporate action as it travels to other contexts (accounts applies them)."""
+    if isinstance(a, Split):
+        return pb.CorporateAction(
+            symbol=a.symbol,
+            ex_date=a.ex_date.isoformat(),
+            type="split",
+            split_from=a.ratio.denominator,
+            split_to=a.ratio.numerator,
+        )
+    return pb.CorporateAction(
+        symbol=a.symbol,
+        ex_date=a.ex_date.isoformat(),
+        type="cash_dividend",
+        cash_amount=dec_to_wire(a.amount),
+    )
+
+
 class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
     def __init__(
         self, feed: ReplayFeed, symbols: list[str], archive: RecordedArchive | None = None
@@ -88,7 +107,7 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
         self.stream_poll_s = 0.05
         self.watchdog: FeedWatchdog | None = None
         self.provider = "replay"
-        self._actions: dict[str, list[Split | CashDividend]] = {}
+        self._actions: dict[str, list[CorporateAction]] = {}
         self.symbols = sorted(symbols)
         self._known = set(symbols)
 
@@ -209,24 +228,9 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
         for symbol in sorted({normalize_symbol(s) for s in request.symbols}):
             if symbol not in self._actions:  # the file's own calendar span (0.4 s once)
                 self._actions[symbol] = load_corporate_actions(symbol)
-            for a in self._actions[symbol]:
-                if not start <= a.ex_date <= end:
-                    continue
-                if isinstance(a, Split):
-                    out.actions.add(
-                        symbol=symbol,
-                        ex_date=a.ex_date.isoformat(),
-                        type="split",
-                        split_from=a.ratio.denominator,
-                        split_to=a.ratio.numerator,
-                    )
-                else:
-                    out.actions.add(
-                        symbol=symbol,
-                        ex_date=a.ex_date.isoformat(),
-                        type="cash_dividend",
-                        cash_amount=dec_to_wire(a.amount),
-                    )
+            out.actions.extend(
+                action_to_pb(a) for a in self._actions[symbol] if start <= a.ex_date <= end
+            )
         return out
 
     async def GetFeedStatus(self, request: pb.GetFeedStatusRequest, context: Ctx) -> pb.FeedStatus:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from raxx.mbt.v1 import orders_service_pb2, orders_service_pb2_grpc
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
 from services.orders.adapters.tables import MIGRATIONS, outbox
 from services.orders.app import OrdersApp
 from services.orders.domain.engine import EngineConfig, MatchingEngine

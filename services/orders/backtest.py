@@ -12,7 +12,8 @@ from typing import Any
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
 from raxx.mbt.v1 import orders_service_pb2 as pb
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
+from services.conventions.decimals import dec_to_wire
 from services.orders.convert import quote_from_pb
 from services.orders.domain.engine import EngineConfig, replay
 from services.orders.domain.events import (
@@ -26,7 +27,7 @@ from services.orders.domain.model import Order, Quote
 from services.orders.validation import check_submit, to_order
 from services.platform.clients import ServiceChannel
 from services.platform.errors import InvalidArgument
-from services.platform.wire import dec_to_wire, ts_from_wire, ts_to_wire
+from services.platform.wire import ts_from_wire, ts_to_wire
 
 MAX_ORDERS = 1000
 

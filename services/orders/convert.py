@@ -8,8 +8,9 @@ from typing import Any
 
 from raxx.mbt.v1 import common_pb2
 from raxx.mbt.v1 import orders_service_pb2 as pb
-from services.orders.domain.model import Quote
-from services.platform.wire import dec_to_wire, ts_from_wire, ts_to_wire
+from services.conventions.decimals import dec_to_wire
+from services.conventions.quote import Quote
+from services.platform.wire import ts_from_wire, ts_to_wire
 
 Row = Mapping[Any, Any]
 

@@ -7,9 +7,9 @@ import asyncio
 from nats.aio.msg import Msg
 
 from raxx.mbt.v1 import events_pb2
+from services.conventions.quote import Quote
 from services.orders.app import OrdersApp
 from services.orders.convert import quote_from_pb
-from services.orders.domain.model import Quote
 from services.platform.bus import CLOCK_SUBJECT, FEED_STATUS_SUBJECT, QUOTES_SUBJECT, Bus
 from services.platform.wire import ts_from_wire
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import ROUND_UP, Decimal
 
-from services.marketdata.domain.options import parse_occ
+from services.conventions.occ import parse_occ
 from services.orders.domain.model import Quote, Side
 from services.orders.validation import OrderIntent
 from services.platform.errors import InvalidArgument

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import orders_service_pb2 as pb
 from raxx.mbt.v1 import orders_service_pb2_grpc as pb_grpc
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
 from services.orders import privacy
 from services.orders.adapters.tables import fills, orders
 from services.orders.app import OPEN_STATUSES, OrdersApp

@@ -13,7 +13,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from raxx.mbt.v1 import orders_service_pb2 as pb
-from services.marketdata.domain.options import is_occ_symbol, parse_occ
+from services.conventions.occ import is_occ_symbol, parse_occ
 from services.orders.domain.errors import InvalidOrderError
 from services.orders.domain.model import (
     FillPreference,

@@ -1,30 +1,17 @@
-"""Decimals and timestamps on the wire: strings for money, protobuf Timestamps for time."""
+"""Request fields and timestamps on the wire: named-field parsing, protobuf Timestamps.
+
+Decimal formatting itself is the kernel's (`services.conventions.decimals`).
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.conventions.decimals import parse_decimal_text
 from services.platform.errors import InvalidArgument
-
-
-def dec_to_wire(d: Decimal | None, places: int | None = None) -> str:
-    """Decimal -> plain string ("185.1", "100000.00"), never scientific notation."""
-    if d is None:
-        return ""
-    if places is not None:
-        d = d.quantize(Decimal(1).scaleb(-places))
-    elif d == d.to_integral_value():
-        d = d.quantize(Decimal(1))
-    else:
-        d = d.normalize()
-    return f"{d:f}"
-
-
-def money(d: Decimal) -> str:
-    return dec_to_wire(d, 2)
 
 
 def parse_decimal(
@@ -36,11 +23,9 @@ def parse_decimal(
             raise InvalidArgument(field, "is required")
         return None
     try:
-        d = Decimal(str(raw).strip())
-    except InvalidOperation as exc:
-        raise InvalidArgument(field, f"not a decimal number: {raw!r}") from exc
-    if not d.is_finite():
-        raise InvalidArgument(field, f"not a finite number: {raw!r}")
+        d = parse_decimal_text(str(raw))
+    except ValueError as exc:
+        raise InvalidArgument(field, str(exc)) from None
     if positive and d <= 0:
         raise InvalidArgument(field, f"must be greater than zero, got {raw}")
     return d

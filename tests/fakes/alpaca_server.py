@@ -45,7 +45,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from services.orders.domain.model import Quote
+from services.conventions.quote import Quote
 
 __all__ = ["FakeAlpacaMarketData", "RestRequest", "rfc3339"]
 

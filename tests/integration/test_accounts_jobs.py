@@ -107,10 +107,15 @@ async def test_aapl_split_and_dividend_from_the_data(engine) -> None:  # type: i
         Split,
         load_corporate_actions,
     )
+    from services.marketdata.servicer import action_to_pb
 
     actions = load_corporate_actions("AAPL")
-    split = next(a for a in actions if isinstance(a, Split) and a.ex_date == date(2014, 6, 9))
-    div = next(a for a in actions if isinstance(a, CashDividend) and a.ex_date == date(2013, 5, 9))
+    split = action_to_pb(
+        next(a for a in actions if isinstance(a, Split) and a.ex_date == date(2014, 6, 9))
+    )
+    div = action_to_pb(
+        next(a for a in actions if isinstance(a, CashDividend) and a.ex_date == date(2013, 5, 9))
+    )
     user = str(uuid.uuid4())
     await handlers.open_account(engine, user, "diversifier", "free", None)
     await buy(engine, user, "AAPL", "10", "600")  # cash 100,000 − 6,000 = 94,000

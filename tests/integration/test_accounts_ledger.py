@@ -179,7 +179,7 @@ async def test_margin_account_reg_t_buying_power_shorts_and_interest(engine) -> 
 
 async def test_cash_account_cannot_spend_unsettled_proceeds(engine) -> None:  # type: ignore[no-untyped-def]
     """T+1: a Monday sale (2013-10-07) settles Tuesday (2013-10-08)."""
-    from services.marketdata.domain.calendar import MarketCalendar
+    from services.conventions.calendar import MarketCalendar
 
     calendar = MarketCalendar()
     user = str(uuid.uuid4())

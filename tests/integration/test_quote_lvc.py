@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from raxx.mbt.v1 import events_pb2
+from services.conventions.quote import Quote
 from services.marketdata.servicer import quote_to_pb
-from services.orders.domain.model import Quote
 from services.orders.feed import quote_from_event
 from services.platform.bus import QUOTES_LVC_STREAM, Bus
 

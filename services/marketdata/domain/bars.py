@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from services.orders.domain.model import Quote
+from services.conventions.quote import Quote
 
 TIMEFRAMES: dict[str, timedelta] = {
     "1Min": timedelta(minutes=1),

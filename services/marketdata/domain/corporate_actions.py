@@ -125,7 +125,7 @@ def load_corporate_actions(
         return []
     rows = parse_factor_file(path.read_text(encoding="ascii"), source=str(path))
     if calendar is None and len(rows) > 1:
-        from services.marketdata.domain.calendar import MarketCalendar
+        from services.conventions.calendar import MarketCalendar
 
         calendar = MarketCalendar(start=rows[0].day, end=rows[-2].day + timedelta(days=30))
     return corporate_actions(symbol, rows, calendar) if calendar is not None else []

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Final
 
-from services.orders.domain.model import Quote
+from services.conventions.quote import Quote
 
 __all__ = [
     "ASK_NOT_POSITIVE",

@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from services.orders.domain.model import Quote
+from services.conventions.quote import Quote
 
 __all__ = [
     "RecordedArchive",

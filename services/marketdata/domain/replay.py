@@ -33,8 +33,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Final, Protocol
 from zoneinfo import ZoneInfo
 
+from services.conventions.quote import Quote
 from services.marketdata.domain.recorded import RecordedArchive
-from services.orders.domain.model import Quote
 
 __all__ = [
     "MAX_SKIPPED_LOOPS",
@@ -90,7 +90,7 @@ class ReplayPlan:
         if missing:
             raise ValueError(f"no recorded quotes on {', '.join(missing)}")
         if calendar is None:
-            from services.marketdata.domain.calendar import MarketCalendar
+            from services.conventions.calendar import MarketCalendar
 
             calendar = MarketCalendar()
         self.archive = archive

@@ -22,6 +22,7 @@ from alpaca.data.models import Quote as AlpacaQuote
 from alpaca.data.models import QuoteSet
 from alpaca.data.requests import OptionChainRequest, StockLatestQuoteRequest, StockQuotesRequest
 
+from services.conventions.quote import Quote
 from services.marketdata.providers.alpaca_settings import AlpacaSettings, Secret
 from services.marketdata.providers.alpaca_stream import QuoteStream, StreamCounters
 from services.marketdata.providers.backoff import ReconnectBackoff
@@ -30,7 +31,6 @@ from services.marketdata.providers.errors import (
     ProviderError,
     ProviderStreamError,
 )
-from services.orders.domain.model import Quote
 
 __all__ = [
     "AlpacaQuoteProvider",

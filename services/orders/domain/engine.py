@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
 from services.orders.domain.book import HeapEntry, SymbolBook, reached
 from services.orders.domain.errors import DuplicateOrderError, InvalidOrderError
 from services.orders.domain.events import (

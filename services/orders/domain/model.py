@@ -10,6 +10,8 @@ from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
+from services.conventions.quote import Quote
+
 __all__ = [
     "FillPreference",
     "Leg",
@@ -79,18 +81,6 @@ class FillPreference(StrEnum):
     CONSERVATIVE = "conservative"
     MID = "mid"
     AGGRESSIVE = "aggressive"
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """One NBBO: best bid and ask with their displayed sizes (shares, or contracts)."""
-
-    symbol: str
-    ts: datetime  # UTC-aware
-    bid: Decimal
-    ask: Decimal
-    bid_size: int
-    ask_size: int
 
 
 @dataclass(frozen=True, slots=True)

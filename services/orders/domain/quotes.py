@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from services.marketdata.domain.calendar import MarketCalendar
-from services.orders.domain.model import Quote
+from services.conventions.calendar import MarketCalendar
+from services.conventions.quote import Quote
 
 __all__ = [
     "REASON_CLOSED",

@@ -22,6 +22,7 @@ import pytest
 from alpaca.data.models import Quote as AlpacaQuote
 from websockets.asyncio.client import connect
 
+from services.conventions.quote import Quote
 from services.marketdata.domain.recorded import RecordedArchive
 from services.marketdata.providers import (
     AlpacaQuoteProvider,
@@ -33,7 +34,6 @@ from services.marketdata.providers import (
     price_from_wire,
     quote_from_alpaca,
 )
-from services.orders.domain.model import Quote
 from tests.fakes.alpaca_server import FakeAlpacaMarketData
 
 pytestmark = pytest.mark.anyio

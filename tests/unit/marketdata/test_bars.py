@@ -3,9 +3,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal as D
 
+from services.conventions.quote import Quote
 from services.marketdata.domain.bars import TIMEFRAMES, mid, quote_bars
 from services.marketdata.domain.recorded import RecordedArchive
-from services.orders.domain.model import Quote
 
 
 def test_bars_aggregate_quote_mids_per_bucket() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
+from services.conventions.quote import Quote
 from services.marketdata.domain.hygiene import (
     ASK_NOT_POSITIVE,
     BID_NEGATIVE,
@@ -13,7 +14,6 @@ from services.marketdata.domain.hygiene import (
     QuoteFilter,
 )
 from services.marketdata.domain.recorded import RecordedArchive
-from services.orders.domain.model import Quote
 
 T0 = datetime(2015, 12, 24, 15, 0, tzinfo=UTC)
 

@@ -8,16 +8,15 @@ from decimal import Decimal
 
 import pytest
 
-from services.marketdata.domain.options import (
+from services.conventions.occ import (
     InvalidOccSymbol,
     OptionContract,
     OptionRight,
     format_occ,
     is_occ_symbol,
-    option_chain,
-    option_expiries,
     parse_occ,
 )
+from services.marketdata.domain.options import option_chain, option_expiries
 from services.marketdata.domain.recorded import RecordedArchive, default_archive_root
 
 QUOTES = default_archive_root() / "quotes"

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
+from services.conventions.quote import Quote
 from services.marketdata.domain.corporate_actions import (
     CashDividend,
     FactorRow,
@@ -31,7 +32,6 @@ from services.marketdata.domain.recorded import (
     default_archive_root,
     parse_quote_csv,
 )
-from services.orders.domain.model import Quote
 
 ROOT = default_archive_root()
 IBM_DAY = date(2013, 10, 7)

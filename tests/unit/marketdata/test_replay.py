@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
+from services.conventions.quote import Quote
 from services.marketdata.domain.recorded import RecordedArchive, default_archive_root
 from services.marketdata.domain.replay import (
     ReplayPlan,
@@ -29,7 +30,6 @@ from services.marketdata.domain.replay import (
     iter_schedule,
     seconds_until_due,
 )
-from services.orders.domain.model import Quote
 
 QUOTES = default_archive_root() / "quotes"
 MON, TUE = date(2013, 10, 7), date(2013, 10, 8)

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from raxx.mbt.v1 import marketdata_service_pb2 as pb
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
+from services.conventions.quote import Quote
 from services.marketdata.feed import ReplayFeed
 from services.marketdata.servicer import MarketDataServicer
-from services.orders.domain.model import Quote
 from services.platform.auth import Principal, set_principal
 from services.platform.errors import FailedPrecondition, PermissionDenied
 

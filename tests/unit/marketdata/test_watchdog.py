@@ -24,10 +24,10 @@ async def test_feed_status_reports_staleness_and_hygiene_counts() -> None:
     from decimal import Decimal
 
     from raxx.mbt.v1 import marketdata_service_pb2 as pb
-    from services.marketdata.domain.calendar import MarketCalendar
+    from services.conventions.calendar import MarketCalendar
+    from services.conventions.quote import Quote
     from services.marketdata.feed import ReplayFeed
     from services.marketdata.servicer import MarketDataServicer
-    from services.orders.domain.model import Quote
 
     t = datetime(2013, 10, 7, 14, tzinfo=UTC)
     good = Quote("IBM", t, Decimal("1"), Decimal("2"), 1, 1)

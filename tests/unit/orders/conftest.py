@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
 from services.orders.domain import EngineConfig, MatchingEngine
 from tests.unit.orders.matching_support import shared_calendar
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
 from services.orders.domain import (
     DuplicateOrderError,
     InvalidOrderError,

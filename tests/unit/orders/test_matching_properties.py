@@ -20,7 +20,7 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
 from services.orders.domain import (
     EngineConfig,
     Event,

@@ -16,7 +16,7 @@ from decimal import Decimal
 
 import pytest
 
-from services.marketdata.domain.calendar import MarketCalendar
+from services.conventions.calendar import MarketCalendar
 from services.orders.domain import Event, OrderExpired, Quote, StopTriggered, replay
 from tests.unit.orders.matching_support import D, fills, load_quotes, only, order, ts
 

@@ -8,7 +8,7 @@ from decimal import Decimal as D
 import pytest
 
 from raxx.mbt.v1 import orders_service_pb2 as pb
-from services.orders.domain.model import Quote
+from services.conventions.quote import Quote
 from services.orders.holds import package_hold, single_hold
 from services.orders.validation import check_submit
 from services.platform.errors import InvalidArgument

@@ -6,9 +6,10 @@ import grpc
 import pytest
 from google.rpc import error_details_pb2
 
+from services.conventions.decimals import dec_to_wire, money
 from services.platform.errors import FailedPrecondition, InvalidArgument
 from services.platform.pagination import next_page_token, page_bounds
-from services.platform.wire import dec_to_wire, money, parse_decimal
+from services.platform.wire import parse_decimal
 
 
 def test_domain_error_carries_error_info() -> None:
