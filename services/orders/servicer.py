@@ -14,10 +14,11 @@ from raxx.mbt.v1 import orders_service_pb2_grpc as pb_grpc
 from services.conventions.calendar import MarketCalendar
 from services.orders import privacy
 from services.orders.adapters.tables import fills, orders
-from services.orders.app import OPEN_STATUSES, OrdersApp
+from services.orders.app import OrdersApp
 from services.orders.backtest import run_replay
 from services.orders.convert import fill_to_pb, order_to_pb
 from services.orders.domain.model import OrderStatus, TimeInForce
+from services.orders.records import OPEN_STATUSES
 from services.orders.validation import check_submit
 from services.platform.auth import require_service, require_user
 from services.platform.errors import InvalidArgument
