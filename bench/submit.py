@@ -18,9 +18,7 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,43 +30,13 @@ import grpc
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mbt import harness  # noqa: E402
 from mbt.client import origin_for  # noqa: E402
-from mbt.launcher import free_port  # noqa: E402
 from mbt.passkey import SoftPasskey  # noqa: E402
 from raxx.mbt.v1 import orders_service_pb2 as opb  # noqa: E402
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc  # noqa: E402
 from raxx.mbt.v1 import sessions_service_pb2 as spb  # noqa: E402
 from raxx.mbt.v1 import sessions_service_pb2_grpc as sgrpc  # noqa: E402
-
-
-def start_system(tmp: Path) -> tuple[subprocess.Popen[bytes], int, int]:
-    gw, base = free_port(), free_port() + 11
-    log = tmp / "up.log"
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mbt.cli",
-            "up",
-            "--data-dir",
-            str(tmp / "data"),
-            "--port",
-            str(gw),
-            "--grpc-port-base",
-            str(base),
-        ],
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while "MBT is up" not in log.read_text():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"mbt up failed:\n{log.read_text()}")
-        time.sleep(0.2)
-    return proc, gw, base
 
 
 async def signup(sessions_addr: str, gw_port: int, email: str) -> str:
@@ -133,9 +101,11 @@ async def run_phase(addr: str, token: str, clients: int, total: int, tag: str) -
     }
 
 
-async def bench(gw: int, base: int, n1: int, n32: int) -> dict[str, Any]:
-    orders_addr, sessions_addr = f"127.0.0.1:{base + 1}", f"127.0.0.1:{base + 3}"
-    token = await signup(sessions_addr, gw, "bench-submit@example.com")
+async def bench(system: harness.RunningSystem, n1: int, n32: int) -> dict[str, Any]:
+    orders_addr = system.grpc_addr("orders")
+    token = await signup(
+        system.grpc_addr("sessions"), system.gateway_port, "bench-submit@example.com"
+    )
     one = await run_phase(orders_addr, token, 1, n1, "one")
     print(json.dumps({"phase": "1 client", **one}), flush=True)
     many = await run_phase(orders_addr, token, 32, n32, "many")
@@ -157,12 +127,10 @@ def main() -> None:
     ns = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mbt-bench-"))
     tmp.chmod(0o755)
-    proc, gw, base = start_system(tmp)
     try:
-        result = asyncio.run(bench(gw, base, ns.orders_1, ns.orders_32))
+        with harness.running_system(tmp / "data") as system:
+            result = asyncio.run(bench(system, ns.orders_1, ns.orders_32))
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(60)
         shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result))
 

@@ -70,7 +70,7 @@ def test_orders_service_crash_keeps_resting_orders(system: RunningSystem) -> Non
     assert r.status_code == 200, r.text
     oid = r.json()["data"]["id"]
     kill_service(system, "orders")
-    log = system.data_dir / "data" / "logs" / "orders.log"
+    log = system.data_dir / "logs" / "orders.log"
     wait_for(lambda: log.read_text().count("re-armed") >= 2, timeout=30, what="orders re-arm")
     o = wait_for(
         lambda: (

@@ -32,7 +32,7 @@ def nats_url(system: RunningSystem) -> str:
 
 
 def pg_url(system: RunningSystem) -> str:
-    return f"postgresql://postgres:@/postgres?host={system.data_dir / 'data' / 'postgres'}"
+    return f"postgresql://postgres:@/postgres?host={system.data_dir / 'postgres'}"
 
 
 def count_trade_events(url: str, account_id: str) -> int:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from mbt import harness
 from mbt.launcher import free_port
 from tests.conftest import private_tmp
 from tests.e2e.helpers import cli_json, run_cli
@@ -20,33 +19,9 @@ pytestmark = pytest.mark.e2e
 
 
 def start(data_dir: Path, port: int, base: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
-    p = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mbt.cli",
-            "up",
-            "--data-dir",
-            str(data_dir),
-            "--port",
-            str(port),
-            "--grpc-port-base",
-            str(base),
-            "--speed",
-            "max",
-        ],
-        stdout=open(log, "wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while "MBT is up" not in log.read_text():
-        assert p.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
-    return p
+    return harness.start(
+        data_dir, "--speed", "max", log=log, gateway_port=port, grpc_port_base=base
+    ).process
 
 
 def descendants(p: subprocess.Popen[bytes]) -> list[psutil.Process]:
