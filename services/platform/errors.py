@@ -9,6 +9,7 @@ MbtError                      (base; carries grpc code, reason, metadata)
  ├── PermissionDenied         PERMISSION_DENIED  403
  ├── Unavailable              UNAVAILABLE        503  kill switch, dependency down
  └── ResourceExhausted        RESOURCE_EXHAUSTED 429
+      └── RateLimited                               a tier's request rate (+ RetryInfo)
 """
 
 from __future__ import annotations
@@ -106,6 +107,25 @@ class Unavailable(MbtError):
 class ResourceExhausted(MbtError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     default_reason = "RESOURCE_EXHAUSTED"
+
+
+class RateLimited(ResourceExhausted):
+    """Over the caller's request rate; carries `google.rpc.RetryInfo` with the delay."""
+
+    default_reason = "RATE_LIMITED"
+
+    def __init__(self, message: str, *, retry_after_s: int, limit: int) -> None:
+        super().__init__(message, metadata={"limit": str(limit), "retry_after": str(retry_after_s)})
+        self.retry_after_s = retry_after_s
+
+    def to_status(self) -> status_pb2.Status:
+        status = super().to_status()
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.seconds = self.retry_after_s
+        detail = any_pb2.Any()
+        detail.Pack(retry)
+        status.details.append(detail)
+        return status
 
 
 _BY_CODE: dict[grpc.StatusCode, type[MbtError]] = {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hmac
 import logging
 import signal
 import uuid
@@ -16,8 +17,18 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
-from services.platform.auth import RevocationList, authenticate, set_principal
-from services.platform.errors import MbtError
+from services.platform.auth import (
+    KEY_ID_HEADER,
+    KEY_SECRET_HEADER,
+    OPERATOR_HEADER,
+    authenticate,
+    check_scope,
+    gateway_vouch_key,
+    set_principal,
+)
+from services.platform.credentials import CredentialRegistry
+from services.platform.errors import MbtError, RateLimited
+from services.platform.ratelimit import RateLimiter
 
 log = logging.getLogger("mbt.grpc")
 
@@ -29,15 +40,65 @@ def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
     return {k: v for k, v in md if isinstance(v, str)}
 
 
+CLIENT_ADDR_HEADER = "x-mbt-client-addr"  # set by the gateway, with its vouch key
+GATEWAY_VOUCH_HEADER = "x-mbt-gateway-vouch"
+
+
+def _peer_ip(peer: str) -> str:
+    """'ipv4:127.0.0.1:5000' / 'ipv6:[::1]:5000' -> the address alone."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv6":
+        return rest.rsplit(":", 1)[0].strip("[]")
+    if kind == "ipv4":
+        return rest.rsplit(":", 1)[0]
+    return peer or "unknown"
+
+
+def limiter_key(kind: str, ident: str) -> str:
+    """A subject-safe limiter key ("u" + user id, or "ip" + address)."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in ident)[:80]
+    return f"{kind}_{safe}"
+
+
 class PlatformInterceptor(grpc.aio.ServerInterceptor):
-    """Request id, authentication and domain-error mapping for every unary RPC."""
+    """Request id, authentication, scopes, rate limits and error mapping for every RPC.
+
+    Users (sessions and API keys together) are limited per user at their tier's rate; calls
+    with no credential (public methods: the login ceremony, the clock) per client address.
+    MBT services and operators are not limited.
+    """
 
     def __init__(
-        self, secret: bytes, revocations: RevocationList, public_methods: frozenset[str]
+        self,
+        secret: bytes,
+        registry: CredentialRegistry,
+        public_methods: frozenset[str],
+        limiter: RateLimiter | None = None,
+        operator_token: str = "",
     ) -> None:
         self._secret = secret
-        self._revocations = revocations
+        self._registry = registry
         self._public = public_methods
+        self._limiter = limiter
+        self._operator_token = operator_token
+        self._vouch_key = gateway_vouch_key(secret)
+
+    async def _limit(self, ctx: grpc.aio.ServicerContext[Any, Any], key: str, limit: int) -> None:
+        assert self._limiter is not None
+        d = await self._limiter.hit(key, limit)
+        headers = (
+            ("x-ratelimit-limit", str(d.limit)),
+            ("x-ratelimit-remaining", str(d.remaining)),
+            ("x-ratelimit-reset", str(d.reset_s)),
+        )
+        ctx.set_trailing_metadata(tuple(ctx.trailing_metadata() or ()) + headers)
+        if not d.allowed:
+            raise RateLimited(
+                f"rate limit of {d.limit} requests per minute reached; retry in "
+                f"{d.retry_after_s} s",
+                retry_after_s=d.retry_after_s,
+                limit=d.limit,
+            )
 
     async def intercept_service(
         self,
@@ -50,23 +111,50 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             return handler
         md = _metadata(details)
         rid = md.get("x-request-id") or uuid.uuid4().hex
+        if len(rid) > 64 or not rid.isprintable():
+            rid = uuid.uuid4().hex
         public = method.rsplit("/", 1)[-1] in self._public
-        auth_header = md.get("authorization")
+        has_credential = any(
+            k in md for k in ("authorization", KEY_ID_HEADER, KEY_SECRET_HEADER, OPERATOR_HEADER)
+        )
 
         async def prepare(ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
             request_id_var.set(rid)
             set_principal(None)
-            if auth_header or not public:
+            ctx.set_trailing_metadata((("x-request-id", rid),))
+            principal = None
+            if has_credential or not public:
                 try:
-                    set_principal(authenticate(auth_header, self._secret, self._revocations))
+                    principal = await authenticate(
+                        md, self._secret, self._registry, self._operator_token
+                    )
                 except MbtError as exc:
                     if not public:
                         raise
-                    log.debug("ignored bad credentials on public method: %s", exc)
+                    log.debug("ignored bad credentials on public method: %s", exc.reason)
+            if principal is not None:
+                check_scope(principal, method)
+                set_principal(principal)
+            if self._limiter is None:
+                return
+            if principal is not None and not (principal.is_service or principal.is_operator):
+                limit = self._limiter.limit_for(principal.tier)
+                await self._limit(ctx, limiter_key("u", principal.user_id), limit)
+            elif principal is None:
+                addr = _peer_ip(ctx.peer())
+                vouch = md.get(GATEWAY_VOUCH_HEADER, "")
+                if md.get(CLIENT_ADDR_HEADER) and hmac.compare_digest(
+                    vouch.encode(), self._vouch_key.encode()
+                ):  # the gateway forwards the client's address; only it may
+                    addr = md[CLIENT_ADDR_HEADER][:64]
+                await self._limit(ctx, limiter_key("ip", addr), self._limiter.address_limit)
 
         async def fail(ctx: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
             if isinstance(exc, MbtError):
-                await ctx.abort_with_status(rpc_status.to_status(exc.to_status()))
+                status = rpc_status.to_status(exc.to_status())
+                # keep what prepare() set (request id, rate-limit state) beside the details
+                kept = tuple(ctx.trailing_metadata() or ())
+                await ctx.abort(status.code, status.details, tuple(status.trailing_metadata) + kept)
             log.exception("unhandled error in %s (request %s)", method, rid)
             await ctx.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
 
@@ -74,7 +162,6 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             inner: Any = handler.unary_unary
 
             async def unary(req: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                ctx.set_trailing_metadata((("x-request-id", rid),))
                 try:
                     await prepare(ctx)
                     return await inner(req, ctx)
@@ -128,7 +215,9 @@ class ServiceHost:
     registrars: list[Registrar]
     service_names: list[str]
     public_methods: frozenset[str] = frozenset()
-    revocations: RevocationList = field(default_factory=RevocationList)
+    registry: CredentialRegistry = field(default_factory=CredentialRegistry)
+    limiter: RateLimiter | None = None
+    operator_token: str = ""
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     extra_health: list[str] = field(default_factory=list)
@@ -146,8 +235,18 @@ class ServiceHost:
     async def run(self, ready: Callable[[int], None] | None = None) -> None:
         """Serve until SIGTERM/SIGINT (or `stop()`), then shut down gracefully."""
         server = grpc.aio.server(
-            interceptors=[PlatformInterceptor(self.secret, self.revocations, self.public_methods)],
-            options=[("grpc.so_reuseport", 0)],
+            interceptors=[
+                PlatformInterceptor(
+                    self.secret,
+                    self.registry,
+                    self.public_methods,
+                    self.limiter,
+                    self.operator_token,
+                )
+            ],
+            # oversize credentials reach the interceptor (and get UNAUTHENTICATED) instead of
+            # being cut off by the transport as RESOURCE_EXHAUSTED
+            options=[("grpc.so_reuseport", 0), ("grpc.max_metadata_size", 64 * 1024)],
         )
         for register in self.registrars:
             register(server)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.platform.bus import Bus
+from services.platform.credentials import CredentialRegistry
 from services.platform.db import SchemaMigrations, make_engine, migrate
 from services.platform.grpc_server import ServiceHost, configure_logging
-from services.platform.revocation_feed import follow_revocations
+from services.platform.ratelimit import RateLimiter, default_limits
 from services.platform.settings import Settings
+
+log = logging.getLogger("mbt.runtime")
 
 
 @dataclass
@@ -21,6 +25,8 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine | None
     bus: Bus
+    registry: CredentialRegistry = field(default_factory=CredentialRegistry)
+    limiter: RateLimiter | None = None
 
 
 async def start_runtime(
@@ -31,7 +37,23 @@ async def start_runtime(
         engine = make_engine(settings.database_url)
         await migrate(engine, migrations)
     bus = await Bus.connect(settings.nats_url, name=f"mbt-{name}")
-    return Runtime(name=name, settings=settings, engine=engine, bus=bus)
+    limiter = None
+    if settings.rate_limits:
+        await _ensure_stream_racing_peers(bus)
+        limiter = RateLimiter(bus, tier_limits=settings.tier_limits or default_limits())
+    return Runtime(name=name, settings=settings, engine=engine, bus=bus, limiter=limiter)
+
+
+async def _ensure_stream_racing_peers(bus: Bus) -> None:
+    """Every service declares the rate-limit stream; peers starting together may race."""
+    for _ in range(5):
+        try:
+            await RateLimiter.ensure_stream(bus)
+            return
+        except Exception as exc:  # "stream name already in use" from a concurrent create
+            log.debug("rate-limit stream: %s; retrying", exc)
+            await asyncio.sleep(0.2)
+    await RateLimiter.ensure_stream(bus)
 
 
 async def serve(
@@ -46,9 +68,14 @@ async def serve(
     rt = await start_runtime(name, settings, migrations)
     host = await build(rt)
     host.host = settings.grpc_host
-    host.background.append(lambda: follow_revocations(rt.bus, host.revocations))
+    host.registry = rt.registry
+    host.limiter = rt.limiter
+    host.operator_token = settings.operator_token
+    host.background.append(lambda: rt.registry.follow(rt.bus))
 
     async def close() -> None:
+        if rt.limiter is not None:
+            await rt.limiter.close()
         await rt.bus.close()
         if rt.engine is not None:
             await rt.engine.dispose()

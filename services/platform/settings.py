@@ -41,6 +41,12 @@ class Settings:
     data_dir: str = ""
     grpc_host: str = "127.0.0.1"
     """Interface the gRPC servers bind (MBT_GRPC_HOST; 0.0.0.0 in a pod)."""
+    operator_token: str = field(default="", repr=False)
+    """The operator credential (from the file MBT_OPERATOR_TOKEN_FILE; a Secret in k8s)."""
+    rate_limits: bool = True
+    """Per-tier request limits (MBT_RATE_LIMITS=0 turns them off, e.g. for a baseline bench)."""
+    tier_limits: dict[str, int] = field(default_factory=dict)
+    """Requests per minute per tier (BRIEF: 60/600/3000) and per address; MBT_TIER_RATE_LIMITS."""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -69,10 +75,33 @@ class Settings:
             replay_days=e.get("MBT_REPLAY_DAYS", ""),
             data_dir=e.get("MBT_DATA_DIR", ""),
             grpc_host=e.get("MBT_GRPC_HOST", "127.0.0.1"),
+            operator_token=read_secret_file(e.get("MBT_OPERATOR_TOKEN_FILE", "")),
+            rate_limits=e.get("MBT_RATE_LIMITS", "1").strip().lower() not in {"0", "false", "off"},
+            tier_limits=_tier_limits(e.get("MBT_TIER_RATE_LIMITS", "")),
         )
 
     def port_of(self, service: str) -> int:
         return int(self.service_addrs[service].rsplit(":", 1)[1])
+
+
+def _tier_limits(raw: str) -> dict[str, int]:
+    from services.platform.ratelimit import parse_tier_limits
+
+    try:
+        return parse_tier_limits(raw)
+    except ValueError as exc:
+        raise SystemExit(f"MBT_TIER_RATE_LIMITS: {exc}") from None
+
+
+def read_secret_file(path: str) -> str:
+    """A secret kept in a file (mode 0600 locally, a mounted Secret in Kubernetes); "" if unset."""
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except OSError as exc:
+        raise SystemExit(f"cannot read the secret file {path}: {exc}") from exc
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -12,7 +12,7 @@ A valid token only proves what was minted. The caller still loads the session ro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import jwt
@@ -22,9 +22,14 @@ AUDIENCE = "mbt"
 TOKEN_TYPE = "mbt-session+jwt"
 ALGORITHM = "HS256"
 MIN_SECRET_BYTES = 32  # HS256 output size (RFC 8725 §3.5, OWASP JWT cheat sheet)
-_REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "tier", "iat", "exp"]
+_REQUIRED_CLAIMS = ["iss", "aud", "sub", "sid", "tier", "iat", "nbf", "exp"]
+# Clock skew tolerated for `iat` / `nbf` between replicas; `iat` is truncated to the second.
+NOT_BEFORE_LEEWAY = timedelta(seconds=1)
+MAX_TOKEN_CHARS = 4096  # ours are ~400; anything larger is refused before it is parsed
 
-TokenRejectionReason = Literal["expired", "invalid signature", "malformed", "wrong audience/issuer"]
+TokenRejectionReason = Literal[
+    "expired", "invalid signature", "malformed", "not yet valid", "wrong audience/issuer"
+]
 
 
 class TokenRejected(Exception):
@@ -67,6 +72,7 @@ def mint_session_token(*, secret: bytes, claims: SessionClaims) -> str:
         "sid": claims.session_id,
         "tier": claims.tier,
         "iat": _epoch_seconds(claims.issued_at, "issued_at"),
+        "nbf": _epoch_seconds(claims.issued_at, "issued_at"),
         "exp": _epoch_seconds(claims.expires_at, "expires_at"),
     }
     return jwt.encode(payload, secret, algorithm=ALGORITHM, headers={"typ": TOKEN_TYPE})
@@ -123,12 +129,15 @@ def _time_claim(payload: dict[str, Any], name: str) -> datetime:
 def verify_session_token(*, secret: bytes, token: str, now: datetime) -> SessionClaims:
     """Return the claims of a valid token, or raise :class:`TokenRejected`.
 
-    Checks, in order: signature with HS256 only, audience and issuer, required claims, ``typ``,
-    claim types, then expiry: the token is expired once ``now >= exp`` (no leeway).
+    Checks, in order: length, signature with HS256 only, audience and issuer, required claims,
+    ``typ``, claim types, ``iat``/``nbf`` not in the future (1 s of skew), then expiry: the token
+    is expired once ``now >= exp`` (no leeway).
     """
     _check_secret(secret)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise TokenRejected("malformed", f"longer than {MAX_TOKEN_CHARS} characters")
     header, payload = _decode(secret, token)
     if header.get("typ") != TOKEN_TYPE:
         raise TokenRejected("malformed", "not a session token (typ)")
@@ -141,6 +150,9 @@ def verify_session_token(*, secret: bytes, token: str, now: datetime) -> Session
     )
     if claims.expires_at <= claims.issued_at:
         raise TokenRejected("malformed", "exp is not after iat")
+    not_before = _time_claim(payload, "nbf")
+    if claims.issued_at > now + NOT_BEFORE_LEEWAY or not_before > now + NOT_BEFORE_LEEWAY:
+        raise TokenRejected("not yet valid", "iat or nbf is in the future")
     if now >= claims.expires_at:
         raise TokenRejected("expired")
     return claims

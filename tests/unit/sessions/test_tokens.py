@@ -38,6 +38,7 @@ def _forge(payload_changes: dict[str, Any], *, secret: bytes = SECRET, **encode:
         "sid": "sess-42",
         "tier": "pro",
         "iat": int(ISSUED.timestamp()),
+        "nbf": int(ISSUED.timestamp()),
         "exp": int(CLAIMS.expires_at.timestamp()),
     }
     payload.update(payload_changes)
@@ -157,7 +158,7 @@ def test_wrong_audience_or_issuer(changes: dict[str, Any]) -> None:
     assert _rejection(_forge(changes)).reason == "wrong audience/issuer"
 
 
-@pytest.mark.parametrize("claim", ["iss", "aud", "sub", "sid", "tier", "iat", "exp"])
+@pytest.mark.parametrize("claim", ["iss", "aud", "sub", "sid", "tier", "iat", "nbf", "exp"])
 def test_missing_claim_is_malformed(claim: str) -> None:
     rejection = _rejection(_forge({claim: None}))
     assert rejection.reason == "malformed"
@@ -201,3 +202,17 @@ def test_weak_secrets_and_naive_times_are_programming_errors() -> None:
     naive = SessionClaims("u", "s", "free", datetime(2026, 1, 1), datetime(2026, 1, 2))
     with pytest.raises(ValueError, match="timezone-aware"):
         mint_session_token(secret=SECRET, claims=naive)
+
+
+@pytest.mark.parametrize("claim", ["iat", "nbf"])
+def test_a_token_from_the_future_is_not_yet_valid(claim: str) -> None:
+    # one second of clock skew between replicas is tolerated, a minute is not
+    later = int(DURING.timestamp()) + 60
+    assert _rejection(_forge({claim: later})).reason == "not yet valid"
+    skewed = int(DURING.timestamp()) + 1
+    claims = verify_session_token(secret=SECRET, token=_forge({claim: skewed}), now=DURING)
+    assert claims.user_id == CLAIMS.user_id
+
+
+def test_an_oversize_token_is_refused_before_parsing() -> None:
+    assert _rejection("x" * 20_000).reason == "malformed"
