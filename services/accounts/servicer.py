@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raxx.mbt.v1 import accounts_service_pb2 as pb
@@ -33,6 +33,7 @@ from services.platform.wire import (
 )
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+TIERS = ("free", "pro", "pro_plus")
 
 
 class AccountsServicer(pb_grpc.AccountsServiceServicer):
@@ -356,6 +357,23 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             override,
             request.account_type,
         )
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, request.user_id)
+            held = await handlers.held_amount(conn, str(acct["id"]))
+        return await self._account_message(acct, held)
+
+    async def SetAccountTier(self, request: pb.SetAccountTierRequest, context: Ctx) -> pb.Account:
+        require_service()
+        if request.tier not in TIERS:
+            raise InvalidArgument("tier", f"must be one of {', '.join(TIERS)}")
+        async with self.engine.begin() as conn:
+            done = await conn.execute(
+                update(accounts)
+                .where(accounts.c.user_id == request.user_id)
+                .values(tier=request.tier)
+            )
+            if not done.rowcount:
+                raise NotFound(f"no account for user {request.user_id}", reason="ACCOUNT_NOT_FOUND")
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, request.user_id)
             held = await handlers.held_amount(conn, str(acct["id"]))

@@ -11,11 +11,14 @@ from nats.aio.msg import Msg
 from raxx.mbt.v1 import sessions_service_pb2, sessions_service_pb2_grpc
 from services.platform.bus import JOBS_STREAM, SESSIONS_STREAM
 from services.platform.clients import ServiceChannel
+from services.platform.credentials import CredentialRegistry
 from services.platform.grpc_server import ServiceHost
 from services.platform.runtime import Runtime, main
 from services.sessions import privacy
 from services.sessions.adapters.tables import MIGRATIONS
+from services.sessions.api_keys import ApiKeys
 from services.sessions.handlers import SessionsConfig, SessionsHandlers
+from services.sessions.lifecycle import SessionLifecycle
 from services.sessions.servicer import PUBLIC_METHODS, SessionsServicer
 
 log = logging.getLogger("mbt.sessions")
@@ -34,13 +37,19 @@ async def build(rt: Runtime) -> ServiceHost:
         ),
     )
     orders = ServiceChannel(s.service_addrs["orders"], caller="sessions", secret=s.jwt_secret)
-    servicer = SessionsServicer(handlers, accounts, rt.bus, orders)
+    # sessions owns the credential registry: open it, then heal it from the tables
+    rt.registry.kv = await CredentialRegistry.open_bucket(rt.bus)
+    lifecycle = SessionLifecycle(rt.engine, s.jwt_secret, rt.registry)
+    keys = ApiKeys(rt.engine, s.jwt_secret, rt.registry)
+    projected = await lifecycle.project_all() + await keys.project_all()
+    log.info("credential registry: %d sessions and keys projected", projected)
+    servicer = SessionsServicer(handlers, accounts, rt.bus, orders, lifecycle, keys)
     engine = rt.engine
 
     async def on_job(msg: Msg) -> None:
         body = json.loads(msg.data or b"{}")
         now = datetime.fromisoformat(body["now"]) if "now" in body else datetime.now(UTC)
-        erased = await privacy.erase_due(engine, rt.bus, s.jwt_secret, now)
+        erased = await privacy.erase_due(engine, rt.bus, s.jwt_secret, now, rt.registry)
         log.info("gdpr erasure: %d users erased", len(erased))
         await msg.ack()
 

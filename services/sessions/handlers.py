@@ -18,14 +18,21 @@ from services.platform.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
+    PermissionDenied,
     Unauthenticated,
 )
-from services.platform.tokens import SessionClaims, mint_session_token
-from services.sessions.adapters.tables import audit_log, ceremonies, credentials, sessions, users
+from services.sessions.adapters.tables import (
+    audit_log,
+    ceremonies,
+    credentials,
+    sessions,
+    step_ups,
+    users,
+)
 from services.sessions.domain import passkeys
 
 CEREMONY_TTL = timedelta(minutes=5)
-SESSION_TTL = timedelta(hours=12)
+STEP_UP_TTL = timedelta(minutes=5)
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PROFILES = ("trial", "income_builder", "diversifier")
 
@@ -38,14 +45,10 @@ class Ceremony:
 
 
 @dataclass(frozen=True)
-class OpenedSession:
-    session_id: str
-    user_id: str
-    email: str
-    tier: str
-    token: str
+class StepUpGrant:
+    id: str
     expires_at: datetime
-    profile: str
+    bound_sha256: str
 
 
 def check_email(raw: str) -> str:
@@ -221,10 +224,11 @@ class SessionsHandlers:
             )
         return Ceremony(cid, options, expires)
 
-    async def finish_login(self, ceremony_id: str, credential_json: str) -> tuple[str, str, str]:
-        if not credential_json:
-            raise InvalidArgument("credential_json", "is required")
-        c = await self._consume(ceremony_id, "login")
+    async def _verify_assertion(
+        self, c: dict[str, Any], credential_json: str, action: str
+    ) -> dict[str, Any]:
+        """Check a passkey assertion (user verification required) for ceremony ``c``; return
+        the user row. Failures are audited and refused as UNAUTHENTICATED."""
         expected_user = str((c["context"] or {}).get("user_id"))
         try:
             cred_id = passkeys.credential_id_of(credential_json)
@@ -257,7 +261,9 @@ class SessionsHandlers:
             except passkeys.PasskeyRejected as exc:
                 await conn.execute(
                     audit_log.insert().values(
-                        actor=expected_user, action="login_failed", detail={"reason": exc.reason}
+                        actor=expected_user,
+                        action=f"{action}_failed",
+                        detail={"reason": exc.reason},
                     )
                 )
                 raise Unauthenticated(
@@ -273,38 +279,85 @@ class SessionsHandlers:
                 .mappings()
                 .one()
             )
-            await conn.execute(
-                audit_log.insert().values(actor=expected_user, action="login", detail={})
-            )
+        return dict(user)
+
+    async def finish_login(self, ceremony_id: str, credential_json: str) -> tuple[str, str, str]:
+        if not credential_json:
+            raise InvalidArgument("credential_json", "is required")
+        c = await self._consume(ceremony_id, "login")
+        user = await self._verify_assertion(c, credential_json, "login")
+        await self.audit(str(user["id"]), "login")
         return str(user["id"]), str(user["email"]), ""
+
+    async def begin_step_up(self, user_id: str, session_id: str, bind_sha256: str) -> Ceremony:
+        """A passkey challenge for a sensitive action by the signed-in user."""
+        bind = bind_sha256.strip().lower()
+        if bind and (len(bind) != 64 or any(ch not in "0123456789abcdef" for ch in bind)):
+            raise InvalidArgument("bind_sha256", "must be 64 hex digits (a SHA-256)")
+        async with self.db.begin() as conn:
+            user = (await conn.execute(select(users).where(users.c.id == user_id))).mappings().one()
+            cred_ids = [
+                bytes(r.credential_id)
+                for r in await conn.execute(
+                    select(credentials.c.credential_id).where(credentials.c.user_id == user_id)
+                )
+            ]
+            options, challenge = passkeys.begin_login(
+                rp_id=self.cfg.rp_id, allow_credential_ids=cred_ids
+            )
+            cid = str(uuid.uuid4())
+            expires = datetime.now(UTC) + CEREMONY_TTL
+            await conn.execute(
+                ceremonies.insert().values(
+                    id=cid,
+                    purpose="step_up",
+                    email=user["email"],
+                    user_handle=user["user_handle"],
+                    challenge=challenge,
+                    context={"user_id": user_id, "session_id": session_id, "bind": bind},
+                    expires_at=expires,
+                )
+            )
+        return Ceremony(cid, options, expires)
+
+    async def finish_step_up(
+        self, ceremony_id: str, credential_json: str, user_id: str, session_id: str
+    ) -> StepUpGrant:
+        """Verify the step-up assertion; the grant lives STEP_UP_TTL and is spent once."""
+        if not credential_json:
+            raise InvalidArgument("credential_json", "is required")
+        c = await self._consume(ceremony_id, "step_up")
+        ctx = c["context"] or {}
+        if ctx.get("user_id") != user_id or ctx.get("session_id") != session_id:
+            raise PermissionDenied(
+                "this step-up was started by another session", reason="STEP_UP_MISMATCH"
+            )
+        await self._verify_assertion(c, credential_json, "step_up")
+        now = datetime.now(UTC)
+        grant = StepUpGrant(str(uuid.uuid4()), now + STEP_UP_TTL, str(ctx.get("bind") or ""))
+        async with self.db.begin() as conn:
+            await conn.execute(
+                step_ups.insert().values(
+                    id=grant.id,
+                    user_id=user_id,
+                    session_id=session_id,
+                    bound_to=grant.bound_sha256,
+                    created_at=now,
+                    expires_at=grant.expires_at,
+                )
+            )
+            await conn.execute(
+                audit_log.insert().values(
+                    actor=user_id,
+                    action="step_up",
+                    detail={"step_up_id": grant.id, "bound_to": grant.bound_sha256},
+                )
+            )
+        return grant
 
     async def audit(self, actor: str, action: str) -> None:
         async with self.db.begin() as conn:
             await conn.execute(audit_log.insert().values(actor=actor, action=action, detail={}))
-
-    async def open_session(self, user_id: str) -> OpenedSession:
-        now = datetime.now(UTC).replace(microsecond=0)
-        sid = str(uuid.uuid4())
-        async with self.db.begin() as conn:
-            user = (await conn.execute(select(users).where(users.c.id == user_id))).mappings().one()
-            await conn.execute(
-                sessions.insert().values(
-                    id=sid, user_id=user_id, created_at=now, expires_at=now + SESSION_TTL
-                )
-            )
-        token = mint_session_token(
-            secret=self.cfg.secret,
-            claims=SessionClaims(
-                user_id=user_id,
-                session_id=sid,
-                tier=str(user["tier"]),
-                issued_at=now,
-                expires_at=now + SESSION_TTL,
-            ),
-        )
-        return OpenedSession(
-            sid, user_id, str(user["email"]), str(user["tier"]), token, now + SESSION_TTL, ""
-        )
 
     async def current(self, session_id: str) -> dict[str, Any]:
         async with self.db.connect() as conn:
@@ -325,25 +378,30 @@ class SessionsHandlers:
             )
         return dict(row)
 
-    async def revoke(self, session_id: str, actor: str) -> datetime:
+    async def set_tier(
+        self, raw_email: str, tier: str, actor: str, reason: str
+    ) -> tuple[str, str, str]:
+        """Operator: change a user's tier (audited with who and why)."""
+        email = check_email(raw_email)
         async with self.db.begin() as conn:
-            row = (
-                await conn.execute(
-                    update(sessions)
-                    .where(sessions.c.id == session_id)
-                    .values(revoked_at=func_now())
-                    .returning(sessions.c.expires_at)
-                )
-            ).first()
+            user = (
+                (await conn.execute(select(users).where(users.c.email == email).with_for_update()))
+                .mappings()
+                .first()
+            )
+            if user is None:
+                raise NotFound(f"no user {email}", reason="USER_NOT_FOUND")
+            await conn.execute(update(users).where(users.c.id == user["id"]).values(tier=tier))
             await conn.execute(
                 audit_log.insert().values(
-                    actor=actor, action="logout", detail={"session_id": session_id}
+                    actor=actor[:80],
+                    action="tier_change",
+                    detail={
+                        "user_id": user["id"],
+                        "from": user["tier"],
+                        "to": tier,
+                        "reason": reason[:500],
+                    },
                 )
             )
-        if row is None:
-            raise NotFound("session not found", reason="SESSION_NOT_FOUND")
-        return row.expires_at  # type: ignore[no-any-return]
-
-
-def func_now() -> datetime:
-    return datetime.now(UTC)
+        return str(user["id"]), email, str(user["tier"])

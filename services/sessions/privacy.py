@@ -18,9 +18,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raxx.mbt.v1 import events_pb2
-from services.platform.bus import SESSION_REVOKED_SUBJECT, Bus
+from services.platform.bus import Bus
+from services.platform.credentials import CredentialRegistry
 from services.platform.privacy import ERASURE_SUBJECT, actor_hash, rows_to_json
 from services.sessions.adapters.tables import (
+    api_keys,
     audit_log,
     ceremonies,
     credentials,
@@ -39,6 +41,7 @@ async def export_own(engine: AsyncEngine, user_id: str) -> str:
             ("user", users, users.c.id),
             ("passkeys", credentials, credentials.c.user_id),
             ("sessions", sessions, sessions.c.user_id),
+            ("api_keys", api_keys, api_keys.c.user_id),
             ("audit_log", audit_log, audit_log.c.actor),
             ("erasure_request", erasures, erasures.c.user_id),
         ):
@@ -46,6 +49,8 @@ async def export_own(engine: AsyncEngine, user_id: str) -> str:
             out[name] = [dict(r) for r in rows]
     for u in out["user"]:
         u.pop("user_handle", None)  # an opaque WebAuthn handle, not the user's data
+    for k in out["api_keys"]:
+        k.pop("secret_hash", None)  # keys are listed, never their secrets (nor hashes)
     return rows_to_json(out)
 
 
@@ -86,7 +91,9 @@ async def cancel_erasure(engine: AsyncEngine, user_id: str) -> None:
         )
 
 
-async def erase_due(engine: AsyncEngine, bus: Bus, secret: bytes, now: datetime) -> list[str]:
+async def erase_due(
+    engine: AsyncEngine, bus: Bus, secret: bytes, now: datetime, registry: CredentialRegistry
+) -> list[str]:
     """Carry out every erasure whose cooling-off has passed. Idempotent and restartable: the
     event is published (deduplicated by user) before the user's rows go."""
     async with engine.connect() as conn:
@@ -100,19 +107,16 @@ async def erase_due(engine: AsyncEngine, bus: Bus, secret: bytes, now: datetime)
         ev.erased_at.FromDatetime(now.astimezone(UTC))
         await bus.js_publish(ERASURE_SUBJECT, ev.SerializeToString(), msg_id=f"erase:{user_id}")
         async with engine.connect() as conn:
-            live = (
-                await conn.execute(
-                    select(sessions.c.id, sessions.c.expires_at).where(
-                        sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)
-                    )
-                )
-            ).all()
-        for sid, expires in live:  # an erased user's sessions end everywhere, now
-            rev = events_pb2.SessionRevokedEvent(session_id=sid, user_id=user_id)
-            rev.expires_at.FromDatetime(expires.astimezone(UTC))
-            await bus.js_publish(
-                SESSION_REVOKED_SUBJECT, rev.SerializeToString(), msg_id=f"revoke:{sid}"
-            )
+            sids = (
+                await conn.execute(select(sessions.c.id).where(sessions.c.user_id == user_id))
+            ).scalars()
+            kids = (
+                await conn.execute(select(api_keys.c.key_id).where(api_keys.c.user_id == user_id))
+            ).scalars()
+            keys = [f"session.{sid}" for sid in sids] + [f"apikey.{kid}" for kid in kids]
+        # the erased user's sessions and keys end everywhere, now (and leave the registry)
+        for key in [*keys, f"user.{user_id}"]:
+            await registry.delete(key)
         async with engine.begin() as conn:
             await conn.execute(
                 update(audit_log)

@@ -1,4 +1,4 @@
-"""SessionsService over gRPC: passkey registration and login, current session, logout."""
+"""SessionsService over gRPC: passkeys, sessions and refresh, step-up, API keys, tiers."""
 
 from __future__ import annotations
 
@@ -9,19 +9,25 @@ import grpc
 
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
-from raxx.mbt.v1 import events_pb2
 from raxx.mbt.v1 import orders_service_pb2_grpc as orders_grpc
 from raxx.mbt.v1 import sessions_service_pb2 as pb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as pb_grpc
-from services.platform.auth import require_user
-from services.platform.bus import SESSION_REVOKED_SUBJECT, Bus
+from services.platform.auth import require_operator, require_passkey_session, require_user
+from services.platform.bus import Bus
 from services.platform.clients import ServiceChannel
+from services.platform.credentials import UserEntry
+from services.platform.errors import InvalidArgument
 from services.platform.wire import ts_to_wire
 from services.sessions import privacy
-from services.sessions.handlers import Ceremony, OpenedSession, SessionsHandlers
+from services.sessions.api_keys import ApiKeys
+from services.sessions.handlers import Ceremony, SessionsHandlers
+from services.sessions.lifecycle import OpenedSession, SessionLifecycle
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-PUBLIC_METHODS = frozenset({"BeginRegistration", "FinishRegistration", "BeginLogin", "FinishLogin"})
+PUBLIC_METHODS = frozenset(
+    {"BeginRegistration", "FinishRegistration", "BeginLogin", "FinishLogin", "RefreshSession"}
+)
+TIERS = ("free", "pro", "pro_plus")
 
 
 def _ceremony(c: Ceremony) -> pb.CeremonyChallenge:
@@ -38,6 +44,22 @@ def _session(s: OpenedSession) -> pb.Session:
         tier=s.tier,
         token=s.token,
         expires_at=ts_to_wire(s.expires_at),
+        refresh_token=s.refresh_token,
+        access_expires_at=ts_to_wire(s.access_expires_at),
+        created_at=ts_to_wire(s.created_at),
+    )
+
+
+def _api_key(row: dict[str, Any], secret: str = "") -> pb.ApiKey:
+    return pb.ApiKey(
+        key_id=str(row["key_id"]),
+        secret=secret,
+        name=str(row["name"]),
+        scopes=list(row["scopes"]),
+        read_only=bool(row["read_only"]),
+        created_at=ts_to_wire(row["created_at"]),
+        revoked_at=ts_to_wire(row["revoked_at"]),
+        last_used_at=ts_to_wire(row["last_used_at"]),
     )
 
 
@@ -48,7 +70,11 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         accounts: ServiceChannel,
         bus: Bus,
         orders: ServiceChannel,
+        lifecycle: SessionLifecycle,
+        keys: ApiKeys,
     ) -> None:
+        self.lifecycle = lifecycle
+        self.keys = keys
         self.orders = orders
         self.orders_stub = orders_grpc.OrdersServiceStub(orders.channel)
         self.h = handlers
@@ -81,7 +107,7 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         user_id, _email, _profile = await self.h.finish_registration(
             request.ceremony_id, request.credential_json, self._ensure_account
         )
-        return _session(await self.h.open_session(user_id))
+        return _session(await self.lifecycle.open(user_id))
 
     async def BeginLogin(self, request: pb.BeginLoginRequest, context: Ctx) -> pb.CeremonyChallenge:
         return _ceremony(await self.h.begin_login(request.email))
@@ -89,7 +115,97 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
     async def FinishLogin(self, request: pb.FinishLoginRequest, context: Ctx) -> pb.Session:
         user_id, _email, _ = await self.h.finish_login(request.ceremony_id, request.credential_json)
         await self._ensure_account(user_id, "")
-        return _session(await self.h.open_session(user_id))
+        return _session(await self.lifecycle.open(user_id))
+
+    async def RefreshSession(self, request: pb.RefreshSessionRequest, context: Ctx) -> pb.Session:
+        return _session(await self.lifecycle.refresh(request.refresh_token))
+
+    async def BeginStepUp(
+        self, request: pb.BeginStepUpRequest, context: Ctx
+    ) -> pb.CeremonyChallenge:
+        user = require_passkey_session()
+        return _ceremony(
+            await self.h.begin_step_up(user.user_id, user.session_id, request.bind_sha256)
+        )
+
+    async def FinishStepUp(self, request: pb.FinishStepUpRequest, context: Ctx) -> pb.StepUp:
+        user = require_passkey_session()
+        grant = await self.h.finish_step_up(
+            request.ceremony_id, request.credential_json, user.user_id, user.session_id
+        )
+        return pb.StepUp(
+            step_up_id=grant.id,
+            expires_at=ts_to_wire(grant.expires_at),
+            bound_sha256=grant.bound_sha256,
+        )
+
+    async def ListSessions(
+        self, request: pb.ListSessionsRequest, context: Ctx
+    ) -> pb.ListSessionsResponse:
+        user = require_passkey_session()
+        rows = await self.lifecycle.list_for_user(user.user_id)
+        return pb.ListSessionsResponse(
+            sessions=[
+                pb.Session(
+                    session_id=str(r["id"]),
+                    user_id=user.user_id,
+                    email=str(r["email"]),
+                    tier=str(r["tier"]),
+                    expires_at=ts_to_wire(r["expires_at"]),
+                    created_at=ts_to_wire(r["created_at"]),
+                    current=str(r["id"]) == user.session_id,
+                )
+                for r in rows
+            ]
+        )
+
+    async def RevokeSession(
+        self, request: pb.RevokeSessionRequest, context: Ctx
+    ) -> pb.RevokeCurrentSessionResponse:
+        user = require_passkey_session()
+        await self.lifecycle.revoke_for_user(user.user_id, request.session_id, user.user_id)
+        return pb.RevokeCurrentSessionResponse(session_id=request.session_id)
+
+    async def CreateApiKey(self, request: pb.CreateApiKeyRequest, context: Ctx) -> pb.ApiKey:
+        user = require_passkey_session()
+        minted = await self.keys.create(
+            user.user_id,
+            request.name,
+            list(request.scopes),
+            request.read_only,
+            request.step_up_id,
+        )
+        return _api_key(minted.row, minted.secret)
+
+    async def ListApiKeys(
+        self, request: pb.ListApiKeysRequest, context: Ctx
+    ) -> pb.ListApiKeysResponse:
+        user = require_passkey_session()
+        return pb.ListApiKeysResponse(
+            keys=[_api_key(r) for r in await self.keys.list(user.user_id)]
+        )
+
+    async def RevokeApiKey(self, request: pb.RevokeApiKeyRequest, context: Ctx) -> pb.ApiKey:
+        user = require_passkey_session()
+        return _api_key(await self.keys.revoke(user.user_id, request.key_id))
+
+    async def SetUserTier(self, request: pb.SetUserTierRequest, context: Ctx) -> pb.UserTier:
+        operator = require_operator()
+        tier = request.tier.strip().lower()
+        if tier not in TIERS:
+            raise InvalidArgument(
+                "tier", f"must be one of {', '.join(TIERS)}; got {request.tier!r}"
+            )
+        user_id, email, previous = await self.h.set_tier(
+            request.email, tier, operator.user_id, request.reason
+        )
+        # accounts keeps the tier for retention; the registry for limits and market data
+        await self.accounts.call(
+            self.accounts_stub.SetAccountTier,
+            acct_pb.SetAccountTierRequest(user_id=user_id, tier=tier),
+        )
+        await self.lifecycle.registry.put(f"user.{user_id}", UserEntry(tier))
+        return pb.UserTier(user_id=user_id, email=email, tier=tier, previous_tier=previous)
 
     async def ExportMyData(self, request: pb.ExportMyDataRequest, context: Ctx) -> pb.DataExport:
         user = require_user()
@@ -126,25 +242,22 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         self, request: pb.GetCurrentSessionRequest, context: Ctx
     ) -> pb.Session:
         user = require_user()
+        if user.api_key_id:  # a program asking who it is
+            return pb.Session(session_id=user.session_id, user_id=user.user_id, tier=user.tier)
         row = await self.h.current(user.session_id)
         return pb.Session(
             session_id=user.session_id,
             user_id=user.user_id,
             email=str(row["email"]),
-            tier=str(row["tier"]),
+            tier=user.tier,
             expires_at=ts_to_wire(row["expires_at"]),
+            created_at=ts_to_wire(row["created_at"]),
+            current=True,
         )
 
     async def RevokeCurrentSession(
         self, request: pb.RevokeCurrentSessionRequest, context: Ctx
     ) -> pb.RevokeCurrentSessionResponse:
-        user = require_user()
-        expires = await self.h.revoke(user.session_id, user.user_id)
-        ev = events_pb2.SessionRevokedEvent(
-            session_id=user.session_id, user_id=user.user_id, expires_at=ts_to_wire(expires)
-        )
-        # JetStream keeps it for services that start later; await the ack before answering
-        await self.bus.js_publish(
-            SESSION_REVOKED_SUBJECT, ev.SerializeToString(), msg_id=f"revoke:{user.session_id}"
-        )
+        user = require_passkey_session()
+        await self.lifecycle.revoke(user.session_id, user.user_id)
         return pb.RevokeCurrentSessionResponse(session_id=user.session_id)

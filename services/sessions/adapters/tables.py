@@ -1,9 +1,10 @@
-"""The sessions schema: users, their passkeys, pending ceremonies and sessions."""
+"""The sessions schema: users, passkeys, ceremonies, sessions, refresh tokens, step-ups, keys."""
 
 from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -64,6 +65,50 @@ sessions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True)),
+    Column("last_refreshed_at", DateTime(timezone=True)),
+)
+
+# One row per refresh token ever issued (stored as SHA-256, never in the clear). A token is
+# used once; presenting a used one again revokes its family (the session) everywhere.
+refresh_tokens = Table(
+    "refresh_tokens",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("session_id", String(36), ForeignKey(sessions.c.id, ondelete="CASCADE"), nullable=False),
+    Column("parent_hash", String(64)),
+    Column("issued_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+)
+
+# A fresh passkey assertion with user verification: valid for 5 minutes, used at most once,
+# optionally bound to the SHA-256 of the content it approves (a live order).
+step_ups = Table(
+    "step_ups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey(users.c.id, ondelete="CASCADE"), nullable=False),
+    Column("session_id", String(36), nullable=False),
+    Column("bound_to", String(64), nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    Column("used_for", String(40)),
+)
+
+# Programmatic credentials: the secret is kept only as a keyed hash (HMAC-SHA256).
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_id", String(32), primary_key=True),
+    Column("user_id", String(36), ForeignKey(users.c.id, ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", ARRAY(String), nullable=False),
+    Column("read_only", Boolean, nullable=False, server_default="false"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
 )
 
 audit_log = Table(
@@ -92,4 +137,13 @@ CREATE TABLE IF NOT EXISTS sessions.erasures (
     erase_after timestamptz NOT NULL
 )"""
 
-MIGRATIONS = SchemaMigrations(schema=SCHEMA, steps=[create_tables(metadata), sql(ERASURES_DDL)])
+MIGRATIONS = SchemaMigrations(
+    schema=SCHEMA,
+    steps=[
+        create_tables(metadata),
+        sql(ERASURES_DDL),
+        # v3: refresh tokens, step-ups and API keys (create_all adds only missing tables)
+        create_tables(metadata),
+        sql("ALTER TABLE sessions.sessions ADD COLUMN IF NOT EXISTS last_refreshed_at timestamptz"),
+    ],
+)

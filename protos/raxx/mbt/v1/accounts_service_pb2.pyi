@@ -349,6 +349,29 @@ class OpenAccountRequest(_message.Message):
 Global___OpenAccountRequest: _TypeAlias = OpenAccountRequest  # noqa: Y015
 
 @_typing.final
+class SetAccountTierRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    tier: _builtins.str
+    """"free" | "pro" | "pro_plus" """
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        tier: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetAccountTierRequest: _TypeAlias = SetAccountTierRequest  # noqa: Y015
+
+@_typing.final
 class PlaceHoldRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

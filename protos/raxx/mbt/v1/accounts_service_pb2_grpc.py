@@ -70,6 +70,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.OpenAccountRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
                 _registered_method=True)
+        self.SetAccountTier = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/SetAccountTier',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.SetAccountTierRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
+                _registered_method=True)
         self.PlaceHold = channel.unary_unary(
                 '/raxx.mbt.v1.AccountsService/PlaceHold',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldRequest.SerializeToString,
@@ -141,6 +146,13 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetAccountTier(self, request, context):
+        """Internal (service principal only): the user's tier changed (retention follows it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def PlaceHold(self, request, context):
         """Internal (service principal only): reserve buying power (or shares) for an order.
         """
@@ -198,6 +210,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
             'OpenAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenAccount,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.OpenAccountRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.SerializeToString,
+            ),
+            'SetAccountTier': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetAccountTier,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.SetAccountTierRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.SerializeToString,
             ),
             'PlaceHold': grpc.unary_unary_rpc_method_handler(
@@ -405,6 +422,33 @@ class AccountsService:
             target,
             '/raxx.mbt.v1.AccountsService/OpenAccount',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.OpenAccountRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetAccountTier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/SetAccountTier',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.SetAccountTierRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
             options,
             channel_credentials,

@@ -49,6 +49,8 @@ class AccountsServiceStub:
     """
     OpenAccount: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]
     """Internal (service principal only): open the account of a new user."""
+    SetAccountTier: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.SetAccountTierRequest, _accounts_service_pb2.Account]
+    """Internal (service principal only): the user's tier changed (retention follows it)."""
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]
     """Internal (service principal only): reserve buying power (or shares) for an order."""
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]
@@ -77,6 +79,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """
     OpenAccount: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]  # type: ignore[assignment]
     """Internal (service principal only): open the account of a new user."""
+    SetAccountTier: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.SetAccountTierRequest, _accounts_service_pb2.Account]  # type: ignore[assignment]
+    """Internal (service principal only): the user's tier changed (retention follows it)."""
     PlaceHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
     """Internal (service principal only): reserve buying power (or shares) for an order."""
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
@@ -144,6 +148,14 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.Account, _abc.Awaitable[_accounts_service_pb2.Account]]:
         """Internal (service principal only): open the account of a new user."""
+
+    @_abc_1.abstractmethod
+    def SetAccountTier(
+        self,
+        request: _accounts_service_pb2.SetAccountTierRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.Account, _abc.Awaitable[_accounts_service_pb2.Account]]:
+        """Internal (service principal only): the user's tier changed (retention follows it)."""
 
     @_abc_1.abstractmethod
     def PlaceHold(

@@ -55,6 +55,51 @@ class SessionsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.FinishLoginRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.Session.FromString,
                 _registered_method=True)
+        self.RefreshSession = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/RefreshSession',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RefreshSessionRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.Session.FromString,
+                _registered_method=True)
+        self.BeginStepUp = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/BeginStepUp',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.BeginStepUpRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.CeremonyChallenge.FromString,
+                _registered_method=True)
+        self.FinishStepUp = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/FinishStepUp',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.FinishStepUpRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.StepUp.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/ListSessions',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.RevokeSession = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/RevokeSession',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RevokeSessionRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RevokeCurrentSessionResponse.FromString,
+                _registered_method=True)
+        self.CreateApiKey = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/CreateApiKey',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.CreateApiKeyRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ApiKey.FromString,
+                _registered_method=True)
+        self.ListApiKeys = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/ListApiKeys',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListApiKeysRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListApiKeysResponse.FromString,
+                _registered_method=True)
+        self.RevokeApiKey = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/RevokeApiKey',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RevokeApiKeyRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ApiKey.FromString,
+                _registered_method=True)
+        self.SetUserTier = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/SetUserTier',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SetUserTierRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.UserTier.FromString,
+                _registered_method=True)
         self.ExportMyData = channel.unary_unary(
                 '/raxx.mbt.v1.SessionsService/ExportMyData',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ExportMyDataRequest.SerializeToString,
@@ -108,7 +153,73 @@ class SessionsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FinishLogin(self, request, context):
-        """Verify the assertion and open a session.
+        """Verify the assertion and open a session (a 15-minute access token and a 30-day refresh
+        token; browsers get both as HttpOnly cookies).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshSession(self, request, context):
+        """Trade a refresh token for a new access token and a new refresh token (the old one is
+        spent; presenting a spent one again revokes the whole session everywhere).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginStepUp(self, request, context):
+        """Start a step-up: a fresh passkey assertion (user verification required) for a
+        sensitive action. `bind_sha256` binds it to the content it will approve.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishStepUp(self, request, context):
+        """Verify the step-up assertion; the grant is valid for 5 minutes and one use.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """The caller's sessions (signed-in browsers and CLIs), newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeSession(self, request, context):
+        """Revoke one of the caller's sessions, everywhere, at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateApiKey(self, request, context):
+        """Mint an API key for a program (needs a step-up); the secret is shown in this reply only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListApiKeys(self, request, context):
+        """The caller's API keys, without secrets.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeApiKey(self, request, context):
+        """Revoke an API key: refused by every service at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetUserTier(self, request, context):
+        """Operator: change a user's tier (billing lives outside MBT). Not on the HTTP gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,6 +281,51 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.FinishLogin,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.FinishLoginRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.Session.SerializeToString,
+            ),
+            'RefreshSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshSession,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RefreshSessionRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.Session.SerializeToString,
+            ),
+            'BeginStepUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginStepUp,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.BeginStepUpRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.CeremonyChallenge.SerializeToString,
+            ),
+            'FinishStepUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishStepUp,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.FinishStepUpRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.StepUp.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListSessionsRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'RevokeSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeSession,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RevokeSessionRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RevokeCurrentSessionResponse.SerializeToString,
+            ),
+            'CreateApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateApiKey,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.CreateApiKeyRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ApiKey.SerializeToString,
+            ),
+            'ListApiKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListApiKeys,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListApiKeysRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListApiKeysResponse.SerializeToString,
+            ),
+            'RevokeApiKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeApiKey,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RevokeApiKeyRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ApiKey.SerializeToString,
+            ),
+            'SetUserTier': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserTier,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SetUserTierRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.UserTier.SerializeToString,
             ),
             'ExportMyData': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportMyData,
@@ -306,6 +462,249 @@ class SessionsService:
             '/raxx.mbt.v1.SessionsService/FinishLogin',
             raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.FinishLoginRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/RefreshSession',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RefreshSessionRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginStepUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/BeginStepUp',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.BeginStepUpRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.CeremonyChallenge.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishStepUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/FinishStepUp',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.FinishStepUpRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.StepUp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/ListSessions',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListSessionsRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/RevokeSession',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RevokeSessionRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RevokeCurrentSessionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/CreateApiKey',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.CreateApiKeyRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListApiKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/ListApiKeys',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListApiKeysRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListApiKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeApiKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/RevokeApiKey',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RevokeApiKeyRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ApiKey.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserTier(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/SetUserTier',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SetUserTierRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.UserTier.FromString,
             options,
             channel_credentials,
             insecure,

@@ -40,7 +40,31 @@ class SessionsServiceStub:
     BeginLogin: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.BeginLoginRequest, _sessions_service_pb2.CeremonyChallenge]
     """Start a passkey login."""
     FinishLogin: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.FinishLoginRequest, _sessions_service_pb2.Session]
-    """Verify the assertion and open a session."""
+    """Verify the assertion and open a session (a 15-minute access token and a 30-day refresh
+    token; browsers get both as HttpOnly cookies).
+    """
+    RefreshSession: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.RefreshSessionRequest, _sessions_service_pb2.Session]
+    """Trade a refresh token for a new access token and a new refresh token (the old one is
+    spent; presenting a spent one again revokes the whole session everywhere).
+    """
+    BeginStepUp: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.BeginStepUpRequest, _sessions_service_pb2.CeremonyChallenge]
+    """Start a step-up: a fresh passkey assertion (user verification required) for a
+    sensitive action. `bind_sha256` binds it to the content it will approve.
+    """
+    FinishStepUp: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.FinishStepUpRequest, _sessions_service_pb2.StepUp]
+    """Verify the step-up assertion; the grant is valid for 5 minutes and one use."""
+    ListSessions: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.ListSessionsRequest, _sessions_service_pb2.ListSessionsResponse]
+    """The caller's sessions (signed-in browsers and CLIs), newest first."""
+    RevokeSession: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.RevokeSessionRequest, _sessions_service_pb2.RevokeCurrentSessionResponse]
+    """Revoke one of the caller's sessions, everywhere, at once."""
+    CreateApiKey: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.CreateApiKeyRequest, _sessions_service_pb2.ApiKey]
+    """Mint an API key for a program (needs a step-up); the secret is shown in this reply only."""
+    ListApiKeys: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.ListApiKeysRequest, _sessions_service_pb2.ListApiKeysResponse]
+    """The caller's API keys, without secrets."""
+    RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.RevokeApiKeyRequest, _sessions_service_pb2.ApiKey]
+    """Revoke an API key: refused by every service at once."""
+    SetUserTier: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.SetUserTierRequest, _sessions_service_pb2.UserTier]
+    """Operator: change a user's tier (billing lives outside MBT). Not on the HTTP gateway."""
     ExportMyData: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.ExportMyDataRequest, _sessions_service_pb2.DataExport]
     """GDPR: everything MBT holds about the caller, from every service, as one zip archive."""
     RequestErasure: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.RequestErasureRequest, _sessions_service_pb2.ErasureStatus]
@@ -63,7 +87,31 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     BeginLogin: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.BeginLoginRequest, _sessions_service_pb2.CeremonyChallenge]  # type: ignore[assignment]
     """Start a passkey login."""
     FinishLogin: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.FinishLoginRequest, _sessions_service_pb2.Session]  # type: ignore[assignment]
-    """Verify the assertion and open a session."""
+    """Verify the assertion and open a session (a 15-minute access token and a 30-day refresh
+    token; browsers get both as HttpOnly cookies).
+    """
+    RefreshSession: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.RefreshSessionRequest, _sessions_service_pb2.Session]  # type: ignore[assignment]
+    """Trade a refresh token for a new access token and a new refresh token (the old one is
+    spent; presenting a spent one again revokes the whole session everywhere).
+    """
+    BeginStepUp: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.BeginStepUpRequest, _sessions_service_pb2.CeremonyChallenge]  # type: ignore[assignment]
+    """Start a step-up: a fresh passkey assertion (user verification required) for a
+    sensitive action. `bind_sha256` binds it to the content it will approve.
+    """
+    FinishStepUp: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.FinishStepUpRequest, _sessions_service_pb2.StepUp]  # type: ignore[assignment]
+    """Verify the step-up assertion; the grant is valid for 5 minutes and one use."""
+    ListSessions: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.ListSessionsRequest, _sessions_service_pb2.ListSessionsResponse]  # type: ignore[assignment]
+    """The caller's sessions (signed-in browsers and CLIs), newest first."""
+    RevokeSession: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.RevokeSessionRequest, _sessions_service_pb2.RevokeCurrentSessionResponse]  # type: ignore[assignment]
+    """Revoke one of the caller's sessions, everywhere, at once."""
+    CreateApiKey: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.CreateApiKeyRequest, _sessions_service_pb2.ApiKey]  # type: ignore[assignment]
+    """Mint an API key for a program (needs a step-up); the secret is shown in this reply only."""
+    ListApiKeys: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.ListApiKeysRequest, _sessions_service_pb2.ListApiKeysResponse]  # type: ignore[assignment]
+    """The caller's API keys, without secrets."""
+    RevokeApiKey: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.RevokeApiKeyRequest, _sessions_service_pb2.ApiKey]  # type: ignore[assignment]
+    """Revoke an API key: refused by every service at once."""
+    SetUserTier: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.SetUserTierRequest, _sessions_service_pb2.UserTier]  # type: ignore[assignment]
+    """Operator: change a user's tier (billing lives outside MBT). Not on the HTTP gateway."""
     ExportMyData: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.ExportMyDataRequest, _sessions_service_pb2.DataExport]  # type: ignore[assignment]
     """GDPR: everything MBT holds about the caller, from every service, as one zip archive."""
     RequestErasure: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.RequestErasureRequest, _sessions_service_pb2.ErasureStatus]  # type: ignore[assignment]
@@ -107,7 +155,85 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _sessions_service_pb2.FinishLoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_service_pb2.Session, _abc.Awaitable[_sessions_service_pb2.Session]]:
-        """Verify the assertion and open a session."""
+        """Verify the assertion and open a session (a 15-minute access token and a 30-day refresh
+        token; browsers get both as HttpOnly cookies).
+        """
+
+    @_abc_1.abstractmethod
+    def RefreshSession(
+        self,
+        request: _sessions_service_pb2.RefreshSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.Session, _abc.Awaitable[_sessions_service_pb2.Session]]:
+        """Trade a refresh token for a new access token and a new refresh token (the old one is
+        spent; presenting a spent one again revokes the whole session everywhere).
+        """
+
+    @_abc_1.abstractmethod
+    def BeginStepUp(
+        self,
+        request: _sessions_service_pb2.BeginStepUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.CeremonyChallenge, _abc.Awaitable[_sessions_service_pb2.CeremonyChallenge]]:
+        """Start a step-up: a fresh passkey assertion (user verification required) for a
+        sensitive action. `bind_sha256` binds it to the content it will approve.
+        """
+
+    @_abc_1.abstractmethod
+    def FinishStepUp(
+        self,
+        request: _sessions_service_pb2.FinishStepUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.StepUp, _abc.Awaitable[_sessions_service_pb2.StepUp]]:
+        """Verify the step-up assertion; the grant is valid for 5 minutes and one use."""
+
+    @_abc_1.abstractmethod
+    def ListSessions(
+        self,
+        request: _sessions_service_pb2.ListSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.ListSessionsResponse, _abc.Awaitable[_sessions_service_pb2.ListSessionsResponse]]:
+        """The caller's sessions (signed-in browsers and CLIs), newest first."""
+
+    @_abc_1.abstractmethod
+    def RevokeSession(
+        self,
+        request: _sessions_service_pb2.RevokeSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.RevokeCurrentSessionResponse, _abc.Awaitable[_sessions_service_pb2.RevokeCurrentSessionResponse]]:
+        """Revoke one of the caller's sessions, everywhere, at once."""
+
+    @_abc_1.abstractmethod
+    def CreateApiKey(
+        self,
+        request: _sessions_service_pb2.CreateApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.ApiKey, _abc.Awaitable[_sessions_service_pb2.ApiKey]]:
+        """Mint an API key for a program (needs a step-up); the secret is shown in this reply only."""
+
+    @_abc_1.abstractmethod
+    def ListApiKeys(
+        self,
+        request: _sessions_service_pb2.ListApiKeysRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.ListApiKeysResponse, _abc.Awaitable[_sessions_service_pb2.ListApiKeysResponse]]:
+        """The caller's API keys, without secrets."""
+
+    @_abc_1.abstractmethod
+    def RevokeApiKey(
+        self,
+        request: _sessions_service_pb2.RevokeApiKeyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.ApiKey, _abc.Awaitable[_sessions_service_pb2.ApiKey]]:
+        """Revoke an API key: refused by every service at once."""
+
+    @_abc_1.abstractmethod
+    def SetUserTier(
+        self,
+        request: _sessions_service_pb2.SetUserTierRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.UserTier, _abc.Awaitable[_sessions_service_pb2.UserTier]]:
+        """Operator: change a user's tier (billing lives outside MBT). Not on the HTTP gateway."""
 
     @_abc_1.abstractmethod
     def ExportMyData(
