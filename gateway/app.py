@@ -2,8 +2,9 @@
 
 Envelope: success `{"data": ..., "meta": {"request_id": ...}}`; error
 `{"error": {"code": REASON, "message": ..., "request_id": ...}}` with the grpc-gateway status.
-Browsers authenticate with the `mbt_session` cookie (HttpOnly; Secure; SameSite=Strict);
-programmatic clients send `Authorization: Bearer <token>`.
+Browsers authenticate with the `mbt_session` cookie (HttpOnly; Secure; SameSite=Strict) and
+refresh with `mbt_refresh` (see `gateway.sessions`); programs send `Authorization: Bearer
+<token>` or an API key as Alpaca's `APCA-API-KEY-ID` / `APCA-API-SECRET-KEY` headers.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,14 +24,34 @@ from starlette.routing import Route
 
 from gateway.openapi import build_openapi
 from gateway.routes import HttpRoute, build_routes
-from gateway.transcode import BadRequest, build_request, error_from_rpc, message_to_json
+from gateway.sessions import (
+    ACCESS_COOKIE,
+    REFRESH_COOKIE,
+    SESSION_OPENING_METHODS,
+    clear_session_cookies,
+    cross_site,
+    set_session_cookies,
+    take_tokens,
+)
+from gateway.transcode import (
+    BadRequest,
+    build_request,
+    error_from_rpc,
+    message_to_json,
+    retry_after_from_rpc,
+)
+from services.platform.auth import KEY_ID_HEADER, KEY_SECRET_HEADER
 from services.platform.clients import CHANNEL_OPTIONS
+from services.platform.grpc_server import CLIENT_ADDR_HEADER, GATEWAY_VOUCH_HEADER
 from services.platform.settings import DEFAULT_PORTS, SERVICE_NAMES
 
-COOKIE = "mbt_session"
-SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
-SESSION_METHODS = {"FinishRegistration", "FinishLogin"}
 DEFAULT_TIMEOUT_S = 10.0
+MAX_CREDENTIAL_CHARS = 4096
+
+
+def _rate_headers(md: Any) -> dict[str, str]:
+    """X-RateLimit-* from the service's trailing metadata (it owns the limiter)."""
+    return {RATE_HEADERS[k]: v for k, v in (md or ()) if k in RATE_HEADERS}
 
 
 @dataclass
@@ -38,6 +59,8 @@ class GatewayConfig:
     service_addrs: dict[str, str]
     allowed_origins: tuple[str, ...] = ("http://localhost:8080", "http://127.0.0.1:8080")
     secure_cookie: bool = True
+    vouch_key: str = field(default="", repr=False)
+    """MBT_GATEWAY_VOUCH_KEY: lets the services trust the client address it forwards."""
 
     @classmethod
     def from_env(cls) -> GatewayConfig:
@@ -51,7 +74,8 @@ class GatewayConfig:
             if o
         )
         extra = tuple(o.replace("localhost", "127.0.0.1") for o in origins)
-        return cls(service_addrs=addrs, allowed_origins=origins + extra)
+        vouch = os.environ.get("MBT_GATEWAY_VOUCH_KEY", "")
+        return cls(service_addrs=addrs, allowed_origins=origins + extra, vouch_key=vouch)
 
 
 @dataclass
@@ -93,19 +117,58 @@ def error_response(
     )
 
 
-def _origin_ok(request: Request, allowed: Sequence[str]) -> bool:
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return False
-    origin = request.headers.get("origin")
-    return origin is None or origin in allowed
+def _ascii_header(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
+CREDENTIAL_HEADERS = (KEY_ID_HEADER, KEY_SECRET_HEADER)
+RATE_HEADERS = {
+    "x-ratelimit-limit": "X-RateLimit-Limit",
+    "x-ratelimit-remaining": "X-RateLimit-Remaining",
+    "x-ratelimit-reset": "X-RateLimit-Reset",
+}
 
 
 def create_app(config: GatewayConfig | None = None) -> Starlette:
     gw = Gateway(config or GatewayConfig.from_env())
     openapi_doc = build_openapi(gw.routes)
+    vouch = gw.config.vouch_key
+    secure = gw.config.secure_cookie
+
+    def credentials(request: Request, rid: str) -> list[tuple[str, str]] | Response:
+        """The caller's credential as gRPC metadata, or the refusal to send back."""
+        metadata: list[tuple[str, str]] = [("x-request-id", rid)]
+        if vouch and request.client is not None:
+            # the services limit unauthenticated calls per client address; only we may say it
+            metadata += [(CLIENT_ADDR_HEADER, request.client.host), (GATEWAY_VOUCH_HEADER, vouch)]
+        if cross_site(request, gw.config.allowed_origins):
+            return error_response(
+                403, "CSRF_REJECTED", "a request from another site was refused", rid
+            )
+        auth = request.headers.get("authorization")
+        keys = [(h, request.headers[h]) for h in CREDENTIAL_HEADERS if h in request.headers]
+        cookie = request.cookies.get(ACCESS_COOKIE)
+        presented = [v for _, v in keys] + ([auth] if auth else [])
+        if any(len(v) > MAX_CREDENTIAL_CHARS or not _ascii_header(v) for v in presented):
+            return error_response(
+                401,
+                "TOKEN_REJECTED",
+                "credential rejected: malformed or too long",
+                rid,
+                {"www-authenticate": 'Bearer realm="mbt"'},
+            )
+        if keys:
+            metadata += keys
+        elif auth:
+            metadata.append(("authorization", auth))
+        elif cookie and _ascii_header(cookie) and len(cookie) <= MAX_CREDENTIAL_CHARS:
+            metadata.append(("authorization", f"Bearer {cookie}"))
+        return metadata
 
     async def api(request: Request) -> Response:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex
+        rid = request.headers.get("x-request-id") or ""
+        if not rid or len(rid) > 64 or not _ascii_header(rid):
+            rid = uuid.uuid4().hex
         route, params, allowed = gw.find(request.method, request.url.path)
         if route is None:
             if allowed:
@@ -119,64 +182,57 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             return error_response(
                 404, "NOT_FOUND", f"no route for {request.method} {request.url.path}", rid
             )
-        metadata: list[tuple[str, str]] = [("x-request-id", rid)]
-        auth = request.headers.get("authorization")
-        cookie = request.cookies.get(COOKIE)
-        if auth:
-            metadata.append(("authorization", auth))
-        elif cookie:
-            if request.method not in SAFE_METHODS and not _origin_ok(
-                request, gw.config.allowed_origins
-            ):
-                return error_response(
-                    403, "CSRF_REJECTED", "cross-site request with a session cookie refused", rid
-                )
-            metadata.append(("authorization", f"Bearer {cookie}"))
-        try:
-            msg = build_request(
-                route, params, list(request.query_params.multi_items()), await request.body()
+        metadata = credentials(request, rid)
+        if isinstance(metadata, Response):
+            return metadata
+        body = await request.body()
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if body.strip() and ctype != "application/json":
+            return error_response(
+                415,
+                "UNSUPPORTED_MEDIA_TYPE",
+                f"send the body as application/json (got {ctype or 'no content type'})",
+                rid,
             )
+        name = route.method.name
+        try:
+            msg = build_request(route, params, list(request.query_params.multi_items()), body)
         except BadRequest as exc:
             return error_response(400, "INVALID_ARGUMENT", str(exc), rid)
+        if name == "RefreshSession" and not getattr(msg, "refresh_token", ""):
+            msg.refresh_token = request.cookies.get(REFRESH_COOKIE, "")  # type: ignore[attr-defined]
         call = gw.channel(route.service).unary_unary(
             route.grpc_path,
             request_serializer=route.request_cls.SerializeToString,
             response_deserializer=route.response_cls.FromString,
         )
+        pending = call(
+            msg, metadata=tuple(metadata), timeout=DEFAULT_TIMEOUT_S, wait_for_ready=True
+        )
         try:
-            reply = await call(
-                msg, metadata=tuple(metadata), timeout=DEFAULT_TIMEOUT_S, wait_for_ready=True
-            )
+            reply = await pending
         except grpc.aio.AioRpcError as err:
             status, code, message = error_from_rpc(err)
-            headers = {"www-authenticate": 'Bearer realm="mbt"'} if status == 401 else None
+            headers = _rate_headers(err.trailing_metadata())
+            if status == 401:
+                headers["www-authenticate"] = 'Bearer realm="mbt"'
+            if status == 429:
+                headers["retry-after"] = str(retry_after_from_rpc(err) or 1)
             resp = error_response(status, code, message, rid, headers)
-            if status == 401 and cookie and not auth:
-                resp.delete_cookie(COOKIE, path="/")
+            if status == 401 and (
+                name == "RefreshSession"
+                or (request.cookies.get(ACCESS_COOKIE) and "authorization" not in request.headers)
+            ):
+                clear_session_cookies(resp, secure, refresh_too=name == "RefreshSession")
             return resp
+        headers = {"x-request-id": rid, **_rate_headers(await pending.trailing_metadata())}
         data: dict[str, Any] = message_to_json(reply)
-        resp = JSONResponse(
-            {"data": data, "meta": {"request_id": rid}}, headers={"x-request-id": rid}
-        )
-        name = route.method.name
-        if name in SESSION_METHODS:
-            token = data.pop("token", "")
-            resp = JSONResponse(
-                {"data": data, "meta": {"request_id": rid}}, headers={"x-request-id": rid}
-            )
-            resp.set_cookie(
-                COOKIE,
-                token,
-                max_age=12 * 3600,
-                path="/",
-                secure=gw.config.secure_cookie,
-                httponly=True,
-                samesite="strict",
-            )
+        tokens = take_tokens(data) if name in SESSION_OPENING_METHODS else None
+        resp = JSONResponse({"data": data, "meta": {"request_id": rid}}, headers=headers)
+        if tokens is not None:
+            set_session_cookies(resp, tokens, secure)
         elif name == "RevokeCurrentSession":
-            resp.delete_cookie(
-                COOKIE, path="/", secure=gw.config.secure_cookie, httponly=True, samesite="strict"
-            )
+            clear_session_cookies(resp, secure)
         return resp
 
     async def openapi(request: Request) -> Response:

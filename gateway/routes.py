@@ -125,4 +125,6 @@ def build_routes() -> list[HttpRoute]:
                         response_cls=message_factory.GetMessageClass(m.output_type),
                     )
                 )
+    # literal paths win over templates (`/sessions/current` before `/sessions/{session_id}`)
+    routes.sort(key=lambda r: len(r.fields))
     return routes

@@ -123,3 +123,15 @@ def error_from_rpc(err: grpc.aio.AioRpcError) -> tuple[int, str, str]:
             if d.Unpack(info):
                 reason = info.reason
     return HTTP_STATUS_BY_CODE.get(code, 500), reason, err.details() or reason
+
+
+def retry_after_from_rpc(err: grpc.aio.AioRpcError) -> int | None:
+    """Seconds from a `google.rpc.RetryInfo` detail (a rate limit), if the error has one."""
+    status = rpc_status.from_call(err)
+    if status is None:
+        return None
+    for d in status.details:
+        info = error_details_pb2.RetryInfo()
+        if d.Unpack(info):
+            return max(1, int(info.retry_delay.seconds))
+    return None
