@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mbt.client import Api, CliError, SavedSession, origin_for, passkey_path, session_token
+from mbt.client import Api, CliError, SavedSession, origin_for, passkey_path, session_tokens
 
 DEFAULT_URL_ENV = "MBT_URL"
 
@@ -28,7 +28,7 @@ def _api(ns: argparse.Namespace) -> Api:
     s = SavedSession.load()
     if s is None:
         raise CliError("not signed in: run `mbt signup --email you@example.com` or `mbt login`")
-    return Api(ns.url or s.url, s.token)
+    return Api(ns.url or s.url, s.token, session=s)
 
 
 def _print(ns: argparse.Namespace, data: Any, human: str) -> None:
@@ -70,7 +70,8 @@ def cmd_signup(ns: argparse.Namespace) -> None:
         json_body={"credential_json": credential},
     )
     key.save(passkey_path(key.email))
-    SavedSession(url=url, email=key.email, token=session_token(resp)).save()
+    access, refresh = session_tokens(resp)
+    SavedSession(url=url, email=key.email, token=access, refresh_token=refresh).save()
     _print(ns, done, f"signed up {done['email']}; passkey saved to {passkey_path(key.email)}")
 
 
@@ -101,7 +102,8 @@ def cmd_login(ns: argparse.Namespace) -> None:
         f"/api/mbt/sessions/logins/{data['ceremony_id']}:finish",
         json_body={"credential_json": assertion},
     )
-    SavedSession(url=url, email=email, token=session_token(resp)).save()
+    access, refresh = session_tokens(resp)
+    SavedSession(url=url, email=email, token=access, refresh_token=refresh).save()
     _print(ns, done, f"logged in as {done['email']}")
 
 
@@ -424,6 +426,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "fills", parents=[common], help="fills, with the bid/ask each used"
     ).set_defaults(func=cmd_fills)
+    from mbt import cli_admin, cli_keys
+
+    cli_keys.register(sub, common)
+    cli_admin.register(sub, common)
     return p
 
 

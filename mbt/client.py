@@ -15,6 +15,7 @@ import platformdirs
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 COOKIE_RE = re.compile(r"mbt_session=([^;]+)")
+REFRESH_RE = re.compile(r"mbt_refresh=([^;]+)")
 
 
 class CliError(Exception):
@@ -39,9 +40,12 @@ def origin_for(url: str) -> str:
 
 @dataclass
 class SavedSession:
+    """The signed-in session: a 15-minute access token and the refresh token that renews it."""
+
     url: str
     email: str
     token: str
+    refresh_token: str = ""
 
     @classmethod
     def load(cls) -> SavedSession | None:
@@ -49,7 +53,9 @@ class SavedSession:
         if not path.exists():
             return None
         d = json.loads(path.read_text())
-        return cls(url=d["url"], email=d["email"], token=d["token"])
+        return cls(
+            url=d["url"], email=d["email"], token=d["token"], refresh_token=d.get("refresh", "")
+        )
 
     def save(self) -> None:
         d = config_dir()
@@ -58,7 +64,8 @@ class SavedSession:
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"url": self.url, "email": self.email, "token": self.token}, f)
+            body = {"url": self.url, "email": self.email, "token": self.token}
+            json.dump({**body, "refresh": self.refresh_token}, f)
         tmp.replace(path)
 
     @staticmethod
@@ -72,12 +79,48 @@ def passkey_path(email: str) -> Path:
 
 
 class Api:
-    def __init__(self, url: str, token: str | None = None) -> None:
+    def __init__(
+        self, url: str, token: str | None = None, session: SavedSession | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
+        self.session = session  # refreshed (and saved) when the access token expires
         self.http = httpx.Client(base_url=self.url, timeout=15.0)
 
+    def _refresh(self) -> bool:
+        """Trade the saved refresh token for a new pair; False when there is none or it fails."""
+        s = self.session
+        if s is None or not s.refresh_token:
+            return False
+        try:
+            r = self.http.post("/api/sessions/refresh", json={"refresh_token": s.refresh_token})
+        except httpx.HTTPError:
+            return False
+        if r.status_code != 200:
+            return False
+        s.token, s.refresh_token = session_tokens(r)
+        s.save()
+        self.token = s.token
+        return True
+
     def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> tuple[Any, httpx.Response]:
+        try:
+            return self._call(method, path, json_body=json_body, params=params)
+        except SessionExpired:
+            if not self._refresh():
+                raise CliError(
+                    "the session has ended: sign in again with `mbt login` [SESSION_EXPIRED]"
+                ) from None
+            return self._call(method, path, json_body=json_body, params=params)
+
+    def _call(
         self,
         method: str,
         path: str,
@@ -99,14 +142,25 @@ class Api:
         if r.status_code >= 400:
             err = body.get("error", {}) if isinstance(body, dict) else {}
             code = err.get("code", str(r.status_code))
+            if r.status_code == 401 and self.session is not None and code == "TOKEN_REJECTED":
+                raise SessionExpired(err.get("message", ""))
             hint = " (sign in again with `mbt login`)" if r.status_code == 401 else ""
             raise CliError(f"{err.get('message', 'request failed')} [{code}]{hint}")
         return body.get("data"), r
 
 
-def session_token(resp: httpx.Response) -> str:
+class SessionExpired(Exception):
+    """The access token was refused (expired): refresh and try once more."""
+
+
+def session_tokens(resp: httpx.Response) -> tuple[str, str]:
+    """(access token, refresh token) from a session-opening reply's cookies."""
+    access = refresh = ""
     for value in resp.headers.get_list("set-cookie"):
-        m = COOKIE_RE.search(value)
-        if m:
-            return m.group(1)
-    raise CliError("the server did not open a session")
+        if m := COOKIE_RE.search(value):
+            access = m.group(1)
+        if m := REFRESH_RE.search(value):
+            refresh = m.group(1)
+    if not access:
+        raise CliError("the server did not open a session")
+    return access, refresh

@@ -6,6 +6,7 @@ everything in reverse order, with nothing left running.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mbt.infra import Nats, Postgres, start_nats, start_postgres
+from services.platform.auth import gateway_vouch_key
 from services.platform.settings import DEFAULT_PORTS, sqlalchemy_url
 
 SERVICE_ORDER = ("marketdata", "accounts", "orders", "sessions", "handoff")
@@ -39,9 +41,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def load_secret(data_dir: Path) -> str:
-    """The JWT key, generated on first start and kept (0600) so sessions survive restarts."""
-    path = data_dir / "jwt-secret.hex"
+OPERATOR_TOKEN_FILE = "operator-token"
+ENDPOINTS_FILE = "endpoints.json"
+
+
+def _secret_file(path: Path) -> str:
+    """A 256-bit secret kept in ``path`` (0600), generated on first start."""
     if path.exists():
         return path.read_text().strip()
     value = secrets.token_hex(32)
@@ -49,6 +54,18 @@ def load_secret(data_dir: Path) -> str:
     with os.fdopen(fd, "w") as f:
         f.write(value)
     return value
+
+
+def load_secret(data_dir: Path) -> str:
+    """The JWT key, generated on first start and kept (0600) so sessions survive restarts."""
+    return _secret_file(data_dir / "jwt-secret.hex")
+
+
+def ensure_operator_token(data_dir: Path) -> Path:
+    """The operator credential `mbt admin` presents (0600 in the data dir; a Secret in k8s)."""
+    path = data_dir / OPERATOR_TOKEN_FILE
+    _secret_file(path)
+    return path
 
 
 def port_in_use(port: int) -> bool:
@@ -124,12 +141,22 @@ class System:
             "MBT_REPLAY_SPEED": str(o.replay_speed),
             "MBT_GATEWAY_PORT": str(o.gateway_port),
             "MBT_WEBAUTHN_ORIGINS": f"http://localhost:{o.gateway_port}",
+            "MBT_OPERATOR_TOKEN_FILE": str(ensure_operator_token(o.data_dir)),
             "PYTHONUNBUFFERED": "1",
         }
         if o.replay_days:
             self.env["MBT_REPLAY_DAYS"] = o.replay_days
         for name, port in o.grpc_ports.items():
             self.env[f"MBT_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
+        self.env["MBT_GATEWAY_VOUCH_KEY"] = gateway_vouch_key(
+            bytes.fromhex(self.env["MBT_JWT_SECRET"])
+        )
+        # where `mbt admin` finds this system (with the operator token beside it)
+        endpoints = {
+            "gateway": f"http://127.0.0.1:{o.gateway_port}",
+            **{name: f"127.0.0.1:{port}" for name, port in o.grpc_ports.items()},
+        }
+        (o.data_dir / ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2))
         # Each service applies its own schema's migrations as it starts (under an advisory
         # lock), so the launcher needs to know nothing of their tables.
         self.say("[3/5] migrations   each service applies its own schema on start")
@@ -166,7 +193,8 @@ class System:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", module],
-            env=self.env,
+            # the gateway holds no token key: it cannot mint or verify sessions
+            env={k: v for k, v in self.env.items() if name != "gateway" or k != "MBT_JWT_SECRET"},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,0 +1,97 @@
+"""`mbt admin`: operator commands, authenticated by the operator credential of a data dir.
+
+`mbt up` writes the credential (``operator-token``, mode 0600) and the addresses of its
+services (``endpoints.json``) into its data dir; `mbt admin` finds them through the same
+``--data-dir`` or ``MBT_DATA_DIR``. Operator calls go to the services over gRPC (they are not
+on the public HTTP gateway) and each is audited with the operator's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mbt.client import CliError
+
+__all__ = ["register"]
+
+
+def _data_dir(ns: argparse.Namespace) -> Path:
+    import platformdirs
+
+    return Path(ns.data_dir or os.environ.get("MBT_DATA_DIR") or platformdirs.user_data_dir("mbt"))
+
+
+def operator_channel(
+    ns: argparse.Namespace, service: str
+) -> tuple[Any, tuple[tuple[str, str], ...]]:
+    """A gRPC channel to ``service`` and the operator metadata to send on it."""
+    import grpc
+
+    d = _data_dir(ns)
+    token_file, endpoints_file = d / "operator-token", d / "endpoints.json"
+    if not token_file.exists() or not endpoints_file.exists():
+        raise CliError(
+            f"no MBT operator credential in {d}: pass the --data-dir that `mbt up` uses", 2
+        )
+    addr = json.loads(endpoints_file.read_text())[service]
+    name = ns.operator or os.environ.get("MBT_OPERATOR") or getpass.getuser()
+    md = (("x-mbt-operator-token", token_file.read_text().strip()), ("x-mbt-operator", name))
+    return grpc.insecure_channel(addr), md
+
+
+def _call(ns: argparse.Namespace, service: str, method: str, request: Any, stub_cls: Any) -> Any:
+    import grpc
+
+    channel, md = operator_channel(ns, service)
+    try:
+        return getattr(stub_cls(channel), method)(request, metadata=md, timeout=15)
+    except grpc.RpcError as err:
+        code = err.code()
+        if code == grpc.StatusCode.UNAVAILABLE:
+            raise CliError(f"cannot reach {service}: is `mbt up` running?", 2) from None
+        raise CliError(f"{err.details()} [{code.name}]") from None
+    finally:
+        channel.close()
+
+
+def cmd_tier_set(ns: argparse.Namespace) -> None:
+    from google.protobuf import json_format
+
+    from raxx.mbt.v1 import sessions_service_pb2 as pb
+    from raxx.mbt.v1 import sessions_service_pb2_grpc as rpc
+
+    reply = _call(
+        ns,
+        "sessions",
+        "SetUserTier",
+        pb.SetUserTierRequest(email=ns.email, tier=ns.tier, reason=ns.reason),
+        rpc.SessionsServiceStub,
+    )
+    data = json_format.MessageToDict(reply, preserving_proto_field_name=True)
+    if ns.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(
+            f"{reply.email}: {reply.previous_tier} -> {reply.tier} "
+            "(limits, market data and retention follow on the next request)"
+        )
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    admin_common = argparse.ArgumentParser(add_help=False, parents=[common])
+    admin_common.add_argument("--data-dir", help="the data dir of `mbt up` (or $MBT_DATA_DIR)")
+    admin_common.add_argument("--operator", help="your name for the audit log (default: $USER)")
+    admin = sub.add_parser("admin", help="operator commands (needs the operator credential)")
+    a = admin.add_subparsers(dest="admin_command", required=True)
+    tier = a.add_parser("tier", help="users' tiers")
+    t = tier.add_subparsers(dest="tier_command", required=True)
+    s = t.add_parser("set", parents=[admin_common], help="set a user's tier")
+    s.add_argument("email")
+    s.add_argument("tier", choices=["free", "pro", "pro_plus"])
+    s.add_argument("--reason", default="", help="why (kept in the audit log)")
+    s.set_defaults(func=cmd_tier_set)
