@@ -362,6 +362,13 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             held = await handlers.held_amount(conn, str(acct["id"]))
         return await self._account_message(acct, held)
 
+    async def LookupAccount(self, request: pb.LookupAccountRequest, context: Ctx) -> pb.Account:
+        require_service()
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, request.user_id)
+            held = await handlers.held_amount(conn, str(acct["id"]))
+        return await self._account_message(acct, held)
+
     async def SetAccountTier(self, request: pb.SetAccountTierRequest, context: Ctx) -> pb.Account:
         require_service()
         if request.tier not in TIERS:

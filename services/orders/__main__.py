@@ -36,7 +36,7 @@ async def build(rt: Runtime) -> ServiceHost:
         queue_pessimistic=os.environ.get("MBT_QUEUE_PESSIMISTIC", "") == "1",
     )
     app = OrdersApp(rt.engine, box, MatchingEngine(calendar, config), accounts, marketdata, s)
-    servicer = OrdersServicer(app, calendar)
+    servicer = OrdersServicer(app, calendar, rt.bus)
 
     async def relay() -> None:
         assert rt.engine is not None

@@ -7,11 +7,13 @@ instrument traded, each with the quote it used.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from raxx.mbt.v1 import events_pb2
+from services.conventions.decimals import dec_to_wire
 from services.orders import records
 from services.orders.adapters.tables import fills, orders
 from services.orders.convert import fill_to_pb, order_to_pb
@@ -27,6 +29,20 @@ from services.platform.db import UnitOfWork
 from services.platform.outbox import Outbox
 
 __all__ = ["persist_events"]
+
+_POSITION = text(
+    "SELECT coalesce(sum(CASE WHEN side = 'buy' THEN qty ELSE -qty END), 0) "
+    "FROM orders.fills WHERE account_id = :a AND symbol = :s"
+)
+
+
+async def _position_after(conn: AsyncConnection, account_id: str, symbol: str) -> Decimal:
+    """The signed position the account's fills add up to (trade updates' `position_qty`).
+
+    From this context's own fills: corporate actions and option expiration, which the accounts
+    ledger applies, are not in it.
+    """
+    return Decimal((await conn.execute(_POSITION, {"a": account_id, "s": symbol})).scalar_one())
 
 
 async def persist_events(
@@ -107,6 +123,9 @@ async def persist_events(
                         fill=fill_to_pb(fill_row),
                         order=order_to_pb(row),
                         user_id=row["user_id"],
+                        position_qty=dec_to_wire(
+                            await _position_after(c, str(row["account_id"]), symbol)
+                        ),
                     )
                     uow.publish(f"mbt.fills.{row['account_id']}", fe.SerializeToString(), exec_id)
                 await records.audit(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -19,9 +20,11 @@ from services.orders.backtest import run_replay
 from services.orders.convert import fill_to_pb, order_to_pb
 from services.orders.domain.model import OrderStatus, TimeInForce
 from services.orders.records import OPEN_STATUSES
+from services.orders.trade_updates import TradeUpdateSubscription
 from services.orders.validation import check_submit
 from services.platform.auth import require_service, require_user
-from services.platform.errors import InvalidArgument
+from services.platform.bus import Bus
+from services.platform.errors import InvalidArgument, Unavailable
 from services.platform.pagination import next_page_token, page_bounds
 from services.platform.wire import parse_decimal
 
@@ -30,9 +33,31 @@ STATUS_NAMES = {s.value for s in OrderStatus}
 
 
 class OrdersServicer(pb_grpc.OrdersServiceServicer):
-    def __init__(self, app: OrdersApp, calendar: MarketCalendar) -> None:
+    def __init__(self, app: OrdersApp, calendar: MarketCalendar, bus: Bus | None = None) -> None:
         self.app = app
         self.calendar = calendar
+        self.bus = bus
+
+    async def StreamTradeUpdates(
+        self, request: pb.StreamTradeUpdatesRequest, context: Ctx
+    ) -> AsyncIterator[pb.TradeUpdate]:
+        user = require_user()
+        if self.bus is None:
+            raise Unavailable("trade updates are not available here")
+        acct = await self.app.accounts.call(
+            self.app.accounts_stub.LookupAccount,
+            acct_pb.LookupAccountRequest(user_id=user.user_id),
+        )
+        after = request.after_sequence if request.HasField("after_sequence") else None
+        sub = TradeUpdateSubscription(self.bus, acct.id, after)
+        await sub.open()
+        try:
+            # headers say the subscription is in place: nothing committed from now on is missed
+            await context.send_initial_metadata((("x-mbt-stream", "listening"),))
+            async for update in sub.updates():
+                yield update
+        finally:
+            await sub.close()
 
     async def ExportUserData(
         self, request: acct_pb.ExportUserDataRequest, context: Ctx

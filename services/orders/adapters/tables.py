@@ -90,6 +90,7 @@ fills = Table(
     Column("quote_ts", DateTime(timezone=True), nullable=False),
     Column("explanation", Text, nullable=False),
     Index("fills_by_user", "user_id", "filled_at"),
+    Index("fills_by_account_symbol", "account_id", "symbol"),
 )
 
 audit_log = Table(
@@ -115,5 +116,9 @@ MIGRATIONS = SchemaMigrations(
             "ALTER TABLE orders.orders ADD COLUMN IF NOT EXISTS replaced_by varchar(36)",
         ),
         sql("ALTER TABLE orders.orders ADD COLUMN IF NOT EXISTS fill_preference varchar(14)"),
+        sql(
+            "CREATE INDEX IF NOT EXISTS fills_by_account_symbol "
+            "ON orders.fills (account_id, symbol)"
+        ),
     ],
 )

@@ -349,6 +349,25 @@ class OpenAccountRequest(_message.Message):
 Global___OpenAccountRequest: _TypeAlias = OpenAccountRequest  # noqa: Y015
 
 @_typing.final
+class LookupAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupAccountRequest: _TypeAlias = LookupAccountRequest  # noqa: Y015
+
+@_typing.final
 class SetAccountTierRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -70,6 +70,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.OpenAccountRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
                 _registered_method=True)
+        self.LookupAccount = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/LookupAccount',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.LookupAccountRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
+                _registered_method=True)
         self.SetAccountTier = channel.unary_unary(
                 '/raxx.mbt.v1.AccountsService/SetAccountTier',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.SetAccountTierRequest.SerializeToString,
@@ -146,6 +151,13 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupAccount(self, request, context):
+        """Internal (service principal only): a user's account (NOT_FOUND if they have none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetAccountTier(self, request, context):
         """Internal (service principal only): the user's tier changed (retention follows it).
         """
@@ -210,6 +222,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
             'OpenAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenAccount,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.OpenAccountRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.SerializeToString,
+            ),
+            'LookupAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupAccount,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.LookupAccountRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.SerializeToString,
             ),
             'SetAccountTier': grpc.unary_unary_rpc_method_handler(
@@ -422,6 +439,33 @@ class AccountsService:
             target,
             '/raxx.mbt.v1.AccountsService/OpenAccount',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.OpenAccountRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/LookupAccount',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.LookupAccountRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
             options,
             channel_credentials,

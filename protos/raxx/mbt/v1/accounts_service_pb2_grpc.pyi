@@ -49,6 +49,8 @@ class AccountsServiceStub:
     """
     OpenAccount: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]
     """Internal (service principal only): open the account of a new user."""
+    LookupAccount: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.LookupAccountRequest, _accounts_service_pb2.Account]
+    """Internal (service principal only): a user's account (NOT_FOUND if they have none)."""
     SetAccountTier: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.SetAccountTierRequest, _accounts_service_pb2.Account]
     """Internal (service principal only): the user's tier changed (retention follows it)."""
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]
@@ -79,6 +81,8 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """
     OpenAccount: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]  # type: ignore[assignment]
     """Internal (service principal only): open the account of a new user."""
+    LookupAccount: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.LookupAccountRequest, _accounts_service_pb2.Account]  # type: ignore[assignment]
+    """Internal (service principal only): a user's account (NOT_FOUND if they have none)."""
     SetAccountTier: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.SetAccountTierRequest, _accounts_service_pb2.Account]  # type: ignore[assignment]
     """Internal (service principal only): the user's tier changed (retention follows it)."""
     PlaceHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
@@ -148,6 +152,14 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.Account, _abc.Awaitable[_accounts_service_pb2.Account]]:
         """Internal (service principal only): open the account of a new user."""
+
+    @_abc_1.abstractmethod
+    def LookupAccount(
+        self,
+        request: _accounts_service_pb2.LookupAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.Account, _abc.Awaitable[_accounts_service_pb2.Account]]:
+        """Internal (service principal only): a user's account (NOT_FOUND if they have none)."""
 
     @_abc_1.abstractmethod
     def SetAccountTier(

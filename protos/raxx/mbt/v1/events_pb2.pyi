@@ -34,7 +34,10 @@ class FillEvent(_message.Message):
     FILL_FIELD_NUMBER: _builtins.int
     ORDER_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
+    POSITION_QTY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
+    position_qty: _builtins.str
+    """The account's signed position in `fill.symbol` after this fill (from the fills alone)."""
     @_builtins.property
     def fill(self) -> _orders_service_pb2.Fill: ...
     @_builtins.property
@@ -47,10 +50,11 @@ class FillEvent(_message.Message):
         fill: _orders_service_pb2.Fill | None = ...,
         order: _orders_service_pb2.Order | None = ...,
         user_id: _builtins.str = ...,
+        position_qty: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order", "position_qty", b"position_qty", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -28,7 +28,7 @@ from raxx.mbt.v1 import accounts_service_pb2 as raxx_dot_mbt_dot_v1_dot_accounts
 from raxx.mbt.v1 import common_pb2 as raxx_dot_mbt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n raxx/mbt/v1/orders_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"raxx/mbt/v1/accounts_service.proto\x1a\x18raxx/mbt/v1/common.proto\"7\n\x08OrderLeg\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\r\n\x05ratio\x18\x03 \x01(\x05\"\xea\x04\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04side\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\t\x12\x12\n\norder_type\x18\x07 \x01(\t\x12\x15\n\rtime_in_force\x18\x08 \x01(\t\x12\x13\n\x0blimit_price\x18\t \x01(\t\x12\x12\n\nstop_price\x18\n \x01(\t\x12\x0e\n\x06status\x18\x0b \x01(\t\x12\x12\n\nfilled_qty\x18\x0c \x01(\t\x12\x18\n\x10\x66illed_avg_price\x18\r \x01(\t\x12\x15\n\rreject_reason\x18\x0e \x01(\t\x12\x30\n\x0csubmitted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfilled_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63\x61nceled_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04legs\x18\x14 \x03(\x0b\x32\x15.raxx.mbt.v1.OrderLeg\x12\x15\n\rstatus_reason\x18\x15 \x01(\t\x12\x10\n\x08replaces\x18\x16 \x01(\t\x12\x13\n\x0breplaced_by\x18\x17 \x01(\t\"\xea\x01\n\x12SubmitOrderRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\t\x12\x12\n\norder_type\x18\x04 \x01(\t\x12\x15\n\rtime_in_force\x18\x05 \x01(\t\x12\x13\n\x0blimit_price\x18\x06 \x01(\t\x12\x12\n\nstop_price\x18\x07 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x08 \x01(\t\x12#\n\x04legs\x18\t \x03(\x0b\x32\x15.raxx.mbt.v1.OrderLeg\x12\x17\n\x0f\x66ill_preference\x18\n \x01(\t\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"J\n\x11ListOrdersRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x12ListOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\xd9\x01\n\x04\x46ill\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04side\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\x12-\n\tfilled_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05quote\x18\t \x01(\x0b\x32\x12.raxx.mbt.v1.Quote\x12\x13\n\x0b\x65xplanation\x18\n \x01(\t\"K\n\x10ListFillsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x11ListFillsResponse\x12 \n\x05\x66ills\x18\x01 \x03(\x0b\x32\x11.raxx.mbt.v1.Fill\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x13ReplaceOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\t\x12\x13\n\x0blimit_price\x18\x03 \x01(\t\x12\x12\n\nstop_price\x18\x04 \x01(\t\x12\x15\n\rtime_in_force\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x06 \x01(\t\"\x18\n\x16\x43\x61ncelAllOrdersRequest\"=\n\x17\x43\x61ncelAllOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Order\"\xc3\x01\n\x13ReplayOrdersRequest\x12/\n\x06orders\x18\x01 \x03(\x0b\x32\x1f.raxx.mbt.v1.SubmitOrderRequest\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x63\x61p_at_displayed_size\x18\x04 \x01(\x08\"\x91\x01\n\x0bReplayEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\x13\n\x0border_index\x18\x02 \x01(\x05\x12\x1f\n\x04\x66ill\x18\x03 \x01(\x0b\x32\x11.raxx.mbt.v1.Fill\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\x14ReplayOrdersResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.raxx.mbt.v1.ReplayEvent\x12\x18\n\x10quotes_evaluated\x18\x02 \x01(\x05\x32\xae\x07\n\rOrdersService\x12^\n\x0bSubmitOrder\x12\x1f.raxx.mbt.v1.SubmitOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/mbt/orders:\x01*\x12`\n\x08GetOrder\x12\x1c.raxx.mbt.v1.GetOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/mbt/orders/{order_id}\x12\x66\n\nListOrders\x12\x1e.raxx.mbt.v1.ListOrdersRequest\x1a\x1f.raxx.mbt.v1.ListOrdersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/mbt/orders\x12\x66\n\x0b\x43\x61ncelOrder\x12\x1f.raxx.mbt.v1.CancelOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/api/mbt/orders/{order_id}\x12\x62\n\tListFills\x12\x1d.raxx.mbt.v1.ListFillsRequest\x1a\x1e.raxx.mbt.v1.ListFillsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/mbt/fills\x12k\n\x0cReplaceOrder\x12 .raxx.mbt.v1.ReplaceOrderRequest\x1a\x12.raxx.mbt.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\x32\x1a/api/mbt/orders/{order_id}:\x01*\x12u\n\x0f\x43\x61ncelAllOrders\x12#.raxx.mbt.v1.CancelAllOrdersRequest\x1a$.raxx.mbt.v1.CancelAllOrdersResponse\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/api/mbt/orders\x12p\n\x0cReplayOrders\x12 .raxx.mbt.v1.ReplayOrdersRequest\x1a!.raxx.mbt.v1.ReplayOrdersResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/mbt/replays:\x01*\x12Q\n\x0e\x45xportUserData\x12\".raxx.mbt.v1.ExportUserDataRequest\x1a\x1b.raxx.mbt.v1.UserDataExportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n raxx/mbt/v1/orders_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"raxx/mbt/v1/accounts_service.proto\x1a\x18raxx/mbt/v1/common.proto\"K\n\x19StreamTradeUpdatesRequest\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\xe9\x01\n\x0bTradeUpdate\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12!\n\x05order\x18\x03 \x01(\x0b\x32\x12.raxx.mbt.v1.Order\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65xecution_id\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\t\x12\x0b\n\x03qty\x18\x07 \x01(\t\x12\x14\n\x0cposition_qty\x18\x08 \x01(\t\x12\x1f\n\x04\x66ill\x18\t \x01(\x0b\x32\x11.raxx.mbt.v1.Fill\"7\n\x08OrderLeg\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\r\n\x05ratio\x18\x03 \x01(\x05\"\xea\x04\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04side\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\t\x12\x12\n\norder_type\x18\x07 \x01(\t\x12\x15\n\rtime_in_force\x18\x08 \x01(\t\x12\x13\n\x0blimit_price\x18\t \x01(\t\x12\x12\n\nstop_price\x18\n \x01(\t\x12\x0e\n\x06status\x18\x0b \x01(\t\x12\x12\n\nfilled_qty\x18\x0c \x01(\t\x12\x18\n\x10\x66illed_avg_price\x18\r \x01(\t\x12\x15\n\rreject_reason\x18\x0e \x01(\t\x12\x30\n\x0csubmitted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfilled_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63\x61nceled_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04legs\x18\x14 \x03(\x0b\x32\x15.raxx.mbt.v1.OrderLeg\x12\x15\n\rstatus_reason\x18\x15 \x01(\t\x12\x10\n\x08replaces\x18\x16 \x01(\t\x12\x13\n\x0breplaced_by\x18\x17 \x01(\t\"\xea\x01\n\x12SubmitOrderRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\t\x12\x12\n\norder_type\x18\x04 \x01(\t\x12\x15\n\rtime_in_force\x18\x05 \x01(\t\x12\x13\n\x0blimit_price\x18\x06 \x01(\t\x12\x12\n\nstop_price\x18\x07 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x08 \x01(\t\x12#\n\x04legs\x18\t \x03(\x0b\x32\x15.raxx.mbt.v1.OrderLeg\x12\x17\n\x0f\x66ill_preference\x18\n \x01(\t\"#\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"J\n\x11ListOrdersRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Q\n\x12ListOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"&\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\xd9\x01\n\x04\x46ill\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04side\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\x12-\n\tfilled_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05quote\x18\t \x01(\x0b\x32\x12.raxx.mbt.v1.Quote\x12\x13\n\x0b\x65xplanation\x18\n \x01(\t\"K\n\x10ListFillsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x11ListFillsResponse\x12 \n\x05\x66ills\x18\x01 \x03(\x0b\x32\x11.raxx.mbt.v1.Fill\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x13ReplaceOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\t\x12\x13\n\x0blimit_price\x18\x03 \x01(\t\x12\x12\n\nstop_price\x18\x04 \x01(\t\x12\x15\n\rtime_in_force\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x06 \x01(\t\"\x18\n\x16\x43\x61ncelAllOrdersRequest\"=\n\x17\x43\x61ncelAllOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Order\"\xc3\x01\n\x13ReplayOrdersRequest\x12/\n\x06orders\x18\x01 \x03(\x0b\x32\x1f.raxx.mbt.v1.SubmitOrderRequest\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x63\x61p_at_displayed_size\x18\x04 \x01(\x08\"\x91\x01\n\x0bReplayEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\x13\n\x0border_index\x18\x02 \x01(\x05\x12\x1f\n\x04\x66ill\x18\x03 \x01(\x0b\x32\x11.raxx.mbt.v1.Fill\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\x14ReplayOrdersResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.raxx.mbt.v1.ReplayEvent\x12\x18\n\x10quotes_evaluated\x18\x02 \x01(\x05\x32\x88\x08\n\rOrdersService\x12^\n\x0bSubmitOrder\x12\x1f.raxx.mbt.v1.SubmitOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/mbt/orders:\x01*\x12`\n\x08GetOrder\x12\x1c.raxx.mbt.v1.GetOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/mbt/orders/{order_id}\x12\x66\n\nListOrders\x12\x1e.raxx.mbt.v1.ListOrdersRequest\x1a\x1f.raxx.mbt.v1.ListOrdersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/mbt/orders\x12\x66\n\x0b\x43\x61ncelOrder\x12\x1f.raxx.mbt.v1.CancelOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/api/mbt/orders/{order_id}\x12\x62\n\tListFills\x12\x1d.raxx.mbt.v1.ListFillsRequest\x1a\x1e.raxx.mbt.v1.ListFillsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/mbt/fills\x12k\n\x0cReplaceOrder\x12 .raxx.mbt.v1.ReplaceOrderRequest\x1a\x12.raxx.mbt.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\x32\x1a/api/mbt/orders/{order_id}:\x01*\x12u\n\x0f\x43\x61ncelAllOrders\x12#.raxx.mbt.v1.CancelAllOrdersRequest\x1a$.raxx.mbt.v1.CancelAllOrdersResponse\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/api/mbt/orders\x12p\n\x0cReplayOrders\x12 .raxx.mbt.v1.ReplayOrdersRequest\x1a!.raxx.mbt.v1.ReplayOrdersResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/mbt/replays:\x01*\x12Q\n\x0e\x45xportUserData\x12\".raxx.mbt.v1.ExportUserDataRequest\x1a\x1b.raxx.mbt.v1.UserDataExport\x12X\n\x12StreamTradeUpdates\x12&.raxx.mbt.v1.StreamTradeUpdatesRequest\x1a\x18.raxx.mbt.v1.TradeUpdate0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,38 +51,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSSERVICE'].methods_by_name['CancelAllOrders']._serialized_options = b'\202\323\344\223\002\021*\017/api/mbt/orders'
   _globals['_ORDERSSERVICE'].methods_by_name['ReplayOrders']._loaded_options = None
   _globals['_ORDERSSERVICE'].methods_by_name['ReplayOrders']._serialized_options = b'\202\323\344\223\002\025\"\020/api/mbt/replays:\001*'
-  _globals['_ORDERLEG']._serialized_start=174
-  _globals['_ORDERLEG']._serialized_end=229
-  _globals['_ORDER']._serialized_start=232
-  _globals['_ORDER']._serialized_end=850
-  _globals['_SUBMITORDERREQUEST']._serialized_start=853
-  _globals['_SUBMITORDERREQUEST']._serialized_end=1087
-  _globals['_GETORDERREQUEST']._serialized_start=1089
-  _globals['_GETORDERREQUEST']._serialized_end=1124
-  _globals['_LISTORDERSREQUEST']._serialized_start=1126
-  _globals['_LISTORDERSREQUEST']._serialized_end=1200
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1202
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1283
-  _globals['_CANCELORDERREQUEST']._serialized_start=1285
-  _globals['_CANCELORDERREQUEST']._serialized_end=1323
-  _globals['_FILL']._serialized_start=1326
-  _globals['_FILL']._serialized_end=1543
-  _globals['_LISTFILLSREQUEST']._serialized_start=1545
-  _globals['_LISTFILLSREQUEST']._serialized_end=1620
-  _globals['_LISTFILLSRESPONSE']._serialized_start=1622
-  _globals['_LISTFILLSRESPONSE']._serialized_end=1700
-  _globals['_REPLACEORDERREQUEST']._serialized_start=1703
-  _globals['_REPLACEORDERREQUEST']._serialized_end=1844
-  _globals['_CANCELALLORDERSREQUEST']._serialized_start=1846
-  _globals['_CANCELALLORDERSREQUEST']._serialized_end=1870
-  _globals['_CANCELALLORDERSRESPONSE']._serialized_start=1872
-  _globals['_CANCELALLORDERSRESPONSE']._serialized_end=1933
-  _globals['_REPLAYORDERSREQUEST']._serialized_start=1936
-  _globals['_REPLAYORDERSREQUEST']._serialized_end=2131
-  _globals['_REPLAYEVENT']._serialized_start=2134
-  _globals['_REPLAYEVENT']._serialized_end=2279
-  _globals['_REPLAYORDERSRESPONSE']._serialized_start=2281
-  _globals['_REPLAYORDERSRESPONSE']._serialized_end=2371
-  _globals['_ORDERSSERVICE']._serialized_start=2374
-  _globals['_ORDERSSERVICE']._serialized_end=3316
+  _globals['_STREAMTRADEUPDATESREQUEST']._serialized_start=174
+  _globals['_STREAMTRADEUPDATESREQUEST']._serialized_end=249
+  _globals['_TRADEUPDATE']._serialized_start=252
+  _globals['_TRADEUPDATE']._serialized_end=485
+  _globals['_ORDERLEG']._serialized_start=487
+  _globals['_ORDERLEG']._serialized_end=542
+  _globals['_ORDER']._serialized_start=545
+  _globals['_ORDER']._serialized_end=1163
+  _globals['_SUBMITORDERREQUEST']._serialized_start=1166
+  _globals['_SUBMITORDERREQUEST']._serialized_end=1400
+  _globals['_GETORDERREQUEST']._serialized_start=1402
+  _globals['_GETORDERREQUEST']._serialized_end=1437
+  _globals['_LISTORDERSREQUEST']._serialized_start=1439
+  _globals['_LISTORDERSREQUEST']._serialized_end=1513
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1515
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1596
+  _globals['_CANCELORDERREQUEST']._serialized_start=1598
+  _globals['_CANCELORDERREQUEST']._serialized_end=1636
+  _globals['_FILL']._serialized_start=1639
+  _globals['_FILL']._serialized_end=1856
+  _globals['_LISTFILLSREQUEST']._serialized_start=1858
+  _globals['_LISTFILLSREQUEST']._serialized_end=1933
+  _globals['_LISTFILLSRESPONSE']._serialized_start=1935
+  _globals['_LISTFILLSRESPONSE']._serialized_end=2013
+  _globals['_REPLACEORDERREQUEST']._serialized_start=2016
+  _globals['_REPLACEORDERREQUEST']._serialized_end=2157
+  _globals['_CANCELALLORDERSREQUEST']._serialized_start=2159
+  _globals['_CANCELALLORDERSREQUEST']._serialized_end=2183
+  _globals['_CANCELALLORDERSRESPONSE']._serialized_start=2185
+  _globals['_CANCELALLORDERSRESPONSE']._serialized_end=2246
+  _globals['_REPLAYORDERSREQUEST']._serialized_start=2249
+  _globals['_REPLAYORDERSREQUEST']._serialized_end=2444
+  _globals['_REPLAYEVENT']._serialized_start=2447
+  _globals['_REPLAYEVENT']._serialized_end=2592
+  _globals['_REPLAYORDERSRESPONSE']._serialized_start=2594
+  _globals['_REPLAYORDERSRESPONSE']._serialized_end=2684
+  _globals['_ORDERSSERVICE']._serialized_start=2687
+  _globals['_ORDERSSERVICE']._serialized_end=3719
 # @@protoc_insertion_point(module_scope)

@@ -21,6 +21,83 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class StreamTradeUpdatesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    after_sequence: _builtins.int
+    """Resume after this sequence (0: the whole kept history); unset: only updates from now on."""
+    def __init__(
+        self,
+        *,
+        after_sequence: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__after_sequence: _TypeAlias = _typing.Literal["after_sequence"]  # noqa: Y015
+    _WhichOneofArgType__after_sequence: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__after_sequence) -> _WhichOneofReturnType__after_sequence | None: ...
+
+Global___StreamTradeUpdatesRequest: _TypeAlias = StreamTradeUpdatesRequest  # noqa: Y015
+
+@_typing.final
+class TradeUpdate(_message.Message):
+    """One order state change or fill, as Alpaca's trade_updates stream carries it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    QTY_FIELD_NUMBER: _builtins.int
+    POSITION_QTY_FIELD_NUMBER: _builtins.int
+    FILL_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Increases with every update of this user (gaps are other users' updates)."""
+    event: _builtins.str
+    """"new" | "fill" | "partial_fill" | "canceled" | "expired" | "replaced" | "rejected" """
+    execution_id: _builtins.str
+    """Fills only: the execution id, its price and qty, the signed position after it."""
+    price: _builtins.str
+    qty: _builtins.str
+    position_qty: _builtins.str
+    @_builtins.property
+    def order(self) -> Global___Order:
+        """The order after the event."""
+
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def fill(self) -> Global___Fill:
+        """Fills only: the instrument traded (a spread's leg) and the NBBO the fill used."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        event: _builtins.str = ...,
+        order: Global___Order | None = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
+        execution_id: _builtins.str = ...,
+        price: _builtins.str = ...,
+        qty: _builtins.str = ...,
+        position_qty: _builtins.str = ...,
+        fill: Global___Fill | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order", "timestamp", b"timestamp"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "execution_id", b"execution_id", "fill", b"fill", "order", b"order", "position_qty", b"position_qty", "price", b"price", "qty", b"qty", "sequence", b"sequence", "timestamp", b"timestamp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TradeUpdate: _TypeAlias = TradeUpdate  # noqa: Y015
+
+@_typing.final
 class OrderLeg(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

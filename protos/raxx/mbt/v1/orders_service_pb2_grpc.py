@@ -81,6 +81,11 @@ class OrdersServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
                 _registered_method=True)
+        self.StreamTradeUpdates = channel.unary_stream(
+                '/raxx.mbt.v1.OrdersService/StreamTradeUpdates',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.StreamTradeUpdatesRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.TradeUpdate.FromString,
+                _registered_method=True)
 
 
 class OrdersServiceServicer:
@@ -148,6 +153,15 @@ class OrdersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamTradeUpdates(self, request, context):
+        """The caller's order updates and fills, pushed as they are committed. Each carries a
+        sequence that only grows; reconnect with the last one seen (`after_sequence`) to get
+        exactly what was missed (no gap, no duplicate) from the last 30 days.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrdersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -195,6 +209,11 @@ def add_OrdersServiceServicer_to_server(servicer, server):
                     servicer.ExportUserData,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.SerializeToString,
+            ),
+            'StreamTradeUpdates': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamTradeUpdates,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.StreamTradeUpdatesRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.TradeUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -441,6 +460,33 @@ class OrdersService:
             '/raxx.mbt.v1.OrdersService/ExportUserData',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamTradeUpdates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/raxx.mbt.v1.OrdersService/StreamTradeUpdates',
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.StreamTradeUpdatesRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.TradeUpdate.FromString,
             options,
             channel_credentials,
             insecure,

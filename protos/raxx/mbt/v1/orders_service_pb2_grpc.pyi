@@ -51,6 +51,11 @@ class OrdersServiceStub:
     """
     ExportUserData: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]
     """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
+    StreamTradeUpdates: _grpc.UnaryStreamMultiCallable[_orders_service_pb2.StreamTradeUpdatesRequest, _orders_service_pb2.TradeUpdate]
+    """The caller's order updates and fills, pushed as they are committed. Each carries a
+    sequence that only grows; reconnect with the last one seen (`after_sequence`) to get
+    exactly what was missed (no gap, no duplicate) from the last 30 days.
+    """
 
 @_typing.type_check_only
 class OrdersServiceAsyncStub(OrdersServiceStub):
@@ -74,6 +79,11 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     """
     ExportUserData: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]  # type: ignore[assignment]
     """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
+    StreamTradeUpdates: _aio.UnaryStreamMultiCallable[_orders_service_pb2.StreamTradeUpdatesRequest, _orders_service_pb2.TradeUpdate]  # type: ignore[assignment]
+    """The caller's order updates and fills, pushed as they are committed. Each carries a
+    sequence that only grows; reconnect with the last one seen (`after_sequence`) to get
+    exactly what was missed (no gap, no duplicate) from the last 30 days.
+    """
 
 class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
     """OrdersService owns orders, the per-user matching engine and fills."""
@@ -148,5 +158,16 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.UserDataExport, _abc.Awaitable[_accounts_service_pb2.UserDataExport]]:
         """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
+
+    @_abc_1.abstractmethod
+    def StreamTradeUpdates(
+        self,
+        request: _orders_service_pb2.StreamTradeUpdatesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orders_service_pb2.TradeUpdate], _abc.AsyncIterator[_orders_service_pb2.TradeUpdate]]:
+        """The caller's order updates and fills, pushed as they are committed. Each carries a
+        sequence that only grows; reconnect with the last one seen (`after_sequence`) to get
+        exactly what was missed (no gap, no duplicate) from the last 30 days.
+        """
 
 def add_OrdersServiceServicer_to_server(servicer: OrdersServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
