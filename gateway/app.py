@@ -20,16 +20,19 @@ import grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
+from gateway.alpaca import AlpacaError, TradeUpdatesSocket, alpaca_routes
 from gateway.openapi import build_openapi
 from gateway.routes import HttpRoute, build_routes
 from gateway.sessions import (
     ACCESS_COOKIE,
     REFRESH_COOKIE,
     SESSION_OPENING_METHODS,
+    CredentialRefused,
+    ascii_header,
     clear_session_cookies,
-    cross_site,
+    credential_metadata,
     set_session_cookies,
     take_tokens,
 )
@@ -40,13 +43,11 @@ from gateway.transcode import (
     message_to_json,
     retry_after_from_rpc,
 )
-from services.platform.auth import KEY_ID_HEADER, KEY_SECRET_HEADER
 from services.platform.clients import CHANNEL_OPTIONS
-from services.platform.grpc_server import CLIENT_ADDR_HEADER, GATEWAY_VOUCH_HEADER
 from services.platform.settings import DEFAULT_PORTS, SERVICE_NAMES
 
 DEFAULT_TIMEOUT_S = 10.0
-MAX_CREDENTIAL_CHARS = 4096
+ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
 
 
 def _rate_headers(md: Any) -> dict[str, str]:
@@ -117,11 +118,6 @@ def error_response(
     )
 
 
-def _ascii_header(value: str) -> bool:
-    return value.isascii() and value.isprintable()
-
-
-CREDENTIAL_HEADERS = (KEY_ID_HEADER, KEY_SECRET_HEADER)
 RATE_HEADERS = {
     "x-ratelimit-limit": "X-RateLimit-Limit",
     "x-ratelimit-remaining": "X-RateLimit-Remaining",
@@ -135,39 +131,9 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
     vouch = gw.config.vouch_key
     secure = gw.config.secure_cookie
 
-    def credentials(request: Request, rid: str) -> list[tuple[str, str]] | Response:
-        """The caller's credential as gRPC metadata, or the refusal to send back."""
-        metadata: list[tuple[str, str]] = [("x-request-id", rid)]
-        if vouch and request.client is not None:
-            # the services limit unauthenticated calls per client address; only we may say it
-            metadata += [(CLIENT_ADDR_HEADER, request.client.host), (GATEWAY_VOUCH_HEADER, vouch)]
-        if cross_site(request, gw.config.allowed_origins):
-            return error_response(
-                403, "CSRF_REJECTED", "a request from another site was refused", rid
-            )
-        auth = request.headers.get("authorization")
-        keys = [(h, request.headers[h]) for h in CREDENTIAL_HEADERS if h in request.headers]
-        cookie = request.cookies.get(ACCESS_COOKIE)
-        presented = [v for _, v in keys] + ([auth] if auth else [])
-        if any(len(v) > MAX_CREDENTIAL_CHARS or not _ascii_header(v) for v in presented):
-            return error_response(
-                401,
-                "TOKEN_REJECTED",
-                "credential rejected: malformed or too long",
-                rid,
-                {"www-authenticate": 'Bearer realm="mbt"'},
-            )
-        if keys:
-            metadata += keys
-        elif auth:
-            metadata.append(("authorization", auth))
-        elif cookie and _ascii_header(cookie) and len(cookie) <= MAX_CREDENTIAL_CHARS:
-            metadata.append(("authorization", f"Bearer {cookie}"))
-        return metadata
-
     async def api(request: Request) -> Response:
         rid = request.headers.get("x-request-id") or ""
-        if not rid or len(rid) > 64 or not _ascii_header(rid):
+        if not rid or len(rid) > 64 or not ascii_header(rid):
             rid = uuid.uuid4().hex
         route, params, allowed = gw.find(request.method, request.url.path)
         if route is None:
@@ -182,9 +148,10 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             return error_response(
                 404, "NOT_FOUND", f"no route for {request.method} {request.url.path}", rid
             )
-        metadata = credentials(request, rid)
-        if isinstance(metadata, Response):
-            return metadata
+        metadata = credential_metadata(request, gw.config.allowed_origins, vouch, rid)
+        if isinstance(metadata, CredentialRefused):
+            headers = {"www-authenticate": 'Bearer realm="mbt"'} if metadata.status == 401 else None
+            return error_response(metadata.status, metadata.code, metadata.message, rid, headers)
         body = await request.body()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if body.strip() and ctype != "application/json":
@@ -254,12 +221,22 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         yield
         await gw.close()
 
+    async def v2_not_found(request: Request) -> Response:
+        return AlpacaError(
+            404, f"endpoint not found: {request.method} {request.url.path}"
+        ).response()
+
     app = Starlette(
         routes=[
             Route("/", index),
             Route("/healthz", health),
             Route("/openapi.json", openapi),
-            Route("/api/{rest:path}", api, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
+            Route("/api/{rest:path}", api, methods=ALL_METHODS),
+            *alpaca_routes(gw.channel, gw.config.allowed_origins, vouch),
+            Route(
+                "/v2/{rest:path}", v2_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]
+            ),
+            WebSocketRoute("/stream", TradeUpdatesSocket(gw.channel).handle),
         ],
         lifespan=lifespan,
     )

@@ -16,11 +16,17 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from services.platform.auth import KEY_ID_HEADER, KEY_SECRET_HEADER
+from services.platform.grpc_server import CLIENT_ADDR_HEADER, GATEWAY_VOUCH_HEADER
+
 __all__ = [
     "ACCESS_COOKIE",
     "REFRESH_COOKIE",
     "REFRESH_PATH",
     "SESSION_OPENING_METHODS",
+    "CredentialRefused",
+    "ascii_header",
+    "credential_metadata",
     "clear_session_cookies",
     "cross_site",
     "set_session_cookies",
@@ -42,6 +48,49 @@ def cross_site(request: Request, allowed_origins: Sequence[str]) -> bool:
         return True
     origin = request.headers.get("origin")
     return origin is not None and origin not in allowed_origins
+
+
+MAX_CREDENTIAL_CHARS = 4096
+CREDENTIAL_HEADERS = (KEY_ID_HEADER, KEY_SECRET_HEADER)
+
+
+def ascii_header(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
+@dataclass(frozen=True)
+class CredentialRefused:
+    status: int
+    code: str
+    message: str
+
+
+def credential_metadata(
+    request: Request, allowed_origins: Sequence[str], vouch_key: str, rid: str
+) -> list[tuple[str, str]] | CredentialRefused:
+    """The caller's credential as gRPC metadata (API key headers, bearer, or the session
+    cookie), or why the request is refused before it reaches a service."""
+    metadata: list[tuple[str, str]] = [("x-request-id", rid)]
+    if vouch_key and request.client is not None:
+        # the services limit unauthenticated calls per client address; only we may say it
+        metadata += [(CLIENT_ADDR_HEADER, request.client.host), (GATEWAY_VOUCH_HEADER, vouch_key)]
+    if cross_site(request, allowed_origins):
+        return CredentialRefused(403, "CSRF_REJECTED", "a request from another site was refused")
+    auth = request.headers.get("authorization")
+    keys = [(h, request.headers[h]) for h in CREDENTIAL_HEADERS if h in request.headers]
+    cookie = request.cookies.get(ACCESS_COOKIE)
+    presented = [v for _, v in keys] + ([auth] if auth else [])
+    if any(len(v) > MAX_CREDENTIAL_CHARS or not ascii_header(v) for v in presented):
+        return CredentialRefused(
+            401, "TOKEN_REJECTED", "credential rejected: malformed or too long"
+        )
+    if keys:
+        metadata += keys
+    elif auth:
+        metadata.append(("authorization", auth))
+    elif cookie and ascii_header(cookie) and len(cookie) <= MAX_CREDENTIAL_CHARS:
+        metadata.append(("authorization", f"Bearer {cookie}"))
+    return metadata
 
 
 def _seconds_until(ts: str, default: int) -> int:

@@ -13,7 +13,7 @@ from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import orders_service_pb2 as pb
 from raxx.mbt.v1 import orders_service_pb2_grpc as pb_grpc
 from services.conventions.calendar import MarketCalendar
-from services.orders import privacy
+from services.orders import privacy, records
 from services.orders.adapters.tables import fills, orders
 from services.orders.app import OrdersApp
 from services.orders.backtest import run_replay
@@ -24,7 +24,7 @@ from services.orders.trade_updates import TradeUpdateSubscription
 from services.orders.validation import check_submit
 from services.platform.auth import require_service, require_user
 from services.platform.bus import Bus
-from services.platform.errors import InvalidArgument, Unavailable
+from services.platform.errors import InvalidArgument, NotFound, Unavailable
 from services.platform.pagination import next_page_token, page_bounds
 from services.platform.wire import parse_decimal
 
@@ -112,6 +112,16 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()
+        if not request.order_id and request.client_order_id:
+            row = await records.fetch_by_client_id(
+                self.app.db, user.user_id, request.client_order_id[:128]
+            )
+            if row is None:
+                raise NotFound(
+                    f"no order with client_order_id {request.client_order_id[:128]!r}",
+                    reason="ORDER_NOT_FOUND",
+                )
+            return order_to_pb(row)
         return order_to_pb(await self.app.get_for_user(user.user_id, request.order_id))
 
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: Ctx) -> pb.Order:

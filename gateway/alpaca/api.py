@@ -1,0 +1,415 @@
+"""The Alpaca Trading API v2 on the gateway: `/v2/...` translated to MBT's gRPC services.
+
+A translation layer only: every rule (validation, buying power, fills) is the services'; this
+module maps Alpaca's requests to the protos, the replies through `shapes`, and errors to
+Alpaca's body ``{"code": <int>, "message": <str>}`` with Alpaca's status codes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from gateway.alpaca import shapes
+from gateway.sessions import CredentialRefused, credential_metadata
+from gateway.transcode import error_from_rpc, retry_after_from_rpc
+from raxx.mbt.v1 import accounts_service_pb2 as apb
+from raxx.mbt.v1 import accounts_service_pb2_grpc as agrpc
+from raxx.mbt.v1 import marketdata_service_pb2 as mpb
+from raxx.mbt.v1 import marketdata_service_pb2_grpc as mgrpc
+from raxx.mbt.v1 import orders_service_pb2 as opb
+from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
+
+__all__ = ["AlpacaError", "alpaca_routes"]
+
+TIMEOUT_S = 10.0
+MAX_BODY = 64 * 1024
+
+# Alpaca's error codes by HTTP status (its bodies are {"code": int, "message": str})
+CODE_BY_STATUS = {
+    400: 40010000,
+    401: 40110000,
+    403: 40310000,
+    404: 40410000,
+    405: 40510000,
+    422: 40010001,
+    429: 42910000,
+    500: 50010000,
+    503: 50310000,
+}
+# MBT reason -> Alpaca status, where Alpaca differs from the generic gRPC mapping
+STATUS_BY_REASON = {
+    "INSUFFICIENT_BUYING_POWER": 403,
+    "INSUFFICIENT_QTY": 403,
+    "ORDER_NOT_OPEN": 422,
+}
+SUPPORTED_TYPES = ("market", "limit", "stop", "stop_limit")
+
+
+class AlpacaError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        code = CODE_BY_STATUS.get(self.status, self.status * 100000)
+        return JSONResponse(
+            {"code": code, "message": self.message}, self.status, headers=self.headers
+        )
+
+
+def _from_rpc(err: grpc.aio.AioRpcError) -> AlpacaError:
+    status, reason, message = error_from_rpc(err)
+    if err.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.ALREADY_EXISTS):
+        status = 422
+    status = STATUS_BY_REASON.get(reason, status)
+    if status == 400:  # FAILED_PRECONDITION: Alpaca says 422 for what cannot be done now
+        status = 422
+    headers = {}
+    if status == 429:
+        headers["retry-after"] = str(retry_after_from_rpc(err) or 1)
+    return AlpacaError(status, message, headers)
+
+
+def _decimal_text(field: str, v: Any) -> str:
+    """Alpaca accepts decimals as strings or JSON numbers (alpaca-py sends floats)."""
+    if v is None or v == "":
+        return ""
+    if isinstance(v, bool) or not isinstance(v, str | int | float):
+        raise AlpacaError(422, f"{field} must be a number or a decimal string")
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        raise AlpacaError(422, f"{field}: invalid decimal {v!r}") from None
+    if not d.is_finite():
+        raise AlpacaError(422, f"{field}: invalid decimal {v!r}")
+    out = f"{d.normalize():f}"
+    return out if "." not in out else out.rstrip("0").rstrip(".") or "0"
+
+
+class AlpacaApi:
+    def __init__(
+        self,
+        channel: Callable[[str], grpc.aio.Channel],
+        allowed_origins: tuple[str, ...],
+        vouch_key: str,
+    ) -> None:
+        self._channel = channel
+        self._origins = allowed_origins
+        self._vouch = vouch_key
+
+    @property
+    def orders(self) -> ogrpc.OrdersServiceStub:
+        return ogrpc.OrdersServiceStub(self._channel("orders"))
+
+    @property
+    def accounts(self) -> agrpc.AccountsServiceStub:
+        return agrpc.AccountsServiceStub(self._channel("accounts"))
+
+    @property
+    def marketdata(self) -> mgrpc.MarketDataServiceStub:
+        return mgrpc.MarketDataServiceStub(self._channel("marketdata"))
+
+    def metadata(self, request: Request) -> tuple[tuple[str, str], ...]:
+        rid = uuid.uuid4().hex
+        md = credential_metadata(request, self._origins, self._vouch, rid)
+        if isinstance(md, CredentialRefused):
+            raise AlpacaError(md.status, md.message)
+        return tuple(md)
+
+    async def call(self, request: Request, method: Any, req: Message) -> Any:
+        try:
+            return await method(
+                req, metadata=self.metadata(request), timeout=TIMEOUT_S, wait_for_ready=True
+            )
+        except grpc.aio.AioRpcError as err:
+            raise _from_rpc(err) from None
+
+    @staticmethod
+    async def body(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > MAX_BODY:
+            raise AlpacaError(413, "request body too large")
+        if not raw.strip():
+            return {}
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise AlpacaError(400, "malformed JSON body") from None
+        if not isinstance(data, dict):
+            raise AlpacaError(422, "the body must be a JSON object")
+        return data
+
+    # ---- account ---------------------------------------------------------------------------
+    async def account(self, request: Request) -> Response:
+        a = await self.call(request, self.accounts.GetAccount, apb.GetAccountRequest())
+        return JSONResponse(shapes.account_json(a))
+
+    async def configurations(self, request: Request) -> Response:
+        a = await self.call(request, self.accounts.GetAccount, apb.GetAccountRequest())
+        if request.method == "PATCH":
+            await self.body(request)  # accepted and kept as MBT's rules (nulls: unchanged)
+        return JSONResponse(shapes.account_configuration(a.account_type == "margin"))
+
+    # ---- orders ----------------------------------------------------------------------------
+    def submit_request(self, b: dict[str, Any]) -> opb.SubmitOrderRequest:
+        order_class = str(b.get("order_class") or "simple").lower()
+        if order_class not in ("simple", "mleg", ""):
+            raise AlpacaError(422, f"order_class {order_class!r} is not supported by MBT")
+        if b.get("notional") not in (None, ""):
+            raise AlpacaError(422, "notional orders are not supported by MBT; send qty")
+        if b.get("extended_hours"):
+            raise AlpacaError(422, "extended hours are not supported by MBT (regular session)")
+        otype = str(b.get("type") or b.get("order_type") or "").lower()
+        if otype not in SUPPORTED_TYPES:
+            raise AlpacaError(422, f"type must be one of {', '.join(SUPPORTED_TYPES)}")
+        req = opb.SubmitOrderRequest(
+            symbol=str(b.get("symbol") or ""),
+            side=str(b.get("side") or ("buy" if order_class == "mleg" else "")).lower(),
+            qty=_decimal_text("qty", b.get("qty")),
+            order_type=otype,
+            time_in_force=str(b.get("time_in_force") or "day").lower(),
+            limit_price=_decimal_text("limit_price", b.get("limit_price")),
+            stop_price=_decimal_text("stop_price", b.get("stop_price")),
+            client_order_id=str(b.get("client_order_id") or ""),
+        )
+        for i, leg in enumerate(b.get("legs") or [], start=1):
+            if not isinstance(leg, dict):
+                raise AlpacaError(422, f"legs[{i}] must be an object")
+            ratio = _decimal_text(f"legs[{i}].ratio_qty", leg.get("ratio_qty", 1))
+            if not ratio or Decimal(ratio) != Decimal(ratio).to_integral_value():
+                raise AlpacaError(422, f"legs[{i}].ratio_qty must be a whole number")
+            req.legs.add(
+                symbol=str(leg.get("symbol") or ""),
+                side=str(leg.get("side") or "").lower(),
+                ratio=int(Decimal(ratio)),
+            )
+        return req
+
+    async def orders_root(self, request: Request) -> Response:
+        if request.method == "POST":
+            req = self.submit_request(await self.body(request))
+            o = await self.call(request, self.orders.SubmitOrder, req)
+            return JSONResponse(shapes.order_json(o))
+        if request.method == "DELETE":
+            done = await self.call(
+                request, self.orders.CancelAllOrders, opb.CancelAllOrdersRequest()
+            )
+            body = [{"id": o.id, "status": 200, "body": shapes.order_json(o)} for o in done.orders]
+            return JSONResponse(body, 207)
+        return await self.list_orders(request)
+
+    async def list_orders(self, request: Request) -> Response:
+        q = request.query_params
+        status = (q.get("status") or "open").lower()
+        if status not in ("open", "closed", "all"):
+            raise AlpacaError(422, "status must be open, closed or all")
+        try:
+            limit = min(500, max(1, int(q.get("limit") or 50)))
+        except ValueError:
+            raise AlpacaError(422, "limit must be an integer") from None
+        symbols = {s.strip() for s in (q.get("symbols") or "").split(",") if s.strip()}
+        side = (q.get("side") or "").lower()
+        out: list[dict[str, Any]] = []
+        token = ""
+        while len(out) < limit:
+            page = await self.call(
+                request,
+                self.orders.ListOrders,
+                opb.ListOrdersRequest(status=status, page_size=100, page_token=token),
+            )
+            for o in page.orders:
+                if (symbols and o.symbol not in symbols) or (side and o.side != side):
+                    continue
+                out.append(shapes.order_json(o))
+            token = page.next_page_token
+            if not token:
+                break
+        if (q.get("direction") or "desc").lower() == "asc":
+            out.reverse()
+        return JSONResponse(out[:limit])
+
+    async def order_by_client_id(self, request: Request) -> Response:
+        coid = request.query_params.get("client_order_id", "")
+        if not coid:
+            raise AlpacaError(422, "client_order_id is required")
+        o = await self.call(
+            request, self.orders.GetOrder, opb.GetOrderRequest(client_order_id=coid)
+        )
+        return JSONResponse(shapes.order_json(o))
+
+    async def order(self, request: Request) -> Response:
+        oid = request.path_params["order_id"]
+        try:
+            uuid.UUID(oid)
+        except ValueError:
+            raise AlpacaError(422, "order_id is missing or not a UUID") from None
+        if request.method == "DELETE":
+            o = await self.call(request, self.orders.GetOrder, opb.GetOrderRequest(order_id=oid))
+            if o.status not in ("new", "accepted", "partially_filled"):
+                raise AlpacaError(422, f"order is {o.status}: not cancelable")
+            await self.call(request, self.orders.CancelOrder, opb.CancelOrderRequest(order_id=oid))
+            return Response(status_code=204)
+        if request.method == "PATCH":
+            b = await self.body(request)
+            req = opb.ReplaceOrderRequest(
+                order_id=oid,
+                qty=_decimal_text("qty", b.get("qty")),
+                limit_price=_decimal_text("limit_price", b.get("limit_price")),
+                stop_price=_decimal_text("stop_price", b.get("stop_price")),
+                time_in_force=str(b.get("time_in_force") or "").lower(),
+                client_order_id=str(b.get("client_order_id") or ""),
+            )
+            o = await self.call(request, self.orders.ReplaceOrder, req)
+            return JSONResponse(shapes.order_json(o))
+        o = await self.call(request, self.orders.GetOrder, opb.GetOrderRequest(order_id=oid))
+        return JSONResponse(shapes.order_json(o))
+
+    # ---- positions -------------------------------------------------------------------------
+    async def positions(self, request: Request) -> Response:
+        if request.method == "DELETE":
+            if (request.query_params.get("cancel_orders") or "").lower() == "true":
+                await self.call(request, self.orders.CancelAllOrders, opb.CancelAllOrdersRequest())
+            held = await self.call(request, self.accounts.ListPositions, apb.ListPositionsRequest())
+            results = []
+            for p in held.positions:
+                try:
+                    o = await self.close(request, p, Decimal(p.qty).copy_abs())
+                    results.append(
+                        {"symbol": p.symbol, "status": 200, "body": shapes.order_json(o)}
+                    )
+                except AlpacaError as exc:
+                    results.append(
+                        {
+                            "symbol": p.symbol,
+                            "status": exc.status,
+                            "body": {
+                                "code": CODE_BY_STATUS.get(exc.status, 0),
+                                "message": exc.message,
+                            },
+                        }
+                    )
+            return JSONResponse(results, 207)
+        held = await self.call(request, self.accounts.ListPositions, apb.ListPositionsRequest())
+        return JSONResponse([shapes.position_json(p) for p in held.positions])
+
+    async def close(self, request: Request, p: apb.Position, qty: Decimal) -> opb.Order:
+        side = "sell" if Decimal(p.qty) > 0 else "buy"
+        req = opb.SubmitOrderRequest(
+            symbol=p.symbol,
+            side=side,
+            qty=f"{qty.normalize():f}",
+            order_type="market",
+            time_in_force="day",
+        )
+        o: opb.Order = await self.call(request, self.orders.SubmitOrder, req)
+        return o
+
+    async def position(self, request: Request) -> Response:
+        symbol = request.path_params["symbol"].upper()
+        try:
+            p = await self.call(
+                request, self.accounts.GetPosition, apb.GetPositionRequest(symbol=symbol)
+            )
+        except AlpacaError as exc:
+            if exc.status == 404:
+                raise AlpacaError(404, "position does not exist") from None
+            raise
+        if request.method != "DELETE":
+            return JSONResponse(shapes.position_json(p))
+        q = request.query_params
+        held = Decimal(p.qty).copy_abs()
+        if q.get("qty") and q.get("percentage"):
+            raise AlpacaError(422, "send qty or percentage, not both")
+        if q.get("percentage"):
+            pct = Decimal(_decimal_text("percentage", q["percentage"]))
+            if not 0 < pct <= 100:
+                raise AlpacaError(422, "percentage must be in (0, 100]")
+            qty = (held * pct / 100).to_integral_value(rounding="ROUND_DOWN")
+        elif q.get("qty"):
+            qty = Decimal(_decimal_text("qty", q["qty"]))
+            if not 0 < qty <= held:
+                raise AlpacaError(403, f"insufficient qty available for order (held {held})")
+        else:
+            qty = held
+        if qty <= 0:
+            raise AlpacaError(422, "the closing quantity rounds to zero")
+        return JSONResponse(shapes.order_json(await self.close(request, p, qty)))
+
+    # ---- market ----------------------------------------------------------------------------
+    async def clock(self, request: Request) -> Response:
+        c = await self.call(request, self.marketdata.GetClock, mpb.GetClockRequest())
+        return JSONResponse(shapes.clock_json(c))
+
+    async def calendar(self, request: Request) -> Response:
+        q = request.query_params
+        start, end = (q.get("start") or "")[:10], (q.get("end") or "")[:10]
+        if not start or not end:
+            c = await self.call(request, self.marketdata.GetClock, mpb.GetClockRequest())
+            today = c.timestamp.ToDatetime().date()
+            start = start or today.isoformat()
+            end = end or today.replace(year=today.year + 1).isoformat()
+        cal = await self.call(
+            request,
+            self.marketdata.ListCalendar,
+            mpb.ListCalendarRequest(start_date=start, end_date=end),
+        )
+        return JSONResponse([shapes.calendar_json(s) for s in cal.sessions])
+
+    async def assets(self, request: Request) -> Response:
+        listed = await self.call(request, self.marketdata.ListSymbols, mpb.ListSymbolsRequest())
+        symbol = request.path_params.get("symbol")
+        if symbol is None:
+            return JSONResponse([shapes.asset_json(s) for s in listed.symbols])
+        if symbol.upper() not in listed.symbols and symbol not in {
+            shapes.asset_id(s) for s in listed.symbols
+        }:
+            raise AlpacaError(404, f"asset not found for {symbol}")
+        match = next(
+            s for s in listed.symbols if s == symbol.upper() or shapes.asset_id(s) == symbol
+        )
+        return JSONResponse(shapes.asset_json(match))
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guard(handler: Handler) -> Handler:
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except AlpacaError as exc:
+            return exc.response()
+
+    return run
+
+
+def alpaca_routes(
+    channel: Callable[[str], grpc.aio.Channel], allowed_origins: tuple[str, ...], vouch_key: str
+) -> list[Route]:
+    api = AlpacaApi(channel, allowed_origins, vouch_key)
+    table: list[tuple[str, Handler, list[str]]] = [
+        ("/v2/account", api.account, ["GET"]),
+        ("/v2/account/configurations", api.configurations, ["GET", "PATCH"]),
+        ("/v2/orders", api.orders_root, ["GET", "POST", "DELETE"]),
+        ("/v2/orders:by_client_order_id", api.order_by_client_id, ["GET"]),
+        ("/v2/orders/{order_id}", api.order, ["GET", "PATCH", "DELETE"]),
+        ("/v2/positions", api.positions, ["GET", "DELETE"]),
+        ("/v2/positions/{symbol}", api.position, ["GET", "DELETE"]),
+        ("/v2/clock", api.clock, ["GET"]),
+        ("/v2/calendar", api.calendar, ["GET"]),
+        ("/v2/assets", api.assets, ["GET"]),
+        ("/v2/assets/{symbol}", api.assets, ["GET"]),
+    ]
+    return [Route(path, _guard(h), methods=methods) for path, h, methods in table]

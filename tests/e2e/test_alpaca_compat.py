@@ -1,0 +1,241 @@
+"""The real alpaca-py (0.44), unmodified, against MBT's `/v2` and `/stream` (url_override)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alpaca.common.exceptions import APIError
+from alpaca.trading.client import TradingClient
+from alpaca.trading.enums import OrderSide, OrderStatus, QueryOrderStatus, TimeInForce
+from alpaca.trading.models import Order, Position, TradeAccount
+from alpaca.trading.requests import (
+    ClosePositionRequest,
+    GetCalendarRequest,
+    GetOrdersRequest,
+    LimitOrderRequest,
+    MarketOrderRequest,
+    ReplaceOrderRequest,
+    StopLimitOrderRequest,
+    StopOrderRequest,
+)
+from alpaca.trading.stream import TradingStream
+
+from tests.e2e.conftest import RunningSystem
+from tests.e2e.helpers import cli_json, run_cli, wait_for
+
+pytestmark = pytest.mark.e2e
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _key(system: RunningSystem, tmp: Path, email: str) -> dict[str, Any]:
+    cfg = tmp / "cfg"
+    run_cli(cfg, system.url, "signup", "--email", email)
+    key: dict[str, Any] = cli_json(cfg, system.url, "keys", "create", "--name", "alpaca-py")
+    return key
+
+
+def _client(system: RunningSystem, key: dict[str, Any], raw: bool = False) -> TradingClient:
+    return TradingClient(
+        key["key_id"], key["secret"], paper=True, raw_data=raw, url_override=system.url
+    )
+
+
+def _filled(client: TradingClient, order_id: Any) -> Order:
+    def done() -> Order | None:
+        o = client.get_order_by_id(order_id)
+        assert isinstance(o, Order)
+        return o if o.status == OrderStatus.FILLED else None
+
+    return wait_for(done, timeout=30, what="fill")
+
+
+def test_trading_client_end_to_end(system: RunningSystem, tmp_path: Path) -> None:
+    key = _key(system, tmp_path, "alpaca-py@example.com")
+    c = _client(system, key)
+    acct = c.get_account()
+    assert isinstance(acct, TradeAccount)
+    assert acct.cash == "100000.00" and acct.account_number.startswith("PA")
+    conf = c.get_account_configurations()
+    assert conf.no_shorting is True  # a cash account
+    clock = c.get_clock()
+    assert clock.next_close > clock.timestamp or not clock.is_open
+    cal = c.get_calendar(GetCalendarRequest(start="2013-10-07", end="2013-10-11"))
+    assert [d.date.isoformat() for d in cal][:1] == ["2013-10-07"]
+    assert cal[0].open.strftime("%H:%M") == "09:30" and cal[0].close.strftime("%H:%M") == "16:00"
+    assert c.get_asset("IBM").symbol == "IBM"
+
+    # market buy: fills at the ask of a later quote; the position follows
+    buy = c.submit_order(
+        MarketOrderRequest(symbol="IBM", qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+    )
+    assert isinstance(buy, Order) and buy.status in (OrderStatus.ACCEPTED, OrderStatus.FILLED)
+    filled = _filled(c, buy.id)
+    assert filled.filled_qty == "3" and Decimal(str(filled.filled_avg_price)) > 0
+    pos = c.get_open_position("IBM")
+    assert isinstance(pos, Position) and pos.qty == "3" and pos.side == "long"
+    assert [p.symbol for p in c.get_all_positions()] == ["IBM"]
+
+    # resting orders of every type, found by id and by client order id, listed, replaced
+    coid = f"rest-{uuid.uuid4().hex[:8]}"
+    lim = c.submit_order(
+        LimitOrderRequest(
+            symbol="IBM",
+            qty=1,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.GTC,
+            limit_price=1.00,
+            client_order_id=coid,
+        )
+    )
+    assert c.get_order_by_client_id(coid).id == lim.id
+    stop = c.submit_order(
+        StopOrderRequest(
+            symbol="IBM", qty=1, side=OrderSide.SELL, time_in_force=TimeInForce.GTC, stop_price=1.0
+        )
+    )
+    stop_limit = c.submit_order(
+        StopLimitOrderRequest(
+            symbol="IBM",
+            qty=1,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.DAY,
+            stop_price=900,
+            limit_price=901,
+        )
+    )
+    open_ids = {o.id for o in c.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))}
+    assert {lim.id, stop.id, stop_limit.id} <= open_ids
+    new = c.replace_order_by_id(lim.id, ReplaceOrderRequest(limit_price=1.25))
+    assert new.replaces == lim.id and new.limit_price == "1.25"
+    assert c.get_order_by_id(lim.id).status == OrderStatus.REPLACED
+    assert c.get_order_by_id(lim.id).replaced_by == new.id
+    assert c.cancel_order_by_id(new.id) is None  # 204
+    assert c.get_order_by_id(new.id).status == OrderStatus.CANCELED
+    with pytest.raises(APIError) as e:
+        c.cancel_order_by_id(new.id)  # not cancelable any more
+    assert e.value.status_code == 422
+    cancelled = c.cancel_orders()  # 207: one entry per order
+    assert {r.id for r in cancelled} == {stop.id, stop_limit.id}
+    assert all(r.status == 200 for r in cancelled)
+
+    # close by qty, then by percentage (of what is left), then everything
+    closing = c.close_position("IBM", ClosePositionRequest(qty="1"))
+    assert closing.side == OrderSide.SELL and closing.qty == "1"
+    _filled(c, closing.id)
+    half = c.close_position("IBM", ClosePositionRequest(percentage="50"))
+    assert half.qty == "1"  # 50% of 2
+    _filled(c, half.id)
+    closed = c.close_all_positions(cancel_orders=True)
+    assert [r.symbol for r in closed] == ["IBM"] and closed[0].status == 200
+
+    # errors: Alpaca's status codes and a JSON body alpaca-py can read
+    with pytest.raises(APIError) as e:
+        c.get_order_by_id(str(uuid.uuid4()))
+    assert e.value.status_code == 404 and e.value.code == 40410000
+    with pytest.raises(APIError) as e:
+        c.submit_order(
+            MarketOrderRequest(
+                symbol="IBM", qty=100000, side=OrderSide.BUY, time_in_force=TimeInForce.DAY
+            )
+        )
+    assert e.value.status_code == 403 and e.value.code == 40310000
+    assert "buying power" in e.value.message
+    with pytest.raises(APIError) as e:
+        c.submit_order(
+            MarketOrderRequest(
+                symbol="NOPE", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.DAY
+            )
+        )
+    assert e.value.status_code in (404, 422) and isinstance(e.value.code, int)
+
+
+def test_raw_data_is_alpacas_json(system: RunningSystem, tmp_path: Path) -> None:
+    key = _key(system, tmp_path, "alpaca-raw@example.com")
+    raw = _client(system, key, raw=True)
+    acct = raw.get_account()
+    assert isinstance(acct, dict)
+    for money in ("cash", "buying_power", "equity", "portfolio_value"):
+        assert isinstance(acct[money], str) and Decimal(acct[money]) >= 0
+    o = raw.submit_order(
+        LimitOrderRequest(
+            symbol="IBM", qty=2, side=OrderSide.BUY, time_in_force=TimeInForce.GTC, limit_price=1.5
+        )
+    )
+    assert isinstance(o, dict)
+    assert o["qty"] == "2" and o["limit_price"] == "1.5" and o["type"] == "limit"
+    assert o["order_class"] == "simple" and o["asset_class"] == "us_equity"
+    uuid.UUID(o["id"]), uuid.UUID(o["asset_id"])
+    for ts in ("created_at", "updated_at", "submitted_at"):
+        assert o[ts] and o[ts].endswith("Z")
+    listed = raw.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
+    assert [x["id"] for x in listed] == [o["id"]]
+
+
+def test_trading_stream_hears_new_and_fill_with_position_qty(
+    system: RunningSystem, tmp_path: Path
+) -> None:
+    key = _key(system, tmp_path, "alpaca-stream@example.com")
+    stream = TradingStream(
+        key["key_id"], key["secret"], paper=True, url_override=system.url.replace("http", "ws")
+        + "/stream"
+    )
+    got: list[Any] = []
+
+    async def on_update(data: Any) -> None:
+        got.append(data)
+        if sum(u.event == "fill" for u in got) == 2:
+            await stream.stop_ws()  # (stop() from inside the loop would wait on itself)
+
+    stream.subscribe_trade_updates(on_update)
+    c = _client(system, key)
+
+    def trade() -> None:
+        time.sleep(3)  # the stream is listening
+        for qty in (2, 3):
+            o = c.submit_order(
+                MarketOrderRequest(
+                    symbol="IBM", qty=qty, side=OrderSide.BUY, time_in_force=TimeInForce.DAY
+                )
+            )
+            _filled(c, o.id)
+
+    threading.Thread(target=trade, daemon=True).start()
+    timer = threading.Timer(60, stream.stop)
+    timer.start()
+    stream.run()
+    timer.cancel()
+    events = [(u.event, u.order.qty) for u in got]
+    assert events == [("new", "2"), ("fill", "2"), ("new", "3"), ("fill", "3")]
+    fills = [u for u in got if u.event == "fill"]
+    assert [u.position_qty for u in fills] == [2.0, 5.0]  # the signed position after each
+    assert all(u.price is not None and u.price > 0 and u.execution_id for u in fills)
+
+
+def test_the_readme_example_runs_verbatim(system: RunningSystem, tmp_path: Path) -> None:
+    text = README.read_text()
+    m = re.search(r"<!-- alpaca-py example -->\s*```python\n(.*?)```", text, re.S)
+    assert m is not None, "README has no alpaca-py example"
+    code = m.group(1)
+    assert len(code.strip().splitlines()) <= 10
+    key = _key(system, tmp_path, "readme-example@example.com")
+    env = {
+        **os.environ,
+        "MBT_URL": system.url,
+        "APCA_API_KEY_ID": key["key_id"],
+        "APCA_API_SECRET_KEY": key["secret"],
+    }
+    p = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert p.returncode == 0, p.stderr
+    assert "filled" in p.stdout.lower()
