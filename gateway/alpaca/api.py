@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -17,7 +17,6 @@ import grpc
 from google.protobuf.message import Message
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from gateway.alpaca import shapes
 from gateway.sessions import CredentialRefused, credential_metadata
@@ -29,7 +28,7 @@ from raxx.mbt.v1 import marketdata_service_pb2_grpc as mgrpc
 from raxx.mbt.v1 import orders_service_pb2 as opb
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
 
-__all__ = ["AlpacaError", "alpaca_routes"]
+__all__ = ["AlpacaApi", "AlpacaError"]
 
 TIMEOUT_S = 10.0
 MAX_BODY = 64 * 1024
@@ -380,36 +379,3 @@ class AlpacaApi:
             s for s in listed.symbols if s == symbol.upper() or shapes.asset_id(s) == symbol
         )
         return JSONResponse(shapes.asset_json(match))
-
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _guard(handler: Handler) -> Handler:
-    async def run(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except AlpacaError as exc:
-            return exc.response()
-
-    return run
-
-
-def alpaca_routes(
-    channel: Callable[[str], grpc.aio.Channel], allowed_origins: tuple[str, ...], vouch_key: str
-) -> list[Route]:
-    api = AlpacaApi(channel, allowed_origins, vouch_key)
-    table: list[tuple[str, Handler, list[str]]] = [
-        ("/v2/account", api.account, ["GET"]),
-        ("/v2/account/configurations", api.configurations, ["GET", "PATCH"]),
-        ("/v2/orders", api.orders_root, ["GET", "POST", "DELETE"]),
-        ("/v2/orders:by_client_order_id", api.order_by_client_id, ["GET"]),
-        ("/v2/orders/{order_id}", api.order, ["GET", "PATCH", "DELETE"]),
-        ("/v2/positions", api.positions, ["GET", "DELETE"]),
-        ("/v2/positions/{symbol}", api.position, ["GET", "DELETE"]),
-        ("/v2/clock", api.clock, ["GET"]),
-        ("/v2/calendar", api.calendar, ["GET"]),
-        ("/v2/assets", api.assets, ["GET"]),
-        ("/v2/assets/{symbol}", api.assets, ["GET"]),
-    ]
-    return [Route(path, _guard(h), methods=methods) for path, h, methods in table]

@@ -1,0 +1,56 @@
+"""The `/v2` (and `/v1beta1` market-data) route table: one line per Alpaca endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import grpc
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.alpaca.api import AlpacaApi, AlpacaError
+from gateway.alpaca.market_data import MarketDataApi
+
+__all__ = ["alpaca_routes"]
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def _guard(handler: Handler) -> Handler:
+    async def run(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except AlpacaError as exc:
+            return exc.response()
+
+    return run
+
+
+def alpaca_routes(
+    channel: Callable[[str], grpc.aio.Channel], allowed_origins: tuple[str, ...], vouch_key: str
+) -> list[Route]:
+    api = AlpacaApi(channel, allowed_origins, vouch_key)
+    md = MarketDataApi(api)
+    table: list[tuple[str, Handler, list[str]]] = [
+        ("/v2/account", api.account, ["GET"]),
+        ("/v2/account/configurations", api.configurations, ["GET", "PATCH"]),
+        ("/v2/orders", api.orders_root, ["GET", "POST", "DELETE"]),
+        ("/v2/orders:by_client_order_id", api.order_by_client_id, ["GET"]),
+        ("/v2/orders/{order_id}", api.order, ["GET", "PATCH", "DELETE"]),
+        ("/v2/positions", api.positions, ["GET", "DELETE"]),
+        ("/v2/positions/{symbol}", api.position, ["GET", "DELETE"]),
+        ("/v2/clock", api.clock, ["GET"]),
+        ("/v2/calendar", api.calendar, ["GET"]),
+        ("/v2/assets", api.assets, ["GET"]),
+        ("/v2/assets/{symbol}", api.assets, ["GET"]),
+        # market data (alpaca-py's StockHistoricalDataClient / OptionHistoricalDataClient)
+        ("/v2/stocks/quotes/latest", md.latest_quotes, ["GET"]),
+        ("/v2/stocks/quotes", md.quotes, ["GET"]),
+        ("/v2/stocks/bars/latest", md.latest_bars, ["GET"]),
+        ("/v2/stocks/bars", md.bars, ["GET"]),
+        ("/v1beta1/options/quotes/latest", md.latest_quotes, ["GET"]),
+        ("/v1beta1/options/bars", md.bars, ["GET"]),
+    ]
+    return [Route(path, _guard(h), methods=methods) for path, h, methods in table]
