@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from gateway.alpaca import AlpacaError, TradeUpdatesSocket, alpaca_routes
+from gateway.browser_stream import trade_updates_sse
 from gateway.openapi import build_openapi
 from gateway.routes import HttpRoute, build_routes
 from gateway.sessions import (
@@ -231,6 +232,10 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             Route("/", index),
             Route("/healthz", health),
             Route("/openapi.json", openapi),
+            Route(
+                "/api/mbt/stream/trade-updates",
+                trade_updates_sse(gw.channel, gw.config.allowed_origins, vouch),
+            ),
             Route("/api/{rest:path}", api, methods=ALL_METHODS),
             *alpaca_routes(gw.channel, gw.config.allowed_origins, vouch),
             Route(

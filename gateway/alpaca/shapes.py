@@ -282,6 +282,9 @@ def trade_update_json(u: opb.TradeUpdate) -> dict[str, Any]:
         "event": u.event,
         "order": order_json(u.order),
         "timestamp": _ts(u.timestamp),
+        # MBT's addition (Alpaca clients ignore unknown fields): when orders recorded it, wall
+        # clock, so a client can see its delivery latency
+        "recorded_at": _ts(u.recorded_at),
     }
     if u.event in ("fill", "partial_fill"):
         data.update(

@@ -127,6 +127,7 @@ async def persist_events(
                             await _position_after(c, str(row["account_id"]), symbol)
                         ),
                     )
+                    fe.recorded_at.FromDatetime(now_wall)
                     uow.publish(f"mbt.fills.{row['account_id']}", fe.SerializeToString(), exec_id)
                 await records.audit(
                     uow,

@@ -50,12 +50,19 @@ def to_trade_update(subject: str, data: bytes, sequence: int) -> pb.TradeUpdate 
             qty=fe.fill.qty,
             position_qty=fe.position_qty,
             fill=fe.fill,
+            recorded_at=fe.recorded_at,
         )
     oe = events_pb2.OrderEvent.FromString(data)
     event = ALPACA_EVENT.get(oe.event)
     if event is None:
         return None
-    return pb.TradeUpdate(sequence=sequence, event=event, order=oe.order, timestamp=oe.timestamp)
+    return pb.TradeUpdate(
+        sequence=sequence,
+        event=event,
+        order=oe.order,
+        timestamp=oe.timestamp,
+        recorded_at=oe.timestamp,
+    )
 
 
 class TradeUpdateSubscription:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 
 import grpc
@@ -99,3 +100,56 @@ async def _scenario(system: RunningSystem, token: str) -> None:
 def test_resume_from_a_sequence_misses_nothing_and_repeats_nothing(system: RunningSystem) -> None:
     token, _ = signup_http(system.url, "stream-resume@example.com")
     asyncio.run(_scenario(system, token))
+
+
+def _sse_events(url: str, headers: dict[str, str], want: int) -> list[dict[str, str]]:
+    import httpx
+
+    out: list[dict[str, str]] = []
+    with httpx.stream("GET", url, headers=headers, timeout=60) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        ev: dict[str, str] = {}
+        for line in r.iter_lines():
+            if not line:
+                if ev:
+                    out.append(ev)
+                    ev = {}
+                    if len(out) >= want:
+                        break
+                continue
+            if line.startswith(":"):
+                continue
+            k, _, v = line.partition(": ")
+            ev[k] = v
+    return out
+
+
+def test_browser_stream_resumes_with_last_event_id(system: RunningSystem) -> None:
+    import threading
+    import time
+
+    import httpx
+
+    token, _ = signup_http(system.url, "sse@example.com")
+    cookie = {"cookie": f"mbt_session={token}"}
+    url = f"{system.url}/api/mbt/stream/trade-updates"
+
+    def submit() -> None:
+        time.sleep(1.5)
+        r = httpx.post(
+            f"{system.url}/api/mbt/orders",
+            headers={**cookie, "content-type": "application/json"},
+            json={"symbol": "IBM", "side": "buy", "qty": "2", "order_type": "market"},
+        )
+        assert r.status_code == 200, r.text
+
+    threading.Thread(target=submit).start()
+    live = _sse_events(url, cookie, 2)
+    assert [e["event"] for e in live] == ["new", "fill"]
+    fill = json.loads(live[1]["data"])
+    assert fill["position_qty"] == "2" and fill["order"]["status"] == "filled"
+    # a browser reconnecting after the "new" event gets the fill, not the "new" again
+    again = _sse_events(url, {**cookie, "last-event-id": live[0]["id"]}, 1)
+    assert again[0]["id"] == live[1]["id"] and again[0]["event"] == "fill"
+    # no credential: refused before anything streams
+    assert httpx.get(url).status_code == 401

@@ -35,6 +35,7 @@ class FillEvent(_message.Message):
     ORDER_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     POSITION_QTY_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     position_qty: _builtins.str
     """The account's signed position in `fill.symbol` after this fill (from the fills alone)."""
@@ -44,6 +45,10 @@ class FillEvent(_message.Message):
     def order(self) -> _orders_service_pb2.Order:
         """order state after this fill"""
 
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """Wall-clock time orders recorded the fill (its transaction), for delivery latency."""
+
     def __init__(
         self,
         *,
@@ -51,10 +56,11 @@ class FillEvent(_message.Message):
         order: _orders_service_pb2.Order | None = ...,
         user_id: _builtins.str = ...,
         position_qty: _builtins.str = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order", "recorded_at", b"recorded_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order", "position_qty", b"position_qty", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order", "position_qty", b"position_qty", "recorded_at", b"recorded_at", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

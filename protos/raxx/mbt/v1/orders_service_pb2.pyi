@@ -57,6 +57,7 @@ class TradeUpdate(_message.Message):
     QTY_FIELD_NUMBER: _builtins.int
     POSITION_QTY_FIELD_NUMBER: _builtins.int
     FILL_FIELD_NUMBER: _builtins.int
+    RECORDED_AT_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Increases with every update of this user (gaps are other users' updates)."""
     event: _builtins.str
@@ -76,6 +77,10 @@ class TradeUpdate(_message.Message):
     def fill(self) -> Global___Fill:
         """Fills only: the instrument traded (a spread's leg) and the NBBO the fill used."""
 
+    @_builtins.property
+    def recorded_at(self) -> _timestamp_pb2.Timestamp:
+        """Wall-clock time orders recorded the change (market time is in `timestamp` / the fill)."""
+
     def __init__(
         self,
         *,
@@ -88,10 +93,11 @@ class TradeUpdate(_message.Message):
         qty: _builtins.str = ...,
         position_qty: _builtins.str = ...,
         fill: Global___Fill | None = ...,
+        recorded_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order", "timestamp", b"timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fill", b"fill", "order", b"order", "recorded_at", b"recorded_at", "timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "execution_id", b"execution_id", "fill", b"fill", "order", b"order", "position_qty", b"position_qty", "price", b"price", "qty", b"qty", "sequence", b"sequence", "timestamp", b"timestamp"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "execution_id", b"execution_id", "fill", b"fill", "order", b"order", "position_qty", b"position_qty", "price", b"price", "qty", b"qty", "recorded_at", b"recorded_at", "sequence", b"sequence", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
