@@ -34,8 +34,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mbt import harness  # noqa: E402
-from mbt.client import origin_for  # noqa: E402
-from mbt.passkey import SoftPasskey  # noqa: E402
 from services.platform.bus import Bus  # noqa: E402
 from services.platform.ratelimit import RateLimiter  # noqa: E402
 
@@ -43,18 +41,6 @@ from services.platform.ratelimit import RateLimiter  # noqa: E402
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(q * (len(xs) - 1)))], 3)
-
-
-def signup(url: str, email: str) -> str:
-    key = SoftPasskey.generate()
-    d = httpx.post(f"{url}/api/mbt/sessions/registrations", json={"email": email}).json()["data"]
-    r = httpx.post(
-        f"{url}/api/mbt/sessions/registrations/{d['ceremony_id']}:finish",
-        json={"credential_json": key.create(d["options_json"], origin_for(url))},
-    )
-    m = re.search(r"mbt_session=([^;]+)", r.headers["set-cookie"])
-    assert m is not None, r.text
-    return m.group(1)
 
 
 async def drive(url: str, token: str, total: int, clients: int) -> dict[str, Any]:
@@ -105,7 +91,7 @@ async def limiter_alone(nats_url: str, n: int) -> dict[str, Any]:
 
 def run(tmp: Path, env: dict[str, str], total: int, clients: int, tag: str) -> dict[str, Any]:
     with harness.running_system(tmp / tag, "--speed", "1", env=env) as system:
-        token = signup(system.url, f"bench-{tag}@example.com")
+        token = harness.signup_http(system.url, f"bench-{tag}@example.com")
         result = asyncio.run(drive(system.url, token, total, clients))
         nats = re.search(r"nats\s+(nats://\S+)", system.log.read_text())
         if nats and tag == "limited":

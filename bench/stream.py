@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import shutil
 import sys
 import tempfile
@@ -33,25 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mbt import harness  # noqa: E402
-from mbt.client import origin_for  # noqa: E402
-from mbt.passkey import SoftPasskey  # noqa: E402
 
 
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return round(xs[min(len(xs) - 1, int(q * (len(xs) - 1)))], 2) if xs else float("nan")
-
-
-def signup(url: str, email: str) -> str:
-    key = SoftPasskey.generate()
-    d = httpx.post(f"{url}/api/mbt/sessions/registrations", json={"email": email}).json()["data"]
-    r = httpx.post(
-        f"{url}/api/mbt/sessions/registrations/{d['ceremony_id']}:finish",
-        json={"credential_json": key.create(d["options_json"], origin_for(url))},
-    )
-    m = re.search(r"mbt_session=([^;]+)", r.headers["set-cookie"])
-    assert m is not None, r.text
-    return m.group(1)
 
 
 async def subscriber(
@@ -95,7 +80,7 @@ async def trader(url: str, token: str, orders: int, tag: str) -> None:
 
 
 async def bench(url: str, users: int, per_user: int, orders: int) -> dict[str, Any]:
-    tokens = [signup(url, f"bench-stream-{u}@example.com") for u in range(users)]
+    tokens = [harness.signup_http(url, f"bench-stream-{u}@example.com") for u in range(users)]
     ws_url = url.replace("http", "ws") + "/stream"
     latencies: list[float] = []
     readies = [asyncio.Event() for _ in range(users * per_user)]

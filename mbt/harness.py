@@ -22,7 +22,14 @@ from typing import Any
 from mbt.launcher import free_port
 from services.platform.settings import DEFAULT_PORTS
 
-__all__ = ["RunningSystem", "SystemDidNotStart", "free_port_block", "running_system", "start"]
+__all__ = [
+    "RunningSystem",
+    "SystemDidNotStart",
+    "free_port_block",
+    "running_system",
+    "signup_http",
+    "start",
+]
 
 READY_LINE = "MBT is up"
 
@@ -124,6 +131,27 @@ def start(
         time.sleep(0.2)
     ports = {name: base + i for i, name in enumerate(DEFAULT_PORTS)}
     return RunningSystem(f"http://127.0.0.1:{gw}", gw, ports, data_dir, proc, log)
+
+
+def signup_http(url: str, email: str) -> str:
+    """Register a new user with a software passkey over HTTP; their access token."""
+    import re
+
+    import httpx
+
+    from mbt.client import origin_for
+    from mbt.passkey import SoftPasskey
+
+    key = SoftPasskey.generate()
+    d = httpx.post(f"{url}/api/mbt/sessions/registrations", json={"email": email}).json()["data"]
+    r = httpx.post(
+        f"{url}/api/mbt/sessions/registrations/{d['ceremony_id']}:finish",
+        json={"credential_json": key.create(d["options_json"], origin_for(url))},
+    )
+    m = re.search(r"mbt_session=([^;]+)", r.headers.get("set-cookie", ""))
+    if m is None:
+        raise RuntimeError(f"signup of {email} failed: {r.status_code} {r.text}")
+    return m.group(1)
 
 
 @contextlib.contextmanager

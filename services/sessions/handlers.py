@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.platform.errors import (
     AlreadyExists,
@@ -200,28 +200,34 @@ class SessionsHandlers:
                 raise NotFound(
                     f"no user {email}; sign up with `mbt signup`", reason="USER_NOT_FOUND"
                 )
-            cred_ids = [
-                bytes(r.credential_id)
-                for r in await conn.execute(
-                    select(credentials.c.credential_id).where(credentials.c.user_id == user["id"])
-                )
-            ]
-            options, challenge = passkeys.begin_login(
-                rp_id=self.cfg.rp_id, allow_credential_ids=cred_ids
+            return await self._assertion_ceremony(conn, user, "login", {"user_id": user["id"]})
+
+    async def _assertion_ceremony(
+        self, conn: AsyncConnection, user: Any, purpose: str, context: dict[str, Any]
+    ) -> Ceremony:
+        """A WebAuthn assertion challenge for one of ``user``'s passkeys, kept for 5 minutes."""
+        cred_ids = [
+            bytes(r.credential_id)
+            for r in await conn.execute(
+                select(credentials.c.credential_id).where(credentials.c.user_id == user["id"])
             )
-            cid = str(uuid.uuid4())
-            expires = datetime.now(UTC) + CEREMONY_TTL
-            await conn.execute(
-                ceremonies.insert().values(
-                    id=cid,
-                    purpose="login",
-                    email=email,
-                    user_handle=user["user_handle"],
-                    challenge=challenge,
-                    context={"user_id": user["id"]},
-                    expires_at=expires,
-                )
+        ]
+        options, challenge = passkeys.begin_login(
+            rp_id=self.cfg.rp_id, allow_credential_ids=cred_ids
+        )
+        cid = str(uuid.uuid4())
+        expires = datetime.now(UTC) + CEREMONY_TTL
+        await conn.execute(
+            ceremonies.insert().values(
+                id=cid,
+                purpose=purpose,
+                email=user["email"],
+                user_handle=user["user_handle"],
+                challenge=challenge,
+                context=context,
+                expires_at=expires,
             )
+        )
         return Ceremony(cid, options, expires)
 
     async def _verify_assertion(
@@ -296,29 +302,8 @@ class SessionsHandlers:
             raise InvalidArgument("bind_sha256", "must be 64 hex digits (a SHA-256)")
         async with self.db.begin() as conn:
             user = (await conn.execute(select(users).where(users.c.id == user_id))).mappings().one()
-            cred_ids = [
-                bytes(r.credential_id)
-                for r in await conn.execute(
-                    select(credentials.c.credential_id).where(credentials.c.user_id == user_id)
-                )
-            ]
-            options, challenge = passkeys.begin_login(
-                rp_id=self.cfg.rp_id, allow_credential_ids=cred_ids
-            )
-            cid = str(uuid.uuid4())
-            expires = datetime.now(UTC) + CEREMONY_TTL
-            await conn.execute(
-                ceremonies.insert().values(
-                    id=cid,
-                    purpose="step_up",
-                    email=user["email"],
-                    user_handle=user["user_handle"],
-                    challenge=challenge,
-                    context={"user_id": user_id, "session_id": session_id, "bind": bind},
-                    expires_at=expires,
-                )
-            )
-        return Ceremony(cid, options, expires)
+            context = {"user_id": user_id, "session_id": session_id, "bind": bind}
+            return await self._assertion_ceremony(conn, user, "step_up", context)
 
     async def finish_step_up(
         self, ceremony_id: str, credential_json: str, user_id: str, session_id: str

@@ -69,3 +69,17 @@ def signup_http(url: str, email: str) -> tuple[str, SoftPasskey]:
 
 def ts(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def set_tier(data_dir: Path, email: str, tier: str) -> None:
+    """`mbt admin tier set` as an operator of the system whose data dir is ``data_dir``."""
+    env = {**os.environ, "MBT_DATA_DIR": str(data_dir)}
+    args = ["admin", "tier", "set", email, tier, "--reason", "test", "--operator", "ci"]
+    p = subprocess.run(
+        [sys.executable, "-m", "mbt.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr

@@ -31,7 +31,7 @@ from alpaca.trading.requests import (
 from alpaca.trading.stream import TradingStream
 
 from tests.e2e.conftest import RunningSystem
-from tests.e2e.helpers import cli_json, run_cli, wait_for
+from tests.e2e.helpers import cli_json, run_cli, set_tier, wait_for
 
 pytestmark = pytest.mark.e2e
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -256,25 +256,7 @@ def test_stock_data_client_latest_quote_quotes_and_bars(
 
     key = _key(system, tmp_path, "alpaca-data@example.com")
     # the quote archive is a Pro+ entitlement (Free sees the feed 15 minutes late)
-    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbt.cli",
-            "admin",
-            "tier",
-            "set",
-            "alpaca-data@example.com",
-            "pro_plus",
-            "--reason",
-            "test",
-        ],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    set_tier(system.data_dir, "alpaca-data@example.com", "pro_plus")
     data = StockHistoricalDataClient(key["key_id"], key["secret"], url_override=system.url)
     latest = data.get_stock_latest_quote(StockLatestQuoteRequest(symbol_or_symbols=["IBM", "SPY"]))
     assert set(latest) == {"IBM", "SPY"}

@@ -35,7 +35,7 @@ from raxx.mbt.v1 import orders_service_pb2 as opb
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
 from services.platform.auth import gateway_vouch_key
 from tests.e2e.conftest import running_system
-from tests.e2e.helpers import cli_json, run_cli, wait_for
+from tests.e2e.helpers import cli_json, run_cli, set_tier, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -322,28 +322,7 @@ def test_every_bad_token_is_unauthenticated(limited: RunningSystem, tmp_path: Pa
 
 
 def _pro(system: RunningSystem, email: str, tier: str) -> None:
-    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbt.cli",
-            "admin",
-            "tier",
-            "set",
-            email,
-            tier,
-            "--reason",
-            "test",
-            "--operator",
-            "ci",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert p.returncode == 0, p.stderr
+    set_tier(system.data_dir, email, tier)
 
 
 def test_free_user_gets_429_on_the_61st_request_and_pro_does_not(
