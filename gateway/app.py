@@ -48,6 +48,7 @@ from services.platform.clients import CHANNEL_OPTIONS
 from services.platform.settings import DEFAULT_PORTS, SERVICE_NAMES
 
 DEFAULT_TIMEOUT_S = 10.0
+MAX_BODY_BYTES = 64 * 1024  # an order is well under 2 KB
 ALL_METHODS = ["GET", "POST", "PATCH", "PUT", "DELETE"]
 
 
@@ -154,6 +155,10 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             headers = {"www-authenticate": 'Bearer realm="mbt"'} if metadata.status == 401 else None
             return error_response(metadata.status, metadata.code, metadata.message, rid, headers)
         body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return error_response(
+                413, "PAYLOAD_TOO_LARGE", f"the body is over {MAX_BODY_BYTES // 1024} KB", rid
+            )
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if body.strip() and ctype != "application/json":
             return error_response(

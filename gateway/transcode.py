@@ -25,6 +25,9 @@ def _set_path(msg: Message, dotted: str, value: str) -> None:
     *parents, leaf = dotted.split(".")
     target: Any = msg
     for p in parents:
+        fd = target.DESCRIPTOR.fields_by_name.get(p)
+        if fd is None or fd.message_type is None or fd.is_repeated:
+            raise BadRequest(dotted[:60], "unknown field")
         target = getattr(target, p)
     fd = target.DESCRIPTOR.fields_by_name.get(leaf)
     if fd is None:
@@ -76,7 +79,13 @@ def build_request(
     if route.body:
         if body.strip():
             try:
-                data = json.loads(body)
+                text = body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadRequest("body", f"not UTF-8 (byte {exc.start})") from None
+            if _nesting(text) > MAX_JSON_DEPTH:
+                raise BadRequest("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            try:
+                data = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise BadRequest(
                     "body", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -85,10 +94,17 @@ def build_request(
                 raise BadRequest("body", "must be a JSON object")
             data = {k: _stringify_number(v) for k, v in data.items()}
             target = msg if route.body == "*" else getattr(msg, route.body)
+            known = set(target.DESCRIPTOR.fields_by_name) | {
+                f.json_name for f in target.DESCRIPTOR.fields
+            }
+            unknown = sorted(k for k in data if k not in known)
+            if unknown:
+                names = ", ".join(repr(k[:40]) for k in unknown[:5])
+                raise BadRequest(str(unknown[0])[:40], f"unknown field(s) {names}")
             try:
-                json_format.ParseDict(data, target, ignore_unknown_fields=True)
+                json_format.ParseDict(data, target, ignore_unknown_fields=False)
             except json_format.ParseError as exc:
-                raise BadRequest("body", str(exc)) from exc
+                raise BadRequest("body", str(exc)[:300]) from exc
     elif query:
         for k, v in query:
             _set_path(msg, k, v)
@@ -97,12 +113,42 @@ def build_request(
     return msg
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _nesting(text: str) -> int:
+    """How deep the JSON's brackets nest (outside strings), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def _stringify_number(v: Any) -> Any:
     # money fields are strings on the wire; accept JSON numbers from clients that send them
     if isinstance(v, bool):
         return v
-    if isinstance(v, int | float):
-        return repr(v) if isinstance(v, float) else str(v)
+    if isinstance(v, float):
+        # plain notation (1e-05 -> "0.00001"); the field's own grammar then decides
+        from decimal import Decimal
+
+        return format(Decimal(repr(v)), "f") if v == v and abs(v) != float("inf") else repr(v)
+    if isinstance(v, int):
+        return str(v)
     return v
 
 

@@ -390,8 +390,9 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         require_service()
         if request.side not in ("buy", "sell"):
             raise InvalidArgument("side", "must be buy or sell")
-        qty = parse_decimal("qty", request.qty, positive=True)
-        amount = parse_decimal("amount", request.amount, required=False) or ZERO
+        # internal: orders computed these; any finite decimal
+        qty = parse_decimal("qty", request.qty, positive=True, strict=False)
+        amount = parse_decimal("amount", request.amount, required=False, strict=False) or ZERO
         assert qty is not None
         marks = await self._margin_marks(request.user_id, request.symbol)
         account_id, held, preference = await handlers.place_hold(

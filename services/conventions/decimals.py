@@ -6,6 +6,7 @@ Money and quantities are ``Decimal`` end to end and travel as plain strings ("18
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 
 __all__ = ["dec_to_wire", "money", "parse_decimal_text"]
@@ -29,12 +30,29 @@ def money(d: Decimal) -> str:
     return dec_to_wire(d, 2)
 
 
+# Plain ASCII decimals only: no exponent, no underscores, no other scripts' digits, bounded
+# (12 integer digits, 9 decimal places: more than any price or quantity MBT trades).
+_DECIMAL = re.compile(r"[+-]?[0-9]{1,12}(\.[0-9]{1,9})?|[+-]?\.[0-9]{1,9}")
+
+
+def _shown(raw: str) -> str:
+    return repr(raw if len(raw) <= 40 else raw[:40] + "...")
+
+
 def parse_decimal_text(raw: str) -> Decimal:
-    """A finite decimal from its text; ValueError saying what is wrong otherwise."""
+    """A decimal from plain ASCII text (``-12.50``); ValueError saying what is wrong otherwise.
+
+    Refused: exponents (``1e30``), underscores (``1_000``), non-ASCII digits (``１０``), more
+    than 12 integer digits or 9 decimal places, NaN and infinities.
+    """
+    text = raw.strip()
+    if not _DECIMAL.fullmatch(text):
+        if text.isascii() and any(c in text for c in "eE_") or not text.isascii():
+            raise ValueError(f"not a plain decimal number: {_shown(raw)}")
+        raise ValueError(
+            f"not a decimal number (at most 12 digits before the point, 9 after): {_shown(raw)}"
+        )
     try:
-        d = Decimal(raw.strip())
-    except InvalidOperation:
-        raise ValueError(f"not a decimal number: {raw!r}") from None
-    if not d.is_finite():
-        raise ValueError(f"not a finite number: {raw!r}")
-    return d
+        return Decimal(text)
+    except InvalidOperation:  # unreachable after the grammar, kept as a guard
+        raise ValueError(f"not a decimal number: {_shown(raw)}") from None

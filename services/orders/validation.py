@@ -63,8 +63,9 @@ def _symbol(field_name: str, raw: str) -> str:
     symbol = raw.strip().upper()
     if not symbol:
         raise InvalidArgument(field_name, "is required")
-    if not symbol.isalnum() or len(symbol) > 32:
-        raise InvalidArgument(field_name, f"not a valid symbol: {raw!r}")
+    if not (symbol.isascii() and symbol.isalnum()) or len(symbol) > 32:
+        shown = raw if len(raw) <= 40 else raw[:40] + "..."
+        raise InvalidArgument(field_name, f"not a valid symbol: {shown!r}")
     return symbol
 
 
@@ -115,6 +116,8 @@ def check_submit(req: pb.SubmitOrderRequest) -> OrderIntent:
     coid = req.client_order_id.strip()
     if len(coid) > MAX_CLIENT_ORDER_ID:
         raise InvalidArgument("client_order_id", f"at most {MAX_CLIENT_ORDER_ID} characters")
+    if not (coid.isascii() and coid.isprintable()):
+        raise InvalidArgument("client_order_id", "only printable ASCII characters are allowed")
     intent = OrderIntent(symbol, side, qty, order_type, tif, limit, stop, coid, legs, preference)
     try:  # the order-type and multi-leg rules, once, in the domain
         validate_order(to_order(intent, "check", "check", datetime(2000, 1, 3, tzinfo=UTC)))

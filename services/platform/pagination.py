@@ -8,6 +8,7 @@ from services.platform.errors import InvalidArgument
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 100
+MAX_OFFSET = 10**9  # tokens we issue stay far below; larger ones are forged
 
 
 def page_bounds(
@@ -19,11 +20,13 @@ def page_bounds(
     size = min(page_size or default, MAX_PAGE_SIZE)
     offset = 0
     if page_token:
+        if len(page_token) > 64:
+            raise InvalidArgument("page_token", "not a token this server issued")
         try:
             offset = int(base64.urlsafe_b64decode(page_token.encode()).decode())
         except ValueError as exc:
             raise InvalidArgument("page_token", "not a token this server issued") from exc
-        if offset < 0:
+        if not 0 <= offset <= MAX_OFFSET:
             raise InvalidArgument("page_token", "not a token this server issued")
     return size, offset
 

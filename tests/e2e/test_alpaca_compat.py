@@ -81,8 +81,14 @@ def test_trading_client_end_to_end(system: RunningSystem, tmp_path: Path) -> Non
     assert isinstance(buy, Order) and buy.status in (OrderStatus.ACCEPTED, OrderStatus.FILLED)
     filled = _filled(c, buy.id)
     assert filled.filled_qty == "3" and Decimal(str(filled.filled_avg_price)) > 0
-    pos = c.get_open_position("IBM")
+    # the ledger applies the fill from its event a moment later (accounts owns positions)
+    pos = wait_for(
+        lambda: next((p for p in c.get_all_positions() if p.symbol == "IBM"), None),
+        timeout=10,
+        what="position",
+    )
     assert isinstance(pos, Position) and pos.qty == "3" and pos.side == "long"
+    assert c.get_open_position("IBM").qty == "3"
     assert [p.symbol for p in c.get_all_positions()] == ["IBM"]
 
     # resting orders of every type, found by id and by client order id, listed, replaced
@@ -132,6 +138,7 @@ def test_trading_client_end_to_end(system: RunningSystem, tmp_path: Path) -> Non
     closing = c.close_position("IBM", ClosePositionRequest(qty="1"))
     assert closing.side == OrderSide.SELL and closing.qty == "1"
     _filled(c, closing.id)
+    wait_for(lambda: c.get_open_position("IBM").qty == "2", timeout=10, what="ledger")
     half = c.close_position("IBM", ClosePositionRequest(percentage="50"))
     assert half.qty == "1"  # 50% of 2
     _filled(c, half.id)
