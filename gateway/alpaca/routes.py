@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import grpc
@@ -14,6 +15,8 @@ from gateway.alpaca.market_data import MarketDataApi
 
 __all__ = ["alpaca_routes"]
 
+log = logging.getLogger("mbt.gateway.alpaca")
+
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -24,6 +27,9 @@ def _guard(handler: Handler) -> Handler:
             return await handler(request)
         except AlpacaError as exc:
             return exc.response()
+        except Exception:  # a bug: still Alpaca's JSON body, so clients can read it
+            log.exception("unhandled error on %s %s", request.method, request.url.path)
+            return AlpacaError(500, "internal error").response()
 
     return run
 
