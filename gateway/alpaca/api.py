@@ -97,6 +97,15 @@ def _decimal_text(field: str, v: Any) -> str:
     return out if "." not in out else out.rstrip("0").rstrip(".") or "0"
 
 
+def _iso_date(field: str, raw: str) -> Any:
+    from datetime import date
+
+    try:
+        return date.fromisoformat(raw[:10])
+    except ValueError:
+        raise AlpacaError(422, f"{field}: not a date: {raw[:40]!r}") from None
+
+
 class AlpacaApi:
     def __init__(
         self,
@@ -160,6 +169,32 @@ class AlpacaApi:
         if request.method == "PATCH":
             await self.body(request)  # accepted and kept as MBT's rules (nulls: unchanged)
         return JSONResponse(shapes.account_configuration(a.account_type == "margin"))
+
+    async def portfolio_history(self, request: Request) -> Response:
+        """Daily equity from the end-of-day snapshots (Alpaca's timeframe 1D)."""
+        from datetime import timedelta
+
+        q = request.query_params
+        timeframe = q.get("timeframe") or "1D"
+        if timeframe != "1D":
+            raise AlpacaError(422, "MBT keeps daily equity: timeframe must be 1D for now")
+        period = (q.get("period") or "1M").upper()
+        days = {"D": 1, "W": 7, "M": 31, "A": 366}
+        if len(period) < 2 or not period[:-1].isdigit() or period[-1] not in days:
+            raise AlpacaError(422, "period must be a number and D, W, M or A (e.g. 1M)")
+        clock = await self.call(request, self.marketdata.GetClock, mpb.GetClockRequest())
+        end = clock.timestamp.ToDatetime().date()
+        if q.get("end"):
+            end = _iso_date("end", q["end"])
+        start = end - timedelta(days=int(period[:-1]) * days[period[-1]])
+        if q.get("start"):
+            start = _iso_date("start", q["start"])
+        hist = await self.call(
+            request,
+            self.accounts.GetPortfolioHistory,
+            apb.GetPortfolioHistoryRequest(start_date=start.isoformat(), end_date=end.isoformat()),
+        )
+        return JSONResponse(shapes.portfolio_history_json(hist))
 
     # ---- orders ----------------------------------------------------------------------------
     def submit_request(self, b: dict[str, Any]) -> opb.SubmitOrderRequest:

@@ -42,6 +42,7 @@ def alpaca_routes(
     table: list[tuple[str, Handler, list[str]]] = [
         ("/v2/account", api.account, ["GET"]),
         ("/v2/account/configurations", api.configurations, ["GET", "PATCH"]),
+        ("/v2/account/portfolio/history", api.portfolio_history, ["GET"]),
         ("/v2/orders", api.orders_root, ["GET", "POST", "DELETE"]),
         ("/v2/orders:by_client_order_id", api.order_by_client_id, ["GET"]),
         ("/v2/orders/{order_id}", api.order, ["GET", "PATCH", "DELETE"]),

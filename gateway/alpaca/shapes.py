@@ -25,6 +25,7 @@ __all__ = [
     "calendar_json",
     "clock_json",
     "order_json",
+    "portfolio_history_json",
     "position_json",
     "trade_update_json",
 ]
@@ -295,3 +296,31 @@ def trade_update_json(u: opb.TradeUpdate) -> dict[str, Any]:
             position_qty=u.position_qty,
         )
     return data
+
+
+def portfolio_history_json(h: apb.PortfolioHistory) -> dict[str, Any]:
+    """Alpaca's PortfolioHistory from MBT's end-of-day points (16:00 ET closes, epoch seconds)."""
+    from datetime import datetime
+    from decimal import Decimal
+    from zoneinfo import ZoneInfo
+
+    et = ZoneInfo("America/New_York")
+    stamps, equity, pl, plpc = [], [], [], []
+    base = Decimal(h.points[0].equity) - Decimal(h.points[0].profit_loss or "0") if h.points else 0
+    for p in h.points:
+        close = datetime.fromisoformat(p.date).replace(hour=16, tzinfo=et)
+        stamps.append(int(close.timestamp()))
+        e = Decimal(p.equity)
+        equity.append(float(e))
+        change = e - Decimal(base)
+        pl.append(float(change))
+        plpc.append(float(change / Decimal(base)) if base else None)
+    return {
+        "timestamp": stamps,
+        "equity": equity,
+        "profit_loss": pl,
+        "profit_loss_pct": plpc,
+        "base_value": float(base),
+        "timeframe": "1D",
+        "cashflow": {},
+    }
