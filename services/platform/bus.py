@@ -58,7 +58,6 @@ QUOTES_LVC_STREAM = StreamConfig(
 QUOTES_SUBJECT = "mbt.quotes"
 CLOCK_SUBJECT = "mbt.clock"
 FEED_STATUS_SUBJECT = "mbt.marketdata.status"
-SESSION_REVOKED_SUBJECT = "mbt.sessions.revoked"
 
 
 def subject_token(value: str) -> str:

@@ -108,7 +108,6 @@ class CredentialRegistry:
     api_keys: dict[str, ApiKeyEntry] = field(default_factory=dict)
     users: dict[str, UserEntry] = field(default_factory=dict)
     kv: KeyValue | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     # ---- the writer's side (sessions) ------------------------------------------------------
     @staticmethod
@@ -131,17 +130,16 @@ class CredentialRegistry:
         self._apply(key, None)
 
     # ---- every service's side -------------------------------------------------------------
-    async def follow(self, bus: Bus, *, create: bool = False) -> None:
+    async def follow(self, bus: Bus) -> None:
         """Load every entry, then apply changes as they come (run as a background task)."""
         while self.kv is None:
             try:
-                self.kv = await (self.open_bucket(bus) if create else bus.js.key_value(BUCKET))
+                self.kv = await bus.js.key_value(BUCKET)
             except (BucketNotFoundError, NotFoundError):
                 await asyncio.sleep(0.2)  # the sessions service creates it
         watcher = await self.kv.watchall()
         async for update in watcher:
             if update is None:  # the end of the initial values
-                self.ready.set()
                 continue
             kind = update.key.split(".", 1)[0]
             deleted = update.operation in ("DEL", "PURGE") or not update.value

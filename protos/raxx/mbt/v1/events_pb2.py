@@ -27,7 +27,7 @@ from raxx.mbt.v1 import common_pb2 as raxx_dot_mbt_dot_v1_dot_common__pb2
 from raxx.mbt.v1 import orders_service_pb2 as raxx_dot_mbt_dot_v1_dot_orders__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18raxx/mbt/v1/events.proto\x12\x0braxx.mbt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18raxx/mbt/v1/common.proto\x1a raxx/mbt/v1/orders_service.proto\"\xa7\x01\n\tFillEvent\x12\x1f\n\x04\x66ill\x18\x01 \x01(\x0b\x32\x11.raxx.mbt.v1.Fill\x12!\n\x05order\x18\x02 \x01(\x0b\x32\x12.raxx.mbt.v1.Order\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x14\n\x0cposition_qty\x18\x04 \x01(\t\x12/\n\x0brecorded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\nOrderEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12!\n\x05order\x18\x02 \x01(\x0b\x32\x12.raxx.mbt.v1.Order\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"j\n\x13SessionRevokedEvent\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\nClockEvent\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07is_open\x18\x02 \x01(\x08\"/\n\nQuoteEvent\x12!\n\x05quote\x18\x01 \x01(\x0b\x32\x12.raxx.mbt.v1.Quote\"[\n\x0f\x46\x65\x65\x64StatusEvent\x12\r\n\x05stale\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x0fUserErasedEvent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x02 \x03(\t\x12-\n\terased_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18raxx/mbt/v1/events.proto\x12\x0braxx.mbt.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18raxx/mbt/v1/common.proto\x1a raxx/mbt/v1/orders_service.proto\"\xa7\x01\n\tFillEvent\x12\x1f\n\x04\x66ill\x18\x01 \x01(\x0b\x32\x11.raxx.mbt.v1.Fill\x12!\n\x05order\x18\x02 \x01(\x0b\x32\x12.raxx.mbt.v1.Order\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x14\n\x0cposition_qty\x18\x04 \x01(\t\x12/\n\x0brecorded_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"~\n\nOrderEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12!\n\x05order\x18\x02 \x01(\x0b\x32\x12.raxx.mbt.v1.Order\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\nClockEvent\x12-\n\ttimestamp\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07is_open\x18\x02 \x01(\x08\"/\n\nQuoteEvent\x12!\n\x05quote\x18\x01 \x01(\x0b\x32\x12.raxx.mbt.v1.Quote\"[\n\x0f\x46\x65\x65\x64StatusEvent\x12\r\n\x05stale\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x0fUserErasedEvent\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x02 \x03(\t\x12-\n\terased_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestampb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,14 +38,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FILLEVENT']._serialized_end=302
   _globals['_ORDEREVENT']._serialized_start=304
   _globals['_ORDEREVENT']._serialized_end=430
-  _globals['_SESSIONREVOKEDEVENT']._serialized_start=432
-  _globals['_SESSIONREVOKEDEVENT']._serialized_end=538
-  _globals['_CLOCKEVENT']._serialized_start=540
-  _globals['_CLOCKEVENT']._serialized_end=616
-  _globals['_QUOTEEVENT']._serialized_start=618
-  _globals['_QUOTEEVENT']._serialized_end=665
-  _globals['_FEEDSTATUSEVENT']._serialized_start=667
-  _globals['_FEEDSTATUSEVENT']._serialized_end=758
-  _globals['_USERERASEDEVENT']._serialized_start=760
-  _globals['_USERERASEDEVENT']._serialized_end=862
+  _globals['_CLOCKEVENT']._serialized_start=432
+  _globals['_CLOCKEVENT']._serialized_end=508
+  _globals['_QUOTEEVENT']._serialized_start=510
+  _globals['_QUOTEEVENT']._serialized_end=557
+  _globals['_FEEDSTATUSEVENT']._serialized_start=559
+  _globals['_FEEDSTATUSEVENT']._serialized_end=650
+  _globals['_USERERASEDEVENT']._serialized_start=652
+  _globals['_USERERASEDEVENT']._serialized_end=754
 # @@protoc_insertion_point(module_scope)

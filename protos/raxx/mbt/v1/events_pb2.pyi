@@ -100,32 +100,6 @@ class OrderEvent(_message.Message):
 Global___OrderEvent: _TypeAlias = OrderEvent  # noqa: Y015
 
 @_typing.final
-class SessionRevokedEvent(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    SESSION_ID_FIELD_NUMBER: _builtins.int
-    USER_ID_FIELD_NUMBER: _builtins.int
-    EXPIRES_AT_FIELD_NUMBER: _builtins.int
-    session_id: _builtins.str
-    user_id: _builtins.str
-    @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
-    def __init__(
-        self,
-        *,
-        session_id: _builtins.str = ...,
-        user_id: _builtins.str = ...,
-        expires_at: _timestamp_pb2.Timestamp | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "session_id", b"session_id", "user_id", b"user_id"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___SessionRevokedEvent: _TypeAlias = SessionRevokedEvent  # noqa: Y015
-
-@_typing.final
 class ClockEvent(_message.Message):
     """The market clock as the market-data service sees it (simulated when replaying)."""
 
