@@ -27,6 +27,7 @@ from raxx.mbt.v1 import marketdata_service_pb2 as mpb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as mgrpc
 from raxx.mbt.v1 import orders_service_pb2 as opb
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
+from services.platform.grpc_server import FOLLOW_UP_HEADER
 
 __all__ = ["AlpacaApi", "AlpacaError"]
 
@@ -137,10 +138,13 @@ class AlpacaApi:
         return tuple(md)
 
     async def call(self, request: Request, method: Any, req: Message) -> Any:
+        """One RPC for this HTTP request; the request's rate limit is spent on its first."""
+        md = self.metadata(request)
+        if getattr(request.state, "mbt_rpcs", 0):
+            md += ((FOLLOW_UP_HEADER, "1"),)
+        request.state.mbt_rpcs = getattr(request.state, "mbt_rpcs", 0) + 1
         try:
-            return await method(
-                req, metadata=self.metadata(request), timeout=TIMEOUT_S, wait_for_ready=True
-            )
+            return await method(req, metadata=md, timeout=TIMEOUT_S, wait_for_ready=True)
         except grpc.aio.AioRpcError as err:
             raise _from_rpc(err) from None
 

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.alpaca.api import AlpacaApi, AlpacaError
+from gateway.alpaca.catalog import CatalogApi
 from gateway.alpaca.market_data import MarketDataApi
 
 __all__ = ["alpaca_routes"]
@@ -39,10 +40,13 @@ def alpaca_routes(
 ) -> list[Route]:
     api = AlpacaApi(channel, allowed_origins, vouch_key)
     md = MarketDataApi(api)
+    cat = CatalogApi(api)
     table: list[tuple[str, Handler, list[str]]] = [
         ("/v2/account", api.account, ["GET"]),
         ("/v2/account/configurations", api.configurations, ["GET", "PATCH"]),
         ("/v2/account/portfolio/history", api.portfolio_history, ["GET"]),
+        ("/v2/account/activities", cat.activities, ["GET"]),
+        ("/v2/account/activities/{activity_type}", cat.activities, ["GET"]),
         ("/v2/orders", api.orders_root, ["GET", "POST", "DELETE"]),
         ("/v2/orders:by_client_order_id", api.order_by_client_id, ["GET"]),
         ("/v2/orders/{order_id}", api.order, ["GET", "PATCH", "DELETE"]),
@@ -52,6 +56,8 @@ def alpaca_routes(
         ("/v2/calendar", api.calendar, ["GET"]),
         ("/v2/assets", api.assets, ["GET"]),
         ("/v2/assets/{symbol}", api.assets, ["GET"]),
+        ("/v2/options/contracts", cat.option_contracts, ["GET"]),
+        ("/v2/options/contracts/{symbol_or_id}", cat.option_contract, ["GET"]),
         # market data (alpaca-py's StockHistoricalDataClient / OptionHistoricalDataClient)
         ("/v2/stocks/quotes/latest", md.latest_quotes, ["GET"]),
         ("/v2/stocks/quotes", md.quotes, ["GET"]),
@@ -59,5 +65,7 @@ def alpaca_routes(
         ("/v2/stocks/bars", md.bars, ["GET"]),
         ("/v1beta1/options/quotes/latest", md.latest_quotes, ["GET"]),
         ("/v1beta1/options/bars", md.bars, ["GET"]),
+        ("/v1beta1/options/snapshots", cat.option_snapshots, ["GET"]),
+        ("/v1beta1/options/snapshots/{underlying}", cat.option_chain_snapshots, ["GET"]),
     ]
     return [Route(path, _guard(h), methods=methods) for path, h, methods in table]

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raxx.mbt.v1 import accounts_service_pb2 as pb
@@ -207,17 +207,40 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         self, request: pb.ListActivitiesRequest, context: Ctx
     ) -> pb.ListActivitiesResponse:
         user = require_user()
+        if request.after_id and request.page_token:
+            raise InvalidArgument("after_id", "pages the same listing as page_token: send one")
         size, offset = page_bounds(request.page_size, request.page_token)
+        a = activities.c
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
-            q = select(activities).where(activities.c.account_id == acct["id"])
+            q = select(activities).where(a.account_id == acct["id"])
             if request.activity_type:
-                q = q.where(activities.c.activity_type == request.activity_type)
+                q = q.where(a.activity_type == request.activity_type)
+            if request.activity_types:
+                q = q.where(a.activity_type.in_(list(request.activity_types)))
             if request.HasField("start_time"):
-                q = q.where(activities.c.occurred_at >= ts_from_wire(request.start_time))
+                q = q.where(a.occurred_at >= ts_from_wire(request.start_time))
             if request.HasField("end_time"):
-                q = q.where(activities.c.occurred_at < ts_from_wire(request.end_time))
-            q = q.order_by(activities.c.occurred_at.desc(), activities.c.id.desc())
+                q = q.where(a.occurred_at < ts_from_wire(request.end_time))
+            key = (a.occurred_at, a.id)
+            if request.after_id:
+                mark = (
+                    await conn.execute(
+                        select(a.occurred_at, a.id).where(
+                            a.account_id == acct["id"], a.id == request.after_id
+                        )
+                    )
+                ).first()
+                if mark is None:
+                    raise InvalidArgument("after_id", "no activity of this account has that id")
+                after = (
+                    tuple_(*key) > tuple_(*mark)
+                    if request.ascending
+                    else (tuple_(*key) < tuple_(*mark))
+                )
+                q = q.where(after)
+            order = [k.asc() for k in key] if request.ascending else [k.desc() for k in key]
+            q = q.order_by(*order)
             rows = (await conn.execute(q.offset(offset).limit(size + 1))).mappings().all()
         return pb.ListActivitiesResponse(
             activities=[

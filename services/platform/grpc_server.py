@@ -42,6 +42,9 @@ def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
 
 CLIENT_ADDR_HEADER = "x-mbt-client-addr"  # set by the gateway, with its vouch key
 GATEWAY_VOUCH_HEADER = "x-mbt-gateway-vouch"
+# set by the gateway, with its vouch key, on the second and later calls it makes for one HTTP
+# request (an Alpaca listing that fans out): the request was counted once, on its first call
+FOLLOW_UP_HEADER = "x-mbt-follow-up"
 
 
 def _peer_ip(peer: str) -> str:
@@ -137,15 +140,18 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                 set_principal(principal)
             if self._limiter is None:
                 return
+            vouched = hmac.compare_digest(
+                md.get(GATEWAY_VOUCH_HEADER, "").encode(), self._vouch_key.encode()
+            ) and bool(self._vouch_key)
+            if vouched and md.get(FOLLOW_UP_HEADER) == "1":
+                return
             if principal is not None and not (principal.is_service or principal.is_operator):
                 limit = self._limiter.limit_for(principal.tier)
                 await self._limit(ctx, limiter_key("u", principal.user_id), limit)
             elif principal is None:
                 addr = _peer_ip(ctx.peer())
-                vouch = md.get(GATEWAY_VOUCH_HEADER, "")
-                if md.get(CLIENT_ADDR_HEADER) and hmac.compare_digest(
-                    vouch.encode(), self._vouch_key.encode()
-                ):  # the gateway forwards the client's address; only it may
+                if md.get(CLIENT_ADDR_HEADER) and vouched:
+                    # the gateway forwards the client's address; only it may
                     addr = md[CLIENT_ADDR_HEADER][:64]
                 await self._limit(ctx, limiter_key("ip", addr), self._limiter.address_limit)
 

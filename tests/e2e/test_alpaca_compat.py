@@ -301,3 +301,48 @@ def test_portfolio_history_daily(system: RunningSystem, tmp_path: Path) -> None:
     with pytest.raises(APIError) as e:  # intraday equity is not kept yet: said, not faked
         c.get_portfolio_history(GetPortfolioHistoryRequest(period="1D", timeframe="5Min"))
     assert e.value.status_code == 422 and "1D" in e.value.message
+
+
+def test_account_activities_as_alpaca_lists_them(system: RunningSystem, tmp_path: Path) -> None:
+    """Raw HTTP (alpaca-py's TradingClient has no activities method): fills as TradeActivity,
+    newest first, Alpaca's paging (page_token = the last id seen) and type filters."""
+    import httpx
+
+    key = _key(system, tmp_path, "alpaca-activities@example.com")
+    c = _client(system, key)
+    h = {"APCA-API-KEY-ID": key["key_id"], "APCA-API-SECRET-KEY": key["secret"]}
+    orders = []
+    for qty in (2, 1):
+        o = c.submit_order(
+            MarketOrderRequest(
+                symbol="IBM", qty=qty, side=OrderSide.BUY, time_in_force=TimeInForce.DAY
+            )
+        )
+        orders.append(_filled(c, o.id))
+    url = f"{system.url}/v2/account/activities"
+
+    def both() -> list[dict[str, Any]] | None:
+        r = httpx.get(url, headers=h)
+        assert r.status_code == 200, r.text
+        body: list[dict[str, Any]] = r.json()
+        return body if len(body) == 2 else None
+
+    acts = wait_for(both, timeout=15, what="fill activities")
+    # newest first: the second order's fill, then the first's
+    assert [a["order_id"] for a in acts] == [str(orders[1].id), str(orders[0].id)]
+    for a, o in zip(acts, reversed(orders), strict=True):
+        assert a["activity_type"] == "FILL" and a["type"] == "fill" and a["side"] == "buy"
+        assert a["symbol"] == "IBM" and a["qty"] == o.filled_qty
+        assert Decimal(a["price"]) == Decimal(str(o.filled_avg_price))
+        assert (a["cum_qty"], a["leaves_qty"], a["order_status"]) == (o.filled_qty, "0", "filled")
+    asc = httpx.get(url, headers=h, params={"direction": "asc"}).json()
+    assert [a["id"] for a in asc] == [a["id"] for a in reversed(acts)]
+    first = httpx.get(url, headers=h, params={"page_size": 1}).json()
+    rest = httpx.get(url, headers=h, params={"page_size": 1, "page_token": first[0]["id"]})
+    assert [first[0]["id"], rest.json()[0]["id"]] == [a["id"] for a in acts]
+    assert httpx.get(f"{url}/FILL", headers=h).json() == acts
+    assert httpx.get(url, headers=h, params={"activity_types": "DIV,INT"}).json() == []
+    bad = httpx.get(url, headers=h, params={"activity_types": "no such!"})
+    assert bad.status_code == 422 and "activity type" in bad.json()["message"]
+    bad = httpx.get(url, headers=h, params={"page_token": "not-an-activity"})
+    assert bad.status_code == 422 and "after_id" in bad.json()["message"]

@@ -372,6 +372,35 @@ def test_free_user_gets_429_on_the_61st_request_and_pro_does_not(
     )
 
 
+def test_one_http_request_spends_one_request_of_the_limit(
+    limited: RunningSystem, tmp_path: Path
+) -> None:
+    """A /v2 request that makes two RPCs (clock, then history) counts once; a client cannot
+    claim the gateway's follow-up mark to call for free."""
+    url = limited.url
+    cfg = _signup(limited, tmp_path, "fan-out@example.com")
+    key = cli_json(cfg, url, "keys", "create", "--name", "fan")
+    _fresh_window()
+    codes = [
+        httpx.get(f"{url}/v2/account/portfolio/history", headers=_key_headers(key)).status_code
+        for _ in range(40)
+    ]
+    assert codes == [200] * 40  # 80 RPCs: counted per RPC it would be refused near the 28th
+    refused = 0
+    with grpc.insecure_channel(limited.grpc_addr("orders")) as ch:
+        stub = ogrpc.OrdersServiceStub(ch)
+        for _ in range(30):
+            try:
+                stub.ListOrders(
+                    opb.ListOrdersRequest(), metadata=(*_key_md(key), ("x-mbt-follow-up", "1"))
+                )
+            except grpc.RpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+                refused += 1
+    # 60 a minute: signup and mint spent ~3, the 40 requests 40: at most ~17 of 30 pass
+    assert 10 <= refused <= 16, refused
+
+
 def test_two_gateways_enforce_one_combined_limit(limited: RunningSystem, tmp_path: Path) -> None:
     url = limited.url
     cfg = _signup(limited, tmp_path, "two-gateways@example.com")

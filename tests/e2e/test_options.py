@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
 
+from services.conventions.occ import parse_occ
+from services.marketdata.domain.options import option_chain, option_expiries
 from services.marketdata.domain.recorded import RecordedArchive
 from tests.e2e.conftest import RunningSystem, running_system
-from tests.e2e.helpers import signup_http, ts, wait_for
+from tests.e2e.helpers import cli_json, run_cli, signup_http, ts, wait_for
 
 pytestmark = pytest.mark.e2e
 DAY = date(2015, 12, 23)
@@ -121,3 +124,75 @@ def test_single_contract_and_a_vertical_spread(options_system: RunningSystem) ->
     assert all(p["asset_class"] == "option" for p in pos.values())
     cash = Decimal(httpx.get(f"{url}/api/mbt/account", headers=h).json()["data"]["cash"])
     assert cash == Decimal("100000") - 100 * ask - 100 * net
+
+
+def test_alpaca_py_option_contracts_and_chain_snapshot(
+    options_system: RunningSystem, tmp_path: Path
+) -> None:
+    """alpaca-py's get_option_contracts / get_option_contract and the data client's
+    get_option_chain, against the contracts recorded for the replayed day."""
+    from alpaca.data.historical.option import OptionHistoricalDataClient
+    from alpaca.data.requests import OptionChainRequest
+    from alpaca.trading.client import TradingClient
+    from alpaca.trading.models import OptionContract
+    from alpaca.trading.requests import GetOptionContractsRequest
+
+    url = options_system.url
+    cfg = tmp_path / "cfg"
+    run_cli(cfg, url, "signup", "--email", "alpaca-options@example.com")
+    key = cli_json(cfg, url, "keys", "create", "--name", "options-bot")
+    archive = RecordedArchive()
+    expiries = option_expiries(archive, "GOOG", DAY)
+    expiry = expiries[0]
+    expected = [c.symbol for c in option_chain(archive, "GOOG", expiry, DAY)]
+    assert expected, "the shipped data records a GOOG chain on the replay day"
+
+    tc = TradingClient(key["key_id"], key["secret"], url_override=url)
+    got = tc.get_option_contracts(
+        GetOptionContractsRequest(underlying_symbols=["GOOG"], expiration_date=expiry, limit=10)
+    )
+    assert [c.symbol for c in got.option_contracts] == expected[:10]
+    pages = [c.symbol for c in got.option_contracts]
+    while got.next_page_token:
+        got = tc.get_option_contracts(
+            GetOptionContractsRequest(
+                underlying_symbols=["GOOG"],
+                expiration_date=expiry,
+                limit=10,
+                page_token=got.next_page_token,
+            )
+        )
+        pages += [c.symbol for c in got.option_contracts]
+    assert pages == expected
+    one = tc.get_option_contract(expected[0])
+    assert isinstance(one, OptionContract)
+    occ = parse_occ(expected[0])
+    assert one.expiration_date == expiry and one.underlying_symbol == "GOOG"
+    assert Decimal(str(one.strike_price)) == occ.strike and one.size == "100"
+    assert one.type.value == ("call" if occ.is_call else "put")
+    calls = tc.get_option_contracts(
+        GetOptionContractsRequest(
+            underlying_symbols=["GOOG"], expiration_date=expiry, type="call", limit=1000
+        )
+    )
+    assert [c.symbol for c in calls.option_contracts] == [
+        s for s in expected if parse_occ(s).is_call
+    ]
+
+    # the chain snapshot: each contract's quote as of the market clock, never a later one
+    dc = OptionHistoricalDataClient(key["key_id"], key["secret"], url_override=url)
+    snap = dc.get_option_chain(OptionChainRequest(underlying_symbol="GOOG", expiration_date=expiry))
+    assert sorted(snap) == sorted(expected)
+    clock = tc.get_clock().timestamp
+    quoted = 0
+    for symbol, s in snap.items():
+        if s.latest_quote is None:
+            continue
+        quoted += 1
+        assert s.latest_quote.timestamp <= clock
+        recorded = {(q.ts, q.bid, q.ask) for q in archive.load(symbol, DAY)}
+        seen = s.latest_quote
+        assert (seen.timestamp, Decimal(str(seen.bid_price)), Decimal(str(seen.ask_price))) in {
+            (t, b, a) for t, b, a in recorded
+        }
+    assert quoted > 0

@@ -266,15 +266,28 @@ class ListActivitiesRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     START_TIME_FIELD_NUMBER: _builtins.int
     END_TIME_FIELD_NUMBER: _builtins.int
+    ACTIVITY_TYPES_FIELD_NUMBER: _builtins.int
+    AFTER_ID_FIELD_NUMBER: _builtins.int
+    ASCENDING_FIELD_NUMBER: _builtins.int
     activity_type: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    after_id: _builtins.str
+    """keyset paging: the activities after this id in the listing's order (Alpaca's page_token);
+    not combined with page_token
+    """
+    ascending: _builtins.bool
+    """oldest first instead of newest first"""
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """occurred_at in [start_time, end_time); either may be left out"""
 
     @_builtins.property
     def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def activity_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """any of these types (lower-case codes as in Activity.activity_type); with activity_type, both apply"""
+
     def __init__(
         self,
         *,
@@ -283,10 +296,13 @@ class ListActivitiesRequest(_message.Message):
         page_token: _builtins.str = ...,
         start_time: _timestamp_pb2.Timestamp | None = ...,
         end_time: _timestamp_pb2.Timestamp | None = ...,
+        activity_types: _abc.Iterable[_builtins.str] | None = ...,
+        after_id: _builtins.str = ...,
+        ascending: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_time", b"end_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activity_type", b"activity_type", "activity_types", b"activity_types", "after_id", b"after_id", "ascending", b"ascending", "end_time", b"end_time", "page_size", b"page_size", "page_token", b"page_token", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
