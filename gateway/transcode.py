@@ -158,6 +158,10 @@ def message_to_json(msg: Message) -> dict[str, Any]:
     )
 
 
+# where a reason has its own HTTP status (BRIEF §4 rule 8: a reused client_order_id is a 422)
+HTTP_STATUS_BY_REASON = {"CLIENT_ORDER_ID_CONFLICT": 422}
+
+
 def error_from_rpc(err: grpc.aio.AioRpcError) -> tuple[int, str, str]:
     """(HTTP status, reason code, message) for a failed call."""
     code = err.code()
@@ -168,7 +172,8 @@ def error_from_rpc(err: grpc.aio.AioRpcError) -> tuple[int, str, str]:
             info = error_details_pb2.ErrorInfo()
             if d.Unpack(info):
                 reason = info.reason
-    return HTTP_STATUS_BY_CODE.get(code, 500), reason, err.details() or reason
+    http = HTTP_STATUS_BY_REASON.get(reason) or HTTP_STATUS_BY_CODE.get(code, 500)
+    return http, reason, err.details() or reason
 
 
 def retry_after_from_rpc(err: grpc.aio.AioRpcError) -> int | None:

@@ -6,10 +6,12 @@ import logging
 from decimal import Decimal
 
 from nats.aio.msg import Msg
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from raxx.mbt.v1 import events_pb2
 from services.accounts import handlers
+from services.accounts.adapters.tables import accounts
 from services.accounts.ledger_batch import FillApplied, apply_fills
 from services.platform.wire import ts_from_wire
 
@@ -58,6 +60,7 @@ class TradeEventConsumer:
         before it, so a hold is released only after the fills that used it."""
         outcomes: list[str] = [""] * len(msgs)
         pending: list[tuple[int, tuple[str, FillApplied]]] = []
+        await _lock_accounts(conn, msgs)
 
         async def flush() -> None:
             results = await apply_fills(conn, [item for _, item in pending])
@@ -78,6 +81,26 @@ class TradeEventConsumer:
                 outcomes[i] = await handlers.apply_order_done(conn, event_id, oe.order.id)
         await flush()
         return outcomes
+
+
+async def _lock_accounts(conn: AsyncConnection, msgs: list[Msg]) -> None:
+    """Lock every account the batch touches, in id order, before anything else: each
+    transaction that writes several accounts (holds keep a total on their account's row) takes
+    their locks in one order, so two of them cannot deadlock."""
+    users: set[str] = set()
+    ids: set[str] = set()
+    for msg in msgs:
+        if msg.subject.startswith("mbt.fills."):
+            users.add(events_pb2.FillEvent.FromString(msg.data).user_id)
+        else:
+            ids.add(events_pb2.OrderEvent.FromString(msg.data).order.account_id)
+    if len(users) + len(ids) > 1:
+        await conn.execute(
+            select(accounts.c.id)
+            .where(or_(accounts.c.user_id.in_(sorted(users)), accounts.c.id.in_(sorted(ids))))
+            .order_by(accounts.c.id)
+            .with_for_update()
+        )
 
 
 def fill_from_event(data: bytes) -> FillApplied:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -10,14 +12,14 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from services.accounts import hold_batch
 from services.accounts.adapters.tables import (
     accounts,
     holds,
     positions,
 )
-from services.accounts.domain.instruments import Equity, MarkedPosition, OptionContract, OptionRight
 from services.accounts.domain.ledger import ZERO
-from services.accounts.domain.margin import MarginSummary, margin_summary
+from services.accounts.domain.margin import MarginSummary, margin_summary, mark_positions
 from services.accounts.domain.profiles import (
     DEFAULT_PROFILE,
     PROFILES,
@@ -25,19 +27,31 @@ from services.accounts.domain.profiles import (
     Tier,
     starting_cash,
 )
+from services.accounts.hold_batch import HoldPlaced, HoldRequest
 from services.accounts.ledger_batch import (
     FillApplied,
     apply_fills,
     claim_events,
-    multiplier_of,
     release_holds,
 )
-from services.accounts.settlement import unsettled_proceeds
 from services.conventions.calendar import MarketCalendar
-from services.conventions.occ import is_occ_symbol, parse_occ
+from services.platform.hotpath import HotPathPool
 
-__all__ = ["FillApplied", "apply_fill_event", "apply_order_done", "open_account", "place_hold"]
-from services.platform.errors import FailedPrecondition, InvalidArgument, NotFound
+__all__ = [
+    "FillApplied",
+    "HoldPlaced",
+    "HoldRequest",
+    "apply_fill_event",
+    "apply_order_done",
+    "open_account",
+    "place_hold",
+    "place_holds",
+]
+from services.platform.errors import (
+    InvalidArgument,
+    MbtError,
+    NotFound,
+)
 
 
 async def open_account(
@@ -95,14 +109,11 @@ async def account_of_user(
 
 
 async def held_amount(conn: AsyncConnection, account_id: str) -> Decimal:
+    """The cash the account's active holds reserve (kept on its row by triggers on holds)."""
     v = (
-        await conn.execute(
-            select(func.coalesce(func.sum(holds.c.amount), 0)).where(
-                holds.c.account_id == account_id, holds.c.status == "active"
-            )
-        )
-    ).scalar_one()
-    return Decimal(v)
+        await conn.execute(select(accounts.c.held_cash).where(accounts.c.id == account_id))
+    ).scalar_one_or_none()
+    return Decimal(v) if v is not None else ZERO
 
 
 async def held_qty(conn: AsyncConnection, account_id: str, symbol: str) -> Decimal:
@@ -119,6 +130,27 @@ async def held_qty(conn: AsyncConnection, account_id: str, symbol: str) -> Decim
     return Decimal(v)
 
 
+async def place_holds(
+    engine: AsyncEngine,
+    items: Sequence[HoldRequest],
+    marks: Mapping[str, Mapping[str, Decimal]] | None = None,
+    calendar: MarketCalendar | None = None,
+) -> list[HoldPlaced | MbtError]:
+    """Place a batch of holds (`hold_batch.place_holds`) on the engine's database."""
+    return await hold_batch.place_holds(_pool_for(engine), items, marks, calendar)
+
+
+_POOLS: dict[tuple[str, int], HotPathPool] = {}
+
+
+def _pool_for(engine: AsyncEngine) -> HotPathPool:
+    """The hot-path connections to the engine's database (per event loop: tests run several)."""
+    key = (engine.url.render_as_string(hide_password=False), id(asyncio.get_running_loop()))
+    if key not in _POOLS:
+        _POOLS[key] = HotPathPool(key[0])
+    return _POOLS[key]
+
+
 async def place_hold(
     engine: AsyncEngine,
     user_id: str,
@@ -130,82 +162,16 @@ async def place_hold(
     marks: dict[str, Decimal] | None = None,
     settlement: tuple[datetime, MarketCalendar] | None = None,
 ) -> tuple[str, Decimal, str]:
-    """Reserve cash (buy) or shares (sell) for an order, or refuse. Idempotent by order id.
-
-    Returns (account id, cash held, the account's default multi-leg fill preference).
-
-    The account row is locked, so two concurrent orders can never spend the same cash.
-    """
-    async with engine.begin() as conn:
-        acct = await account_of_user(conn, user_id, lock=True)
-        account_id = str(acct["id"])
-        existing = (await conn.execute(select(holds).where(holds.c.order_id == order_id))).first()
-        if existing is not None:
-            return account_id, Decimal(existing.amount), str(acct["fill_preference"])
-        if acct["status"] != "active":
-            raise FailedPrecondition(f"account is {acct['status']}", reason="ACCOUNT_NOT_ACTIVE")
-        held = await held_amount(conn, account_id)
-        margin = acct["account_type"] == "margin"
-        if margin:
-            summary = await margin_summary_of(
-                conn, account_id, Decimal(str(acct["cash"])), held, marks or {}
-            )
-            available = summary.buying_power
-        else:
-            available = Decimal(str(acct["cash"])) - held
-            if settlement is not None:  # a cash account cannot spend unsettled proceeds
-                as_of, calendar = settlement
-                available -= await unsettled_proceeds(conn, account_id, as_of, calendar)
-        if side == "buy":
-            _require(amount, available)
-            hold_amount, hold_qty = amount, ZERO
-        else:
-            pos = (
-                await conn.execute(
-                    select(positions.c.qty).where(
-                        positions.c.account_id == account_id, positions.c.symbol == symbol
-                    )
-                )
-            ).scalar_one_or_none()
-            owned = Decimal(pos) if pos is not None else ZERO
-            available_qty = owned - await held_qty(conn, account_id, symbol)
-            hold_amount, hold_qty = ZERO, qty
-            if qty > available_qty:
-                free = max(available_qty, ZERO)
-                mark = (marks or {}).get(symbol)
-                if not margin or mark is None:
-                    raise FailedPrecondition(
-                        f"insufficient qty: selling {qty.normalize():f} {symbol} but "
-                        f"{free.normalize():f} available (cash accounts cannot sell short)",
-                        reason="INSUFFICIENT_QTY",
-                        metadata={"symbol": symbol, "available": str(free)},
-                    )
-                # margin: the part beyond the shares held is a short sale, held in buying power
-                short_notional = (qty - free) * mark * multiplier_of(symbol)
-                _require(short_notional, available)
-                hold_amount, hold_qty = short_notional, free
-        await conn.execute(
-            holds.insert().values(
-                order_id=order_id,
-                account_id=account_id,
-                symbol=symbol,
-                side=side,
-                amount=hold_amount,
-                qty=hold_qty,
-                status="active",
-            )
-        )
-        return account_id, hold_amount, str(acct["fill_preference"])
-
-
-def _require(amount: Decimal, available: Decimal) -> None:
-    if amount > available:
-        raise FailedPrecondition(
-            f"insufficient buying power: order needs ${amount:.2f}, "
-            f"available ${max(available, ZERO):.2f}",
-            reason="INSUFFICIENT_BUYING_POWER",
-            metadata={"required": f"{amount:.2f}", "available": f"{available:.2f}"},
-        )
+    """One hold (see `place_holds`): (account id, cash held, default fill preference)."""
+    item = HoldRequest(
+        user_id, order_id, symbol, side, qty, amount, settlement[0] if settlement else None
+    )
+    (result,) = await place_holds(
+        engine, [item], {user_id: marks or {}}, settlement[1] if settlement else None
+    )
+    if isinstance(result, MbtError):
+        raise result
+    return result.account_id, result.amount, result.fill_preference
 
 
 async def margin_summary_of(
@@ -223,24 +189,8 @@ async def margin_summary_of(
             )
         )
     ).all()
-    marked = []
-    for r in rows:
-        instrument: Equity | OptionContract
-        if is_occ_symbol(r.symbol):
-            c = parse_occ(r.symbol)
-            instrument = OptionContract(
-                r.symbol,
-                c.root,
-                OptionRight.CALL if c.is_call else OptionRight.PUT,
-                c.strike,
-                c.expiry,
-            )
-        else:
-            instrument = Equity(r.symbol)
-        mark = marks.get(r.symbol, Decimal(r.avg_entry_price))
-        marked.append(MarkedPosition(instrument, Decimal(r.qty), mark))
     # options in a margin account are paid in full (long) or part of a defined-risk spread
-    return margin_summary(cash, marked, ZERO, held)
+    return margin_summary(cash, mark_positions(rows, marks), ZERO, held)
 
 
 async def release_hold(conn: AsyncConnection, order_id: str) -> bool:

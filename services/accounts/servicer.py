@@ -32,6 +32,7 @@ from services.platform.wire import (
     ts_to_wire,
 )
 
+MAX_HOLDS_PER_CALL = 1000
 Ctx = grpc.aio.ServicerContext[Any, Any]
 TIERS = ("free", "pro", "pro_plus")
 
@@ -105,35 +106,35 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                 conn, account_id, ts_from_wire(clock.timestamp), self.calendar
             )
 
-    async def _margin_marks(self, user_id: str, symbol: str) -> dict[str, Decimal] | None:
-        """Marks for a margin account's positions and the order's symbol (None: cash account)."""
+    async def _margin_marks(self, wanted: dict[str, set[str]]) -> dict[str, dict[str, Decimal]]:
+        """Marks for the margin accounts among `wanted` (user id -> the orders' symbols): their
+        positions and those symbols. Cash accounts are left out (they need none)."""
         async with self.engine.connect() as conn:
-            acct = (
-                await conn.execute(
-                    select(accounts.c.id, accounts.c.account_type).where(
-                        accounts.c.user_id == user_id
+            margin = {
+                str(r.user_id): str(r.id)
+                for r in await conn.execute(
+                    select(accounts.c.user_id, accounts.c.id).where(
+                        accounts.c.user_id.in_(list(wanted)), accounts.c.account_type == "margin"
                     )
                 )
-            ).first()
-            if acct is None or acct.account_type != "margin":
-                return None
-            held = (
-                (
-                    await conn.execute(
-                        select(positions.c.symbol).where(
-                            positions.c.account_id == acct.id, positions.c.qty != 0
-                        )
+            }
+            held: dict[str, set[str]] = {}
+            if margin:
+                for r in await conn.execute(
+                    select(positions.c.account_id, positions.c.symbol).where(
+                        positions.c.account_id.in_(list(margin.values())), positions.c.qty != 0
                     )
-                )
-                .scalars()
-                .all()
-            )
-        marks: dict[str, Decimal] = {}
-        for s in {*held, symbol}:
-            m = await self._mark(s)
-            if m is not None:
-                marks[s] = m
-        return marks
+                ):
+                    held.setdefault(str(r.account_id), set()).add(r.symbol)
+        out: dict[str, dict[str, Decimal]] = {}
+        for user_id, account_id in margin.items():
+            marks: dict[str, Decimal] = {}
+            for s in held.get(account_id, set()) | wanted[user_id]:
+                m = await self._mark(s)
+                if m is not None:
+                    marks[s] = m
+            out[user_id] = marks
+        return out
 
     async def _account_message(self, acct: dict[str, Any], held: Decimal) -> pb.Account:
         cash = Decimal(str(acct["cash"]))
@@ -411,29 +412,75 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
 
     async def PlaceHold(self, request: pb.PlaceHoldRequest, context: Ctx) -> pb.PlaceHoldResponse:
         require_service()
-        if request.side not in ("buy", "sell"):
-            raise InvalidArgument("side", "must be buy or sell")
-        # internal: orders computed these; any finite decimal
-        qty = parse_decimal("qty", request.qty, positive=True, strict=False)
-        amount = parse_decimal("amount", request.amount, required=False, strict=False) or ZERO
-        assert qty is not None
-        marks = await self._margin_marks(request.user_id, request.symbol)
-        account_id, held, preference = await handlers.place_hold(
-            self.engine,
-            request.user_id,
-            request.order_id,
-            request.symbol,
-            request.side,
-            qty,
-            amount,
-            marks,
-            (ts_from_wire(request.as_of), self.calendar)
-            if request.HasField("as_of") and self.calendar is not None
-            else None,
-        )
-        return pb.PlaceHoldResponse(
-            account_id=account_id, held_amount=money(held), default_fill_preference=preference
-        )
+        (result,) = await self._place_holds([request])
+        if isinstance(result, MbtError):
+            raise result
+        return result
+
+    async def PlaceHolds(
+        self, request: pb.PlaceHoldsRequest, context: Ctx
+    ) -> pb.PlaceHoldsResponse:
+        require_service()
+        if len(request.holds) > MAX_HOLDS_PER_CALL:
+            raise InvalidArgument("holds", f"at most {MAX_HOLDS_PER_CALL} in one call")
+        out = pb.PlaceHoldsResponse()
+        for result in await self._place_holds(list(request.holds)):
+            if isinstance(result, MbtError):
+                out.results.add().error.CopyFrom(result.to_status())
+            else:
+                out.results.add().hold.CopyFrom(result)
+        return out
+
+    async def _place_holds(
+        self, requests: list[pb.PlaceHoldRequest]
+    ) -> list[pb.PlaceHoldResponse | MbtError]:
+        """Parse each hold (a malformed one is refused alone), then place the rest together."""
+        items: list[handlers.HoldRequest] = []
+        parsed: list[handlers.HoldRequest | MbtError] = []
+        for r in requests:
+            try:
+                if r.side not in ("buy", "sell"):
+                    raise InvalidArgument("side", "must be buy or sell")
+                # internal: orders computed these; any finite decimal
+                qty = parse_decimal("qty", r.qty, positive=True, strict=False)
+                amount = parse_decimal("amount", r.amount, required=False, strict=False) or ZERO
+                assert qty is not None
+                item = handlers.HoldRequest(
+                    r.user_id,
+                    r.order_id,
+                    r.symbol,
+                    r.side,
+                    qty,
+                    amount,
+                    ts_from_wire(r.as_of) if r.HasField("as_of") else None,
+                )
+            except MbtError as exc:
+                parsed.append(exc)
+                continue
+            items.append(item)
+            parsed.append(item)
+        wanted: dict[str, set[str]] = {}
+        for item in items:
+            wanted.setdefault(item.user_id, set()).add(item.symbol)
+        marks = await self._margin_marks(wanted) if wanted else {}
+        placed = iter(await handlers.place_holds(self.engine, items, marks, self.calendar))
+        out: list[pb.PlaceHoldResponse | MbtError] = []
+        for p in parsed:
+            if isinstance(p, MbtError):
+                out.append(p)
+                continue
+            result = next(placed)
+            if isinstance(result, MbtError):
+                out.append(result)
+            else:
+                out.append(
+                    pb.PlaceHoldResponse(
+                        account_id=result.account_id,
+                        held_amount=money(result.amount),
+                        default_fill_preference=result.fill_preference,
+                    )
+                )
+        return out
 
     async def ReleaseHold(
         self, request: pb.ReleaseHoldRequest, context: Ctx

@@ -7,9 +7,10 @@ them out. Margin accounts are not limited this way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -49,10 +50,19 @@ async def unsettled_proceeds(
             )
         )
     ).all()
+    return unsettled_of([(r[0], r[1]) for r in rows], as_of, calendar)
+
+
+def unsettled_of(
+    sales: Iterable[tuple[Any, datetime]], as_of: datetime, calendar: MarketCalendar
+) -> Decimal:
+    """The part of these sale proceeds (amount, when) not yet settled at `as_of`."""
     today = as_of.astimezone(NEW_YORK).date()
     step = next_trading_day(calendar)
     pending = ZERO
-    for amount, occurred_at in rows:
+    for amount, occurred_at in sales:
+        if occurred_at <= as_of - LOOKBACK:
+            continue
         trade_date = occurred_at.astimezone(NEW_YORK).date()
         if settlement_date(trade_date, step) > today:
             pending += Decimal(amount)

@@ -19,7 +19,6 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
@@ -27,7 +26,7 @@ from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
 from services.orders import records, recovery
-from services.orders.accept import AcceptPipeline
+from services.orders.accept import SubmitPipeline
 from services.orders.adapters.tables import orders
 from services.orders.convert import quote_from_pb
 from services.orders.domain.engine import MatchingEngine
@@ -46,7 +45,7 @@ from services.orders.validation import OrderIntent
 from services.platform.auth import Principal
 from services.platform.clients import ServiceChannel
 from services.platform.db import UnitOfWork
-from services.platform.errors import FailedPrecondition, Unavailable
+from services.platform.errors import FailedPrecondition, MbtError, Unavailable
 from services.platform.outbox import Outbox
 from services.platform.settings import Settings
 
@@ -75,7 +74,7 @@ class OrdersApp:
         self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
         self.settings = settings
         self.lock = asyncio.Lock()
-        self.accepts = AcceptPipeline(self)
+        self.accepts = SubmitPipeline(self)
         self.sim_now = EPOCH
         self.feed_stale_reason = ""  # set while market data says its feed is stale
         self.known_symbols: set[str] = set()  # symbols market data has confirmed
@@ -117,63 +116,18 @@ class OrdersApp:
                 reason="MARKET_DATA_STALE",
             )
         coid = intent.client_order_id or str(uuid.uuid4())
-        if intent.client_order_id:  # a repeat returns the original order
-            existing = await records.fetch_by_client_id(self.db, user.user_id, coid)
-            if existing is not None:
-                return existing
-        amount = await self._hold_for(intent)
-        order_id = str(uuid.uuid4())
-        now_wall = datetime.now(UTC)
-        async with UnitOfWork(self.db) as uow:
-            inserted = (
-                await uow.conn.execute(
-                    insert(orders)
-                    .values(
-                        id=order_id,
-                        user_id=user.user_id,
-                        client_order_id=coid,
-                        symbol=intent.symbol,
-                        side=intent.side.value,
-                        qty=intent.qty,
-                        order_type=intent.order_type.value,
-                        time_in_force=intent.time_in_force.value,
-                        limit_price=intent.limit_price,
-                        stop_price=intent.stop_price,
-                        status="new",
-                        replaces=replaces,
-                        legs=[
-                            {"symbol": leg.symbol, "side": leg.side.value, "ratio": leg.ratio}
-                            for leg in intent.legs
-                        ]
-                        or None,
-                        submitted_at=now_wall,
-                    )
-                    .on_conflict_do_nothing(constraint="orders_client_order_id_per_user")
-                    .returning(orders.c.id)
-                )
-            ).first()
-            if inserted is not None:
-                await records.audit(
-                    uow,
-                    self.sim_now,
-                    user.user_id,
-                    "submit",
-                    order_id,
-                    {
-                        "symbol": intent.symbol,
-                        "side": intent.side.value,
-                        "qty": str(intent.qty),
-                        "type": intent.order_type.value,
-                        "tif": intent.time_in_force.value,
-                        "limit": str(intent.limit_price or ""),
-                        "stop": str(intent.stop_price or ""),
-                    },
-                )
-        if inserted is None:  # a concurrent duplicate won the insert
-            dup = await records.fetch_by_client_id(self.db, user.user_id, coid)
-            assert dup is not None
-            return dup
-        return await self.accepts.hold_and_accept(order_id, user.user_id, intent, amount)
+        try:
+            amount = await self.hold_for(intent)
+        except MbtError:
+            # no quote now: a repeated client_order_id still answers with its order
+            if intent.client_order_id and await records.fetch_by_client_id(
+                self.db, user.user_id, coid
+            ):
+                return await self.accepts.repeat(user.user_id, coid, intent)
+            raise
+        return await self.accepts.submit(
+            str(uuid.uuid4()), user.user_id, coid, intent, amount, replaces, datetime.now(UTC)
+        )
 
     async def _current_quote(self, symbol: str) -> Quote:
         """The engine's latest quote, else market data's (which also answers NOT_FOUND for an
@@ -187,7 +141,8 @@ class OrdersApp:
         self.known_symbols.add(symbol)
         return quote_from_pb(quote)
 
-    async def _hold_for(self, intent: OrderIntent) -> Decimal:
+    async def hold_for(self, intent: OrderIntent) -> Decimal:
+        """The buying power an order reserves (see `holds`), at the current quotes."""
         if intent.legs:
             quotes = {leg.symbol: await self._current_quote(leg.symbol) for leg in intent.legs}
             return package_hold(intent, quotes)

@@ -36,6 +36,7 @@ __all__ = [
     "audit",
     "domain_order",
     "emit_order",
+    "order_event",
     "fetch",
     "fetch_by_client_id",
     "fetch_for_user",
@@ -130,8 +131,8 @@ def domain_order(r: Any, rested: bool = False) -> Order:
     )
 
 
-def emit_order(uow: UnitOfWork, event: str, row: Any, user_id: str) -> None:
-    """Queue an `OrderEvent` in the unit of work's outbox (published after commit)."""
+def order_event(event: str, row: Any, user_id: str) -> tuple[str, bytes, str]:
+    """An `OrderEvent` as an outbox row: (subject, payload, message id)."""
     msg = events_pb2.OrderEvent(
         event=event,
         order=order_to_pb(row),
@@ -139,11 +140,16 @@ def emit_order(uow: UnitOfWork, event: str, row: Any, user_id: str) -> None:
         timestamp=ts_to_wire(datetime.now(UTC)),
     )
     acct = row["account_id"] or "none"
-    uow.publish(
+    return (
         f"mbt.orders.{acct}",
         msg.SerializeToString(),
         f"{row['id']}:{event}:{uuid.uuid4().hex[:8]}",
     )
+
+
+def emit_order(uow: UnitOfWork, event: str, row: Any, user_id: str) -> None:
+    """Queue an `OrderEvent` in the unit of work's outbox (published after commit)."""
+    uow.publish(*order_event(event, row, user_id))
 
 
 async def audit(

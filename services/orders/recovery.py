@@ -110,11 +110,14 @@ async def resume_new(app: OrdersApp, r: dict[str, Any]) -> None:
         limit_price=r["limit_price"],
         stop_price=r["stop_price"],
         client_order_id=r["client_order_id"],
+        legs=records.domain_order(r).legs,
     )
     try:
-        q = await app.marketdata.call(
-            app.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=r["symbol"])
-        )
-        await app.accepts.hold_and_accept(r["id"], r["user_id"], intent, Decimal(q.ask))
+        amount = await app.hold_for(intent)
+        refusal = None
+    except MbtError as exc:  # no quote to size the hold: rejected, with the reason
+        amount, refusal = Decimal(0), exc
+    try:
+        await app.accepts.resume(r, intent, amount, refusal)
     except MbtError as exc:
         log.info("order %s left new at restart was rejected: %s", r["id"], exc.message)

@@ -142,6 +142,26 @@ _BY_CODE: dict[grpc.StatusCode, type[MbtError]] = {
 }
 
 
+def error_from_status(status: status_pb2.Status) -> MbtError:
+    """The typed error a `google.rpc.Status` describes (its ErrorInfo reason and metadata)."""
+    code = next((c for c in grpc.StatusCode if c.value[0] == status.code), grpc.StatusCode.UNKNOWN)
+    reason, metadata = code.name, {}
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            reason, metadata = info.reason, dict(info.metadata)
+    return _typed(code, status.message or reason, reason, metadata)
+
+
+def _typed(code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str]) -> MbtError:
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        e: MbtError = InvalidArgument(metadata.get("field", "request"), message, reason=reason)
+        e.message = message
+        return e
+    cls = _BY_CODE.get(code, Unavailable)
+    return cls(message, reason=reason, metadata=metadata)
+
+
 def error_from_rpc(err: grpc.aio.AioRpcError) -> MbtError:
     """Rebuild the typed error a downstream service raised, keeping its reason and message."""
     from grpc_status import rpc_status
@@ -153,10 +173,4 @@ def error_from_rpc(err: grpc.aio.AioRpcError) -> MbtError:
             info = error_details_pb2.ErrorInfo()
             if detail.Unpack(info):
                 reason, metadata = info.reason, dict(info.metadata)
-    message = err.details() or reason
-    if err.code() == grpc.StatusCode.INVALID_ARGUMENT:
-        e: MbtError = InvalidArgument(metadata.get("field", "request"), message, reason=reason)
-        e.message = message
-        return e
-    cls = _BY_CODE.get(err.code(), Unavailable)
-    return cls(message, reason=reason, metadata=metadata)
+    return _typed(err.code(), err.details() or reason, reason, metadata)

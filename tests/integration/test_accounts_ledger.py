@@ -68,6 +68,68 @@ async def test_two_orders_cannot_spend_the_same_cash(engine) -> None:  # type: i
         assert await handlers.held_amount(conn, str(acct["id"])) == D(10000)
 
 
+async def test_a_batch_of_holds_is_decided_in_order_as_one_at_a_time_would_be(engine) -> None:  # type: ignore[no-untyped-def]
+    """place_holds: one transaction, each hold judged after the ones before it (cash and shares),
+    a repeat of an order id is the same hold, and two batches at once still never overspend."""
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.open_account(engine, a, "trial", "free", None)  # $10,000
+    await handlers.open_account(engine, b, "trial", "free", None)
+    sold = str(uuid.uuid4())
+    async with engine.begin() as conn:  # b owns 10 IBM
+        await handlers.apply_fill_event(
+            conn, f"{sold}:1", fill(b, sold, "buy", "10", "100", "filled")
+        )
+    cash_b = D(10000) - D(1000)
+    twice = str(uuid.uuid4())
+
+    def buy(user: str, amount: str, oid: str | None = None) -> handlers.HoldRequest:
+        return handlers.HoldRequest(user, oid or str(uuid.uuid4()), "IBM", "buy", D(1), D(amount))
+
+    def sell(qty: int) -> handlers.HoldRequest:
+        return handlers.HoldRequest(b, str(uuid.uuid4()), "IBM", "sell", D(qty), D(0))
+
+    items = [
+        buy(a, "6000", twice),
+        buy(a, "5000"),  # 4,000 left: refused
+        buy(a, "4000"),  # exactly what is left
+        buy(a, "6000", twice),  # the same order again: its hold, not a second one
+        sell(6),
+        sell(5),  # 4 left: refused
+        sell(4),
+        buy(b, str(cash_b)),
+        buy(b, "0.01"),
+    ]
+    results = await handlers.place_holds(engine, items)
+    kinds = [type(r).__name__ for r in results]
+    assert kinds == [
+        "HoldPlaced",
+        "FailedPrecondition",
+        "HoldPlaced",
+        "HoldPlaced",
+        "HoldPlaced",
+        "FailedPrecondition",
+        "HoldPlaced",
+        "HoldPlaced",
+        "FailedPrecondition",
+    ]
+    assert isinstance(results[1], FailedPrecondition) and "available $4000.00" in results[1].message
+    assert isinstance(results[5], FailedPrecondition) and "4 available" in results[5].message
+    assert results[3] == results[0]
+    async with engine.connect() as conn:
+        acct_a = await handlers.account_of_user(conn, a)
+        assert await handlers.held_amount(conn, str(acct_a["id"])) == D(10000)
+        n = (await conn.execute(select(holds).where(holds.c.order_id == twice))).all()
+        assert len(n) == 1
+    # two batches at once on one account: the row lock orders them, so exactly 10 of 20 fit
+    c = str(uuid.uuid4())
+    await handlers.open_account(engine, c, "trial", "free", None)
+    batches = await asyncio.gather(
+        *[handlers.place_holds(engine, [buy(c, "1000") for _ in range(10)]) for _ in range(2)]
+    )
+    placed = [r for batch in batches for r in batch if isinstance(r, handlers.HoldPlaced)]
+    assert len(placed) == 10
+
+
 async def test_fill_applies_exactly_once_and_releases_the_hold(engine) -> None:  # type: ignore[no-untyped-def]
     user, order = str(uuid.uuid4()), str(uuid.uuid4())
     await handlers.open_account(engine, user, "diversifier", "free", None)
@@ -211,3 +273,40 @@ async def test_cash_account_cannot_spend_unsettled_proceeds(engine) -> None:  # 
         engine, user, str(uuid.uuid4()), "IBM", "buy", D(1), D("9500"), None, tuesday
     )
     assert held == D("9500")
+
+
+async def test_held_cash_on_the_account_row_is_the_sum_of_its_active_holds(engine) -> None:  # type: ignore[no-untyped-def]
+    """The triggers keep accounts.held_cash equal to the active holds through placing,
+    fills using a hold up, partial fills and releases."""
+    from sqlalchemy import func
+
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "diversifier", "free", None)
+    orders = [str(uuid.uuid4()) for _ in range(4)]
+    for o, amount in zip(orders, ("1000", "2000.50", "300", "44.44"), strict=True):
+        await handlers.place_hold(engine, user, o, "IBM", "buy", D(10), D(amount))
+
+    async def both() -> tuple[D, D]:
+        async with engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, user)
+            total = (
+                await conn.execute(
+                    select(func.coalesce(func.sum(holds.c.amount), 0)).where(
+                        holds.c.account_id == acct["id"], holds.c.status == "active"
+                    )
+                )
+            ).scalar_one()
+            return D(acct["held_cash"]), D(total)
+
+    assert await both() == (D("3344.94"), D("3344.94"))
+    async with engine.begin() as conn:  # a partial fill uses part of one hold, a fill all of another
+        await handlers.apply_fill_event(
+            conn, f"{orders[0]}:1", fill(user, orders[0], "buy", "4", "100", "partially_filled")
+        )
+        await handlers.apply_fill_event(
+            conn, f"{orders[1]}:1", fill(user, orders[1], "buy", "10", "150", "filled")
+        )
+    async with engine.begin() as conn:
+        await handlers.release_hold(conn, orders[2])
+    held, total = await both()
+    assert held == total == D("1000") - D("400") + D("44.44")

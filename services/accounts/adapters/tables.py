@@ -37,6 +37,8 @@ accounts = Table(
     Column("tier", String(10), nullable=False),
     Column("fill_preference", String(14), nullable=False),
     Column("cash", MONEY, nullable=False),
+    # the cash its active holds reserve, kept by triggers on holds (HELD_CASH_DDL)
+    Column("held_cash", MONEY, nullable=False, server_default="0"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -134,6 +136,49 @@ CREATE TABLE IF NOT EXISTS accounts.eod_snapshots (
     PRIMARY KEY (account_id, as_of_date)
 )"""
 
+# accounts.held_cash = the sum of the account's active holds, kept by statement triggers on
+# holds (whatever writes them: placing, fills using them up, releases), so buying power is read
+# from one row instead of summed over every open order
+HELD_CASH_DDL = [
+    "ALTER TABLE accounts.accounts ADD COLUMN IF NOT EXISTS held_cash numeric(20, 6) "
+    "NOT NULL DEFAULT 0",
+    "UPDATE accounts.accounts a SET held_cash = coalesce((SELECT sum(h.amount) FROM "
+    "accounts.holds h WHERE h.account_id = a.id AND h.status = 'active'), 0)",
+    """CREATE OR REPLACE FUNCTION accounts.holds_keep_held_cash() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+    BEGIN
+      IF TG_OP = 'INSERT' THEN
+        UPDATE accounts.accounts a SET held_cash = a.held_cash + d.amount
+        FROM (SELECT account_id, sum(amount) AS amount FROM new_rows WHERE status = 'active'
+              GROUP BY account_id) d WHERE a.id = d.account_id AND d.amount <> 0;
+      ELSIF TG_OP = 'UPDATE' THEN
+        UPDATE accounts.accounts a SET held_cash = a.held_cash + d.amount
+        FROM (SELECT account_id, sum(amount) AS amount FROM (
+                SELECT account_id, amount FROM new_rows WHERE status = 'active'
+                UNION ALL
+                SELECT account_id, -amount FROM old_rows WHERE status = 'active') x
+              GROUP BY account_id) d WHERE a.id = d.account_id AND d.amount <> 0;
+      ELSE
+        UPDATE accounts.accounts a SET held_cash = a.held_cash - d.amount
+        FROM (SELECT account_id, sum(amount) AS amount FROM old_rows WHERE status = 'active'
+              GROUP BY account_id) d WHERE a.id = d.account_id AND d.amount <> 0;
+      END IF;
+      RETURN NULL;
+    END $$""",
+    "DROP TRIGGER IF EXISTS holds_held_cash_insert ON accounts.holds",
+    "CREATE TRIGGER holds_held_cash_insert AFTER INSERT ON accounts.holds "
+    "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+    "EXECUTE FUNCTION accounts.holds_keep_held_cash()",
+    "DROP TRIGGER IF EXISTS holds_held_cash_update ON accounts.holds",
+    "CREATE TRIGGER holds_held_cash_update AFTER UPDATE ON accounts.holds "
+    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT "
+    "EXECUTE FUNCTION accounts.holds_keep_held_cash()",
+    "DROP TRIGGER IF EXISTS holds_held_cash_delete ON accounts.holds",
+    "CREATE TRIGGER holds_held_cash_delete AFTER DELETE ON accounts.holds "
+    "REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT "
+    "EXECUTE FUNCTION accounts.holds_keep_held_cash()",
+]
+
 MIGRATIONS = SchemaMigrations(
     schema=SCHEMA,
     steps=[
@@ -142,5 +187,6 @@ MIGRATIONS = SchemaMigrations(
         # exact average prices after splits and averaging (cost basis to well under a cent)
         sql("ALTER TABLE accounts.positions ALTER COLUMN avg_entry_price TYPE numeric(30, 12)"),
         sql("ALTER TABLE accounts.activities ADD COLUMN IF NOT EXISTS realized_pl numeric(20, 6)"),
+        sql(*HELD_CASH_DDL),
     ],
 )

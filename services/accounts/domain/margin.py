@@ -28,9 +28,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
-from services.accounts.domain.instruments import Equity, MarkedPosition
+from services.accounts.domain.instruments import (
+    Equity,
+    MarkedPosition,
+    OptionContract,
+    OptionRight,
+)
 from services.accounts.domain.money import ZERO
+from services.conventions.occ import is_occ_symbol, parse_occ
 
 __all__ = [
     "MarginRates",
@@ -39,6 +46,7 @@ __all__ = [
     "cash_account_buying_power",
     "hold_for_requirement",
     "margin_summary",
+    "mark_positions",
     "stock_qty_by_symbol",
 ]
 
@@ -133,3 +141,24 @@ def stock_qty_by_symbol(positions: Iterable[MarkedPosition]) -> Mapping[str, Dec
         if isinstance(p.instrument, Equity):
             out[p.instrument.symbol] = out.get(p.instrument.symbol, ZERO) + p.qty
     return out
+
+
+def mark_positions(rows: Iterable[Any], marks: Mapping[str, Decimal]) -> list[MarkedPosition]:
+    """Positions (symbol, qty, avg_entry_price) marked at `marks`, else at average cost."""
+    marked = []
+    for r in rows:
+        instrument: Equity | OptionContract
+        if is_occ_symbol(r.symbol):
+            c = parse_occ(r.symbol)
+            instrument = OptionContract(
+                r.symbol,
+                c.root,
+                OptionRight.CALL if c.is_call else OptionRight.PUT,
+                c.strike,
+                c.expiry,
+            )
+        else:
+            instrument = Equity(r.symbol)
+        mark = marks.get(r.symbol, Decimal(r.avg_entry_price))
+        marked.append(MarkedPosition(instrument, Decimal(r.qty), mark))
+    return marked

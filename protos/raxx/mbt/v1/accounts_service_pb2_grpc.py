@@ -85,6 +85,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldResponse.FromString,
                 _registered_method=True)
+        self.PlaceHolds = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/PlaceHolds',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsResponse.FromString,
+                _registered_method=True)
         self.ReleaseHold = channel.unary_unary(
                 '/raxx.mbt.v1.AccountsService/ReleaseHold',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldRequest.SerializeToString,
@@ -172,6 +177,15 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlaceHolds(self, request, context):
+        """Internal (service principal only): place many holds in one transaction. Holds are decided
+        in request order (two holds of one account never spend the same cash); each result is the
+        hold placed, or why that one was refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReleaseHold(self, request, context):
         """Internal (service principal only): release what is left of an order's hold.
         """
@@ -238,6 +252,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.PlaceHold,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldResponse.SerializeToString,
+            ),
+            'PlaceHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceHolds,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsResponse.SerializeToString,
             ),
             'ReleaseHold': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseHold,
@@ -521,6 +540,33 @@ class AccountsService:
             '/raxx.mbt.v1.AccountsService/PlaceHold',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/PlaceHolds',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -55,6 +55,11 @@ class AccountsServiceStub:
     """Internal (service principal only): the user's tier changed (retention follows it)."""
     PlaceHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]
     """Internal (service principal only): reserve buying power (or shares) for an order."""
+    PlaceHolds: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldsRequest, _accounts_service_pb2.PlaceHoldsResponse]
+    """Internal (service principal only): place many holds in one transaction. Holds are decided
+    in request order (two holds of one account never spend the same cash); each result is the
+    hold placed, or why that one was refused.
+    """
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]
     """Internal (service principal only): release what is left of an order's hold."""
     ExportUserData: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]
@@ -87,6 +92,11 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """Internal (service principal only): the user's tier changed (retention follows it)."""
     PlaceHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldRequest, _accounts_service_pb2.PlaceHoldResponse]  # type: ignore[assignment]
     """Internal (service principal only): reserve buying power (or shares) for an order."""
+    PlaceHolds: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.PlaceHoldsRequest, _accounts_service_pb2.PlaceHoldsResponse]  # type: ignore[assignment]
+    """Internal (service principal only): place many holds in one transaction. Holds are decided
+    in request order (two holds of one account never spend the same cash); each result is the
+    hold placed, or why that one was refused.
+    """
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
     """Internal (service principal only): release what is left of an order's hold."""
     ExportUserData: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]  # type: ignore[assignment]
@@ -176,6 +186,17 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.PlaceHoldResponse, _abc.Awaitable[_accounts_service_pb2.PlaceHoldResponse]]:
         """Internal (service principal only): reserve buying power (or shares) for an order."""
+
+    @_abc_1.abstractmethod
+    def PlaceHolds(
+        self,
+        request: _accounts_service_pb2.PlaceHoldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.PlaceHoldsResponse, _abc.Awaitable[_accounts_service_pb2.PlaceHoldsResponse]]:
+        """Internal (service principal only): place many holds in one transaction. Holds are decided
+        in request order (two holds of one account never spend the same cash); each result is the
+        hold placed, or why that one was refused.
+        """
 
     @_abc_1.abstractmethod
     def ReleaseHold(

@@ -1,0 +1,320 @@
+"""Buying-power holds for a batch of orders: one transaction, few round trips, decided in order.
+
+The batch's accounts are locked (in id order, so two batches cannot deadlock), everything the
+decisions need is read in one pipelined round trip under those locks (existing holds, what is
+held, sellable quantities, positions, unsettled sales), each hold is decided in request order
+against budgets that fall by what every hold before it reserved - the same answer as deciding
+them one at a time from the tables - and the placed holds are inserted with the commit.
+
+Plain psycopg with prepared statements (`services.platform.hotpath`): this is the hot path of
+every submit, and its statements are fixed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+
+from services.accounts.domain.ledger import ZERO
+from services.accounts.domain.margin import margin_summary, mark_positions
+from services.accounts.ledger_batch import multiplier_of
+from services.accounts.settlement import LOOKBACK, NEW_YORK, unsettled_of
+from services.conventions.calendar import MarketCalendar
+from services.platform.errors import FailedPrecondition, MbtError, NotFound
+from services.platform.hotpath import HotPathPool
+
+__all__ = ["HoldPlaced", "HoldRequest", "decide_holds", "place_holds"]
+
+DEADLOCK_RETRIES = 3
+
+LOCK_ACCOUNTS = (
+    "SELECT * FROM accounts.accounts WHERE user_id = ANY(%(users)s::text[]) ORDER BY id FOR UPDATE"
+)
+EXISTING = "SELECT order_id, amount FROM accounts.holds WHERE order_id = ANY(%(orders)s::text[])"
+SELL_HELD = (
+    "SELECT h.account_id, h.symbol, sum(h.qty) AS qty FROM accounts.holds h "
+    "JOIN accounts.accounts a ON a.id = h.account_id "
+    "WHERE a.user_id = ANY(%(users)s::text[]) AND h.symbol = ANY(%(symbols)s::text[]) "
+    "AND h.side = 'sell' AND h.status = 'active' GROUP BY h.account_id, h.symbol"
+)
+POSITIONS = (
+    "SELECT p.account_id, p.symbol, p.qty, p.avg_entry_price FROM accounts.positions p "
+    "JOIN accounts.accounts a ON a.id = p.account_id "
+    "WHERE a.user_id = ANY(%(users)s::text[]) AND p.qty <> 0"
+)
+SALES = (
+    "SELECT t.account_id, t.amount, t.occurred_at FROM accounts.activities t "
+    "JOIN accounts.accounts a ON a.id = t.account_id "
+    "WHERE a.user_id = ANY(%(users)s::text[]) AND a.account_type = 'cash' "
+    "AND t.activity_type = 'fill' AND t.amount > 0 AND t.occurred_at > %(since)s"
+)
+INSERT_HOLDS = (
+    "INSERT INTO accounts.holds (order_id, account_id, symbol, side, amount, qty, status) "
+    "SELECT o, a, s, d, m, q, 'active' FROM unnest(%(orders)s::text[], %(accounts)s::text[], "
+    "%(symbols)s::text[], %(sides)s::text[], %(amounts)s::numeric[], %(qtys)s::numeric[]) "
+    "AS h(o, a, s, d, m, q)"
+)
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    user_id: str
+    order_id: str
+    symbol: str
+    side: str  # "buy" | "sell"
+    qty: Decimal
+    amount: Decimal  # cash to reserve (buys)
+    as_of: datetime | None = None  # the market clock: sale proceeds settle T+1 from it
+
+
+@dataclass(frozen=True)
+class HoldPlaced:
+    account_id: str
+    amount: Decimal
+    fill_preference: str
+
+
+@dataclass
+class Snapshot:
+    """What a batch's decisions read, under its accounts' row locks."""
+
+    accounts: dict[str, dict[str, Any]]  # by user id
+    existing: dict[str, Decimal]  # order id -> cash held, for holds placed before
+    held: dict[str, Decimal] = field(default_factory=dict)  # account id -> active cash held
+    sell_held: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    positions: dict[str, list[Any]] = field(default_factory=dict)  # account id -> rows
+    sales: dict[str, list[tuple[Any, datetime]]] = field(default_factory=dict)
+
+
+@dataclass
+class _Budget:
+    """One account's spendable cash (by settlement day) and sellable shares, as holds fall."""
+
+    acct: dict[str, Any]
+    held: Decimal
+    marks: Mapping[str, Decimal]
+    cash: dict[object, Decimal] = field(default_factory=dict)
+    qty: dict[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return str(self.acct["id"])
+
+    @property
+    def margin(self) -> bool:
+        return bool(self.acct["account_type"] == "margin")
+
+
+def _require(amount: Decimal, available: Decimal) -> None:
+    if amount > available:
+        raise FailedPrecondition(
+            f"insufficient buying power: order needs ${amount:.2f}, "
+            f"available ${max(available, ZERO):.2f}",
+            reason="INSUFFICIENT_BUYING_POWER",
+            metadata={"required": f"{amount:.2f}", "available": f"{available:.2f}"},
+        )
+
+
+def _available(
+    b: _Budget, snap: Snapshot, item: HoldRequest, calendar: MarketCalendar | None
+) -> object:
+    """The key of the cash budget this hold spends from (computed on first use)."""
+    if b.margin:
+        if "margin" not in b.cash:
+            cash = Decimal(str(b.acct["cash"]))
+            marked = mark_positions(snap.positions.get(b.id, []), b.marks)
+            b.cash["margin"] = margin_summary(cash, marked, ZERO, b.held).buying_power
+        return "margin"
+    settling = item.as_of is not None and calendar is not None
+    key = item.as_of.astimezone(NEW_YORK).date() if item.as_of is not None and settling else None
+    if key not in b.cash:
+        available = Decimal(str(b.acct["cash"])) - b.held
+        if item.as_of is not None and calendar is not None:  # unsettled proceeds are not cash
+            available -= unsettled_of(snap.sales.get(b.id, []), item.as_of, calendar)
+        b.cash[key] = available
+    return key
+
+
+def _decide(
+    b: _Budget, snap: Snapshot, item: HoldRequest, calendar: MarketCalendar | None
+) -> tuple[Decimal, Decimal]:
+    """(cash held, shares held) for one order against the account's budget, or refuse."""
+    key = _available(b, snap, item, calendar)
+    available = b.cash[key]
+    if item.side == "buy":
+        _require(item.amount, available)
+        hold_amount, hold_qty = item.amount, ZERO
+    else:
+        if item.symbol not in b.qty:
+            owned = next(
+                (Decimal(p.qty) for p in snap.positions.get(b.id, []) if p.symbol == item.symbol),
+                ZERO,
+            )
+            b.qty[item.symbol] = owned - snap.sell_held.get((b.id, item.symbol), ZERO)
+        available_qty = b.qty[item.symbol]
+        hold_amount, hold_qty = ZERO, item.qty
+        if item.qty > available_qty:
+            free = max(available_qty, ZERO)
+            mark = b.marks.get(item.symbol)
+            if not b.margin or mark is None:
+                raise FailedPrecondition(
+                    f"insufficient qty: selling {item.qty.normalize():f} {item.symbol} but "
+                    f"{free.normalize():f} available (cash accounts cannot sell short)",
+                    reason="INSUFFICIENT_QTY",
+                    metadata={"symbol": item.symbol, "available": str(free)},
+                )
+            # margin: the part beyond the shares held is a short sale, held in buying power
+            short_notional = (item.qty - free) * mark * multiplier_of(item.symbol)
+            _require(short_notional, available)
+            hold_amount, hold_qty = short_notional, free
+        b.qty[item.symbol] = available_qty - hold_qty
+    # every budget of this account (each settlement day) falls by what this hold reserves
+    b.held += hold_amount
+    for k in b.cash:
+        b.cash[k] -= hold_amount
+    return hold_amount, hold_qty
+
+
+def decide_holds(
+    items: Sequence[HoldRequest],
+    snap: Snapshot,
+    marks: Mapping[str, Mapping[str, Decimal]] | None = None,
+    calendar: MarketCalendar | None = None,
+) -> tuple[list[HoldPlaced | MbtError], list[tuple[HoldRequest, str, Decimal, Decimal]]]:
+    """Each hold in order: its result, and the holds to insert (item, account, cash, qty)."""
+    results: list[HoldPlaced | MbtError] = []
+    inserts: list[tuple[HoldRequest, str, Decimal, Decimal]] = []
+    budgets: dict[str, _Budget] = {}
+    existing = dict(snap.existing)
+    for item in items:
+        acct = snap.accounts.get(item.user_id)
+        if acct is None:
+            results.append(
+                NotFound(
+                    "no MBT account for this user; sign up with `mbt signup`",
+                    reason="ACCOUNT_NOT_FOUND",
+                )
+            )
+            continue
+        account_id, preference = str(acct["id"]), str(acct["fill_preference"])
+        if item.order_id in existing:  # placed before (or earlier in this batch): the same
+            results.append(HoldPlaced(account_id, existing[item.order_id], preference))
+            continue
+        if acct["status"] != "active":
+            results.append(
+                FailedPrecondition(f"account is {acct['status']}", reason="ACCOUNT_NOT_ACTIVE")
+            )
+            continue
+        b = budgets.get(account_id)
+        if b is None:
+            b = budgets[account_id] = _Budget(
+                acct, snap.held.get(account_id, ZERO), (marks or {}).get(item.user_id, {})
+            )
+        try:
+            amount, qty = _decide(b, snap, item, calendar)
+        except MbtError as exc:
+            results.append(exc)
+            continue
+        existing[item.order_id] = amount
+        inserts.append((item, account_id, amount, qty))
+        results.append(HoldPlaced(account_id, amount, preference))
+    return results, inserts
+
+
+async def place_holds(
+    pool: HotPathPool,
+    items: Sequence[HoldRequest],
+    marks: Mapping[str, Mapping[str, Decimal]] | None = None,
+    calendar: MarketCalendar | None = None,
+) -> list[HoldPlaced | MbtError]:
+    """Decide and place the holds of a batch in one transaction (see the module doc).
+
+    A deadlock with another transaction (PostgreSQL aborts one of the two) is retried.
+    """
+    if not items:
+        return []
+    for attempt in range(DEADLOCK_RETRIES):
+        try:
+            return await _place(pool, items, marks, calendar)
+        except psycopg.errors.DeadlockDetected:
+            if attempt == DEADLOCK_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+async def _place(
+    pool: HotPathPool,
+    items: Sequence[HoldRequest],
+    marks: Mapping[str, Mapping[str, Decimal]] | None,
+    calendar: MarketCalendar | None,
+) -> list[HoldPlaced | MbtError]:
+    users = sorted({i.user_id for i in items})
+    sells = sorted({i.symbol for i in items if i.side == "sell"})
+    clocks = [i.as_of for i in items if i.as_of is not None]
+    since = min(clocks) - LOOKBACK if clocks else None
+    async with pool.transaction() as conn:
+        async with conn.pipeline():
+            q_accounts = await conn.execute(LOCK_ACCOUNTS, {"users": users})
+            q_existing = await conn.execute(EXISTING, {"orders": [i.order_id for i in items]})
+            q_positions = await conn.execute(POSITIONS, {"users": users})
+            q_sell = (
+                await conn.execute(SELL_HELD, {"users": users, "symbols": sells}) if sells else None
+            )
+            q_sales = (
+                await conn.execute(SALES, {"users": users, "since": since})
+                if since is not None and calendar is not None
+                else None
+            )
+        snap = Snapshot(
+            accounts={str(r["user_id"]): r for r in await q_accounts.fetchall()},
+            existing={
+                str(r["order_id"]): Decimal(r["amount"]) for r in await q_existing.fetchall()
+            },
+        )
+        # what is held already: kept on the locked row (accounts.held_cash, by triggers)
+        snap.held = {str(a["id"]): Decimal(a["held_cash"]) for a in snap.accounts.values()}
+        positions: dict[str, list[Any]] = defaultdict(list)
+        for r in await q_positions.fetchall():
+            positions[str(r["account_id"])].append(_Row(r))
+        snap.positions = dict(positions)
+        if q_sell is not None:
+            snap.sell_held = {
+                (str(r["account_id"]), str(r["symbol"])): Decimal(r["qty"])
+                for r in await q_sell.fetchall()
+            }
+        if q_sales is not None:
+            sales: dict[str, list[tuple[Any, datetime]]] = defaultdict(list)
+            for r in await q_sales.fetchall():
+                sales[str(r["account_id"])].append((r["amount"], r["occurred_at"]))
+            snap.sales = dict(sales)
+        results, inserts = decide_holds(items, snap, marks, calendar)
+        if inserts:
+            await conn.execute(
+                INSERT_HOLDS,
+                {
+                    "orders": [i.order_id for i, _, _, _ in inserts],
+                    "accounts": [a for _, a, _, _ in inserts],
+                    "symbols": [i.symbol for i, _, _, _ in inserts],
+                    "sides": [i.side for i, _, _, _ in inserts],
+                    "amounts": [m for _, _, m, _ in inserts],
+                    "qtys": [q for _, _, _, q in inserts],
+                },
+            )
+    return results
+
+
+class _Row:
+    """A position row with attribute access (what `marked_positions` reads)."""
+
+    __slots__ = ("avg_entry_price", "qty", "symbol")
+
+    def __init__(self, r: Mapping[str, Any]) -> None:
+        self.symbol = str(r["symbol"])
+        self.qty = r["qty"]
+        self.avg_entry_price = r["avg_entry_price"]
