@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import hmac
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -178,12 +179,35 @@ async def _from_api_key(
     )
 
 
+_VERIFIED: OrderedDict[tuple[bytes, str], SessionClaims] = OrderedDict()
+VERIFIED_CACHE_SIZE = 8192
+
+
+def _verified(secret: bytes, token: str, now: datetime) -> SessionClaims:
+    """`verify_session_token`, remembering tokens already verified (the signature and claims
+    of a token never change; only its expiry is checked again). The session it names is still
+    looked up on every call, so a revoked session stops at once."""
+    key = (secret, token)
+    claims = _VERIFIED.get(key)
+    if claims is None:
+        claims = verify_session_token(secret=secret, token=token, now=now)
+        _VERIFIED[key] = claims
+        if len(_VERIFIED) > VERIFIED_CACHE_SIZE:
+            _VERIFIED.popitem(last=False)
+        return claims
+    if now >= claims.expires_at:
+        del _VERIFIED[key]
+        raise TokenRejected("expired")
+    _VERIFIED.move_to_end(key)
+    return claims
+
+
 async def _from_bearer(authorization: str, secret: bytes, reg: CredentialRegistry) -> Principal:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthenticated("authorization must be `Bearer <token>`")
     try:
-        claims = verify_session_token(secret=secret, token=token.strip(), now=datetime.now(UTC))
+        claims = _verified(secret, token.strip(), datetime.now(UTC))
     except TokenRejected as exc:
         raise Unauthenticated(f"session token rejected: {exc}", reason="TOKEN_REJECTED") from exc
     if claims.user_id.startswith(SERVICE_PREFIX):

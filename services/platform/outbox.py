@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Sequence
 
 import nats
+import psycopg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -24,12 +25,11 @@ from sqlalchemy import (
     String,
     Table,
     func,
-    select,
-    update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.platform.bus import Bus
+from services.platform.hotpath import HotPath
 
 log = logging.getLogger("mbt.outbox")
 
@@ -66,11 +66,12 @@ class Outbox:
 
     async def relay_forever(self, engine: AsyncEngine, bus: Bus, poll_s: float = 0.5) -> None:
         """Publish unpublished rows, oldest first; wake on commit or every `poll_s`."""
+        hot = HotPath(engine.url.render_as_string(hide_password=False))
         while True:
             try:
-                sent = await self.relay_once(engine, bus)
-            except (nats.errors.Error, TimeoutError, OSError) as exc:
-                # the bus is down: rows stay unpublished and go out when it returns
+                sent = await self.relay_once(hot, bus)
+            except (nats.errors.Error, TimeoutError, OSError, psycopg.OperationalError) as exc:
+                # the bus (or the database) is down: rows stay unpublished and go out later
                 log.warning("outbox relay cannot publish (%s); retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
@@ -81,26 +82,35 @@ class Outbox:
                     pass
                 self._wake.clear()
 
-    async def relay_once(self, engine: AsyncEngine, bus: Bus, batch: int = 200) -> int:
-        t = self.table
-        async with engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(t.c.seq, t.c.msg_id, t.c.subject, t.c.payload)
-                    .where(t.c.published_at.is_(None))
-                    .order_by(t.c.seq)
-                    .limit(batch)
-                    .with_for_update(skip_locked=True)
+    async def relay_once(self, db: AsyncEngine | HotPath, bus: Bus, batch: int = 200) -> int:
+        """Publish one batch of unpublished rows and mark them published (after the acks)."""
+        hot = (
+            db if isinstance(db, HotPath) else HotPath(db.url.render_as_string(hide_password=False))
+        )
+        name = f'"{self.table.schema}"."{self.table.name}"'
+        try:
+            async with hot.transaction() as conn:
+                cur = await conn.execute(
+                    f"SELECT seq, msg_id, subject, payload FROM {name} "
+                    "WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
+                    (batch,),
                 )
-            ).all()
-            if not rows:
-                return 0
-            # pipelined: written to the connection in order (JetStream keeps that order), acks
-            # awaited together - one round trip per batch instead of one per row
-            await asyncio.gather(
-                *(bus.js_publish(row.subject, row.payload, msg_id=row.msg_id) for row in rows)
-            )
-            await conn.execute(
-                update(t).where(t.c.seq.in_([r.seq for r in rows])).values(published_at=func.now())
-            )
-        return len(rows)
+                rows = await cur.fetchall()
+                if not rows:
+                    return 0
+                # pipelined: written to the connection in order (JetStream keeps that order),
+                # acks awaited together - one round trip per batch instead of one per row
+                await asyncio.gather(
+                    *(
+                        bus.js_publish(r["subject"], bytes(r["payload"]), msg_id=r["msg_id"])
+                        for r in rows
+                    )
+                )
+                await conn.execute(
+                    f"UPDATE {name} SET published_at = now() WHERE seq = ANY(%s)",
+                    ([r["seq"] for r in rows],),
+                )
+            return len(rows)
+        finally:
+            if hot is not db:
+                await hot.close()

@@ -106,6 +106,56 @@ def test_fifty_concurrent_duplicates_make_one_order(system: RunningSystem) -> No
         assert [o.id for o in listed] == ids[:1]
 
 
+def test_a_reused_client_order_id_with_another_payload_is_a_conflict(
+    system: RunningSystem,
+) -> None:
+    """BRIEF §4 rule 8: the same payload again returns the original; a different one is 422
+    (HTTP) / ALREADY_EXISTS (gRPC) naming the fields that differ, and no second order exists."""
+    token, _ = signup_http(system.url, "coid-conflict@example.com")
+    h = {"authorization": f"Bearer {token}"}
+    body = {
+        "symbol": "IBM",
+        "side": "buy",
+        "qty": "2",
+        "order_type": "limit",
+        "limit_price": "10.00",
+        "time_in_force": "gtc",
+        "client_order_id": "strategy-42",
+    }
+    first = httpx.post(f"{system.url}/api/mbt/orders", headers=h, json=body)
+    assert first.status_code == 200, first.text
+    again = httpx.post(f"{system.url}/api/mbt/orders", headers=h, json={**body, "qty": "2.0"})
+    assert again.status_code == 200 and again.json()["data"]["id"] == first.json()["data"]["id"]
+    other = httpx.post(
+        f"{system.url}/api/mbt/orders", headers=h, json={**body, "qty": "3", "limit_price": "11"}
+    )
+    assert other.status_code == 422, other.text
+    err = other.json()["error"]
+    assert err["code"] == "CLIENT_ORDER_ID_CONFLICT"
+    assert "qty" in err["message"] and "limit_price" in err["message"]
+    assert "side" not in err["message"]
+    md = (("authorization", f"Bearer {token}"),)
+    with grpc.insecure_channel(system.grpc_addr("orders")) as ch:
+        stub = ogrpc.OrdersServiceStub(ch)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.SubmitOrder(
+                opb.SubmitOrderRequest(
+                    symbol="IBM",
+                    side="sell",
+                    qty="2",
+                    order_type="limit",
+                    limit_price="10",
+                    time_in_force="gtc",
+                    client_order_id="strategy-42",
+                ),
+                metadata=md,
+            )
+        assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert "side" in (e.value.details() or "")
+        listed = stub.ListOrders(opb.ListOrdersRequest(status="all"), metadata=md).orders
+    assert len(listed) == 1
+
+
 def test_replay_matches_the_recording_and_is_deterministic(system: RunningSystem) -> None:
     url = system.url
     token, _ = signup_http(url, "replay@example.com")

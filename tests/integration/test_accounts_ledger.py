@@ -299,7 +299,9 @@ async def test_held_cash_on_the_account_row_is_the_sum_of_its_active_holds(engin
             return D(acct["held_cash"]), D(total)
 
     assert await both() == (D("3344.94"), D("3344.94"))
-    async with engine.begin() as conn:  # a partial fill uses part of one hold, a fill all of another
+    async with (
+        engine.begin() as conn
+    ):  # a partial fill uses part of one hold, a fill all of another
         await handlers.apply_fill_event(
             conn, f"{orders[0]}:1", fill(user, orders[0], "buy", "4", "100", "partially_filled")
         )
