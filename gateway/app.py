@@ -26,6 +26,7 @@ from gateway.alpaca import AlpacaError, TradeUpdatesSocket, alpaca_routes
 from gateway.browser_stream import trade_updates_sse
 from gateway.openapi import build_openapi
 from gateway.routes import HttpRoute, build_routes
+from gateway.security import SecurityHeaders, docs_routes
 from gateway.sessions import (
     ACCESS_COOKIE,
     REFRESH_COOKIE,
@@ -217,7 +218,12 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
     async def index(request: Request) -> Response:
         return JSONResponse(
             {
-                "data": {"service": "mbt-gateway", "api": "/api/mbt", "openapi": "/openapi.json"},
+                "data": {
+                    "service": "mbt-gateway",
+                    "api": "/api/mbt",
+                    "openapi": "/openapi.json",
+                    "docs": "/docs",
+                },
                 "meta": {},
             }
         )
@@ -237,6 +243,7 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             Route("/", index),
             Route("/healthz", health),
             Route("/openapi.json", openapi),
+            *docs_routes(),
             Route(
                 "/api/mbt/stream/trade-updates",
                 trade_updates_sse(gw.channel, gw.config.allowed_origins, vouch),
@@ -250,4 +257,5 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.add_middleware(SecurityHeaders)
     return app
