@@ -75,12 +75,21 @@ class ReplayFeed:
         self.subscribers: set[asyncio.Queue[Quote]] = set()
 
     async def run(self) -> None:
+        last_ts = None
+        since_yield = 0
         for sq in self.schedule:
             while (wait := seconds_until_due(self.clock.sim, sq, time.monotonic())) > 0:
                 await asyncio.sleep(wait)
-            if self.published % 500 == 0:
-                await asyncio.sleep(0)  # at full speed, let the service answer calls
+                since_yield = 0
+            # at full speed, let the service answer calls - but only between instants, so the
+            # quotes of one timestamp go out together (no clock tick between them: subscribers
+            # price spreads on whole instants)
+            if since_yield >= 500 and sq.quote.ts != last_ts:
+                await asyncio.sleep(0)
+                since_yield = 0
             await self.ingest(sq.quote)
+            last_ts = sq.quote.ts
+            since_yield += 1
         log.info("replay finished after %d quotes", self.published)
 
     async def ingest(self, q: Quote) -> None:

@@ -106,6 +106,7 @@ class MatchingEngine(SingleLegMatching, SpreadMatching):
         """
         events: list[Event] = []
         ts = quote.ts
+        self._settle_before(ts, events)  # the instant before this quote is complete
         now = self._now
         if ts > now:
             self._now = now = ts
@@ -173,7 +174,7 @@ class MatchingEngine(SingleLegMatching, SpreadMatching):
             if well_formed:
                 self._defer_resting(book, quote, reason, events)
         if book.multileg:
-            self._match_spreads(book, quote, events)
+            self._mark_spreads(book, quote)
         return events
 
     def on_time(self, now: datetime) -> list[Event]:
@@ -185,11 +186,20 @@ class MatchingEngine(SingleLegMatching, SpreadMatching):
         if now.tzinfo is None:
             raise ValueError("on_time needs a timezone-aware datetime")
         now = now.astimezone(_UTC)
+        events: list[Event] = []
+        self._settle_before(now, events)
         if now > self._now:
             self._now = now
-        events: list[Event] = []
         if self._expiries and self._expiries[0][0] <= self._now:
             self._expire_due(self._now, events)
+        return events
+
+    def settle(self) -> list[Event]:
+        """Evaluate the spreads quoted at the latest instant now, without waiting for time to
+        move on (the end of a replay, or of a batch of quotes known to be complete)."""
+        events: list[Event] = []
+        if self._pending_at is not None:
+            self._settle_spreads(events)
         return events
 
     def cancel(self, order_id: str, now: datetime) -> list[Event]:
@@ -239,6 +249,7 @@ def replay(
         events += engine.on_time(order.accepted_at)
         events += engine.accept(order)
         last = order.accepted_at
+    events += engine.settle()
     if last is not None:
         events += engine.on_time(last)
     return events

@@ -82,6 +82,9 @@ class EngineCore:
         self._latest: dict[str, Quote] = {}
         self._expiries: list[tuple[datetime, int, Order]] = []
         self._now = datetime.min.replace(tzinfo=_UTC)
+        # spreads touched by quotes of the current instant, evaluated once it is complete
+        self._pending_spreads: dict[str, Order] = {}
+        self._pending_at: datetime | None = None
 
     # ----------------------------------------------------------------- lifecycle
 

@@ -150,7 +150,16 @@ def allocate_leg_prices(
     )
     residual = net - total
     if residual:
-        coeffs = _bezout([leg.ratio for leg in legs])
+        # which leg absorbs the sub-step residual must not depend on the order the legs were
+        # written in (nor their symbols): decide it over the legs in a canonical order
+        canon = sorted(
+            range(len(legs)),
+            key=lambda i: (legs[i].ratio, legs[i].side.value, quotes[i].bid, quotes[i].ask),
+        )
+        by_canon = _bezout([legs[i].ratio for i in canon])
+        coeffs = [0] * len(legs)
+        for i, c in zip(canon, by_canon, strict=True):
+            coeffs[i] = c
         prices = [
             p + leg_sign(leg) * c * residual for leg, p, c in zip(legs, prices, coeffs, strict=True)
         ]

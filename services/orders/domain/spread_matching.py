@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from services.orders.domain.book import SymbolBook
@@ -40,10 +41,28 @@ class SpreadMatching(EngineCore):
 
     # ----------------------------------------------------------------- multi-leg matching
 
-    def _match_spreads(self, book: SymbolBook, quote: Quote, events: list[Event]) -> None:
-        for order in list(book.multileg.values()):
-            if order.status not in _TERMINAL:
-                self._match_spread(order, quote, events)
+    def _mark_spreads(self, book: SymbolBook, quote: Quote) -> None:
+        """A leg quoted: its spreads are evaluated once every quote of this instant is in
+        (BRIEF §4 rule 6: a snapshot is the latest quote of every leg as of one instant)."""
+        self._pending_spreads.update(book.multileg)
+        if self._pending_at is None or quote.ts > self._pending_at:
+            self._pending_at = quote.ts
+
+    def _settle_spreads(self, events: list[Event]) -> None:
+        """Evaluate the spreads of the completed instant, once each, in acceptance order (so
+        nothing depends on which leg's quote came first or on the legs' symbols)."""
+        pending, self._pending_spreads, self._pending_at = self._pending_spreads, {}, None
+        for order in sorted(pending.values(), key=lambda o: self._seq_of[o.id]):
+            if order.status in _TERMINAL or order.id not in self._open:
+                continue
+            quoted = [self._latest[leg.symbol] for leg in order.legs if leg.symbol in self._latest]
+            if quoted:  # the instant's own quote of a leg: its time stamps the snapshot
+                self._match_spread(order, max(quoted, key=lambda q: (q.ts, q.symbol)), events)
+
+    def _settle_before(self, ts: datetime, events: list[Event]) -> None:
+        """Time moves past the pending instant: it is complete."""
+        if self._pending_at is not None and ts > self._pending_at:
+            self._settle_spreads(events)
 
     def _match_spread(self, order: Order, quote: Quote, events: list[Event]) -> None:
         now = self._now

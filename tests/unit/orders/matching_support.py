@@ -104,10 +104,11 @@ E = TypeVar("E")
 
 
 def feed(engine: MatchingEngine, quotes: Iterable[Quote]) -> list[Event]:
+    """Quotes in, then the last instant settled (its spreads evaluated): the end of input."""
     events: list[Event] = []
     for q in quotes:
         events += engine.on_quote(q)
-    return events
+    return events + engine.settle()
 
 
 def only(events: Iterable[Event], kind: type[E]) -> list[E]:

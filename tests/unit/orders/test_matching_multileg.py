@@ -189,13 +189,13 @@ def test_credit_spread_has_a_negative_net(engine: MatchingEngine) -> None:
 def test_all_legs_need_a_valid_quote_after_acceptance(engine: MatchingEngine) -> None:
     o = spread_order("3.20", FillPreference.CONSERVATIVE)
     engine.accept(o)
-    one_leg = engine.on_quote(quote("2013-10-07T14:00:01", "5.00", "5.20", symbol="C100"))
+    one_leg = feed(engine, [quote("2013-10-07T14:00:01", "5.00", "5.20", symbol="C100")])
     assert fills(one_leg) == []
     assert [e.reason for e in only(one_leg, FillDeferred)] == ["leg C105: no quote yet"]
-    crossed = engine.on_quote(quote("2013-10-07T14:00:02", "2.20", "2.10", symbol="C105"))
+    crossed = feed(engine, [quote("2013-10-07T14:00:02", "2.20", "2.10", symbol="C105")])
     assert fills(crossed) == []
     assert "leg C105: crossed quote" in only(crossed, FillDeferred)[0].reason
-    ok = engine.on_quote(quote("2013-10-07T14:00:03", "2.00", "2.10", symbol="C105"))
+    ok = feed(engine, [quote("2013-10-07T14:00:03", "2.00", "2.10", symbol="C105")])
     [fill] = fills(ok)
     # Atomic: both legs on the one snapshot, each with the quote it used.
     assert [lf.quote.ts.second for lf in fill.leg_fills] == [1, 3]
@@ -205,7 +205,7 @@ def test_a_leg_quoted_only_before_acceptance_does_not_count(engine: MatchingEngi
     engine.on_quote(quote("2013-10-07T13:59:59", "2.00", "2.10", symbol="C105"))
     o = spread_order("3.20", FillPreference.CONSERVATIVE)
     engine.accept(o)
-    events = engine.on_quote(quote("2013-10-07T14:00:01", "5.00", "5.20", symbol="C100"))
+    events = feed(engine, [quote("2013-10-07T14:00:01", "5.00", "5.20", symbol="C100")])
     assert fills(events) == []
     assert only(events, FillDeferred)[0].reason == (
         "leg C105: quote not after the order's acceptance"
