@@ -153,9 +153,10 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
     async def GetOptionChain(
         self, request: pb.GetOptionChainRequest, context: Ctx
     ) -> pb.OptionChain:
-        caller()
+        principal = caller()
         underlying = normalize_symbol(request.underlying)
-        as_of = parse_date("as_of", request.as_of) or self.feed.clock.now().date()
+        now = self.feed.clock.now()
+        as_of = parse_date("as_of", request.as_of) or now.date()
         expiries = option_expiries(self.archive, underlying, as_of)
         if not expiries:
             raise NotFound(
@@ -176,10 +177,14 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
             expiries=[e.isoformat() for e in expiries],
         )
         bounds = self.feed.calendar.session_bounds(as_of)
+        # each contract's last quote as of the market clock (and the caller's tier delay):
+        # never one from later in the day
+        seen_until = now - delay_for(tier_of(principal))
         for c in option_chain(self.archive, underlying, expiry, as_of):
             last = None
-            if bounds is not None:
-                window = self.archive.quotes_between(c.symbol, bounds[0], bounds[1])
+            if bounds is not None and bounds[0] <= seen_until:
+                end = min(bounds[1], seen_until + timedelta(microseconds=1))
+                window = self.archive.quotes_between(c.symbol, bounds[0], end)
                 last = window[-1] if window else None
             out.contracts.add(
                 symbol=c.symbol,

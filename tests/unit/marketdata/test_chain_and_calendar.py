@@ -51,6 +51,25 @@ async def test_goog_chain_expiring_2015_12_24_matches_the_recorded_contracts() -
         )  # type: ignore[arg-type]
 
 
+async def test_chain_quotes_are_as_of_the_market_clock_never_later() -> None:
+    """Mid-session, each contract's quote is its latest at the clock (Pro) or 15 minutes
+    before it (Free): never one recorded later that day."""
+    now = datetime(2015, 12, 23, 15, 0, tzinfo=UTC)
+    feed = ReplayFeed((), now, float("inf"), MarketCalendar(), _noop)
+    svc = MarketDataServicer(feed, ["GOOG"])
+    rows = RecordedArchive().load("GOOG151224C00742500", date(2015, 12, 23))
+    for tier, seen_until in (("pro", now), ("free", datetime(2015, 12, 23, 14, 45, tzinfo=UTC))):
+        set_principal(Principal(user_id="u", session_id="s", tier=tier))
+        chain = await svc.GetOptionChain(
+            pb.GetOptionChainRequest(underlying="GOOG", expiry="2015-12-24"),
+            None,  # type: ignore[arg-type]
+        )
+        c = next(c for c in chain.contracts if c.symbol == "GOOG151224C00742500")
+        expected = [q for q in rows if q.ts <= seen_until][-1]
+        assert c.quote.timestamp.ToDatetime(tzinfo=UTC) == expected.ts, tier
+        assert (Decimal(c.quote.bid), Decimal(c.quote.ask)) == (expected.bid, expected.ask)
+
+
 async def test_calendar_skips_holidays_and_shows_early_closes() -> None:
     svc = servicer()
     out = await svc.ListCalendar(
