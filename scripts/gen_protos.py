@@ -38,8 +38,12 @@ def generate(out: Path) -> list[Path]:
         f"--mypy_grpc_out={out}",
         f"--plugin=protoc-gen-mypy={plugin_dir / 'protoc-gen-mypy'}",
         f"--plugin=protoc-gen-mypy_grpc={plugin_dir / 'protoc-gen-mypy_grpc'}",
+        # the comments of every message, field and RPC: the OpenAPI's descriptions
+        f"--descriptor_set_out={out / 'raxx' / 'mbt' / 'v1' / 'source_info_pb2.binpb'}",
+        "--include_source_info",
         *[str(p.relative_to(PROTO_ROOT)) for p in protos],
     ]
+    (out / "raxx" / "mbt" / "v1").mkdir(parents=True, exist_ok=True)
     if protoc.main(args) != 0:
         raise SystemExit("protoc failed")
     written = sorted((out / "raxx" / "mbt" / "v1").glob("*_pb2*"))
