@@ -336,6 +336,7 @@ def cmd_up(ns: argparse.Namespace) -> None:
             grpc_ports=ports,
             replay_speed=0 if speed == float("inf") else speed,
             replay_days=ns.replay_days,
+            orders_instances=max(1, ns.orders_instances),
         )
     )
     raise SystemExit(code)
@@ -361,6 +362,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--speed", default="1", help="replay speed: 1 = real time, 10, or max")
     up.add_argument(
         "--replay-days", default="", help="recorded days to loop, e.g. 2013-10-07,2013-10-08"
+    )
+    up.add_argument(
+        "--orders-instances",
+        type=int,
+        default=1,
+        help="orders processes, each owning a share of the accounts' partitions (default 1)",
     )
     up.set_defaults(func=cmd_up)
 

@@ -33,6 +33,7 @@ class UpOptions:
     replay_speed: float = 1.0
     replay_days: str = ""
     quiet: bool = False
+    orders_instances: int = 1  # orders processes, each owning a share of the partitions
 
 
 def free_port() -> int:
@@ -116,6 +117,9 @@ class System:
         self.log_dir = opts.data_dir / "logs"
         self.stopping = False
         self.scheduler: Any = None
+        self.orders_addrs: list[str] = []
+        self.orders_names: list[str] = ["orders"]
+        self.instance_env: dict[str, dict[str, str]] = {}
 
     def say(self, msg: str) -> None:
         if not self.opts.quiet:
@@ -148,6 +152,21 @@ class System:
             self.env["MBT_REPLAY_DAYS"] = o.replay_days
         for name, port in o.grpc_ports.items():
             self.env[f"MBT_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
+        # orders instances: the first on the orders port, the rest on free ports; callers reach
+        # them all (round robin) and each forwards a command to the owner of its partition
+        self.orders_addrs = [f"127.0.0.1:{o.grpc_ports['orders']}"] + [
+            f"127.0.0.1:{free_port()}" for _ in range(o.orders_instances - 1)
+        ]
+        self.orders_names = ["orders"] + [f"orders-{k}" for k in range(1, o.orders_instances)]
+        if o.orders_instances > 1:
+            self.env["MBT_ORDERS_ADDR"] = "ipv4:" + ",".join(self.orders_addrs)
+            self.env["MBT_ORDERS_INSTANCES"] = str(o.orders_instances)
+            self.env["MBT_ORDERS_PEERS"] = ",".join(self.orders_addrs)
+            for k, name in enumerate(self.orders_names):
+                self.instance_env[name] = {
+                    "MBT_ORDERS_INSTANCE": str(k),
+                    "MBT_ORDERS_ADDR": self.orders_addrs[k],
+                }
         self.env["MBT_GATEWAY_VOUCH_KEY"] = gateway_vouch_key(
             bytes.fromhex(self.env["MBT_JWT_SECRET"])
         )
@@ -161,10 +180,15 @@ class System:
         # lock), so the launcher needs to know nothing of their tables.
         self.say("[3/5] migrations   each service applies its own schema on start")
         self.say("[4/5] services     starting")
-        for name in SERVICE_ORDER:  # started together; each waits for what it needs
+        names = [n for s in SERVICE_ORDER for n in (self.orders_names if s == "orders" else [s])]
+        for name in names:  # started together; each waits for what it needs
             self._spawn(name)
-        for name in SERVICE_ORDER:
-            addr = f"127.0.0.1:{o.grpc_ports[name]}"
+        for name in names:
+            addr = (
+                self.orders_addrs[self.orders_names.index(name)]
+                if name in self.orders_names
+                else f"127.0.0.1:{o.grpc_ports[name]}"
+            )
             try:
                 wait_healthy(addr, self.procs[name])
             except RuntimeError as exc:
@@ -189,12 +213,14 @@ class System:
         )
 
     def _spawn(self, name: str) -> None:
-        module = "gateway" if name == "gateway" else f"services.{name}"
+        service = name.split("-", 1)[0]  # orders-1 is an orders instance
+        module = "gateway" if name == "gateway" else f"services.{service}"
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        env = {**self.env, **self.instance_env.get(name, {})}
         self.procs[name] = subprocess.Popen(
             [sys.executable, "-m", module],
             # the gateway holds no token key: it cannot mint or verify sessions
-            env={k: v for k, v in self.env.items() if name != "gateway" or k != "MBT_JWT_SECRET"},
+            env={k: v for k, v in env.items() if name != "gateway" or k != "MBT_JWT_SECRET"},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -225,7 +251,7 @@ class System:
         self.say("stopping...")
         if self.scheduler is not None:
             self.scheduler.stop()
-        for name in reversed(("gateway", *SERVICE_ORDER)):
+        for name in reversed(list(self.procs)):
             p = self.procs.get(name)
             if p is not None and p.poll() is None:
                 p.send_signal(signal.SIGTERM)

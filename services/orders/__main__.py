@@ -10,6 +10,7 @@ from services.orders.adapters.tables import MIGRATIONS, outbox
 from services.orders.app import OrdersApp
 from services.orders.domain.engine import EngineConfig, MatchingEngine
 from services.orders.feed import run_market_feed
+from services.orders.partitions import Ownership
 from services.orders.servicer import OrdersServicer
 from services.platform.bus import TRADES_STREAM
 from services.platform.clients import ServiceChannel
@@ -28,6 +29,11 @@ async def build(rt: Runtime) -> ServiceHost:
     accounts = ServiceChannel(s.service_addrs["accounts"], caller="orders", secret=s.jwt_secret)
     marketdata = ServiceChannel(s.service_addrs["marketdata"], caller="orders", secret=s.jwt_secret)
     box = Outbox(outbox)
+    # this instance's partitions, claimed before anything is served (earlier owners are fenced)
+    ownership = Ownership.from_env()
+    await ownership.claim(rt.engine)
+    box.partitions = ownership.mine
+    box.relay_unpartitioned = ownership.instance == 0
     calendar = MarketCalendar()
     # optional, off by default: cap fills at the displayed size (partial fills), and require a
     # strict cross for resting limits (queue-pessimistic)
@@ -35,7 +41,9 @@ async def build(rt: Runtime) -> ServiceHost:
         cap_at_displayed_size=os.environ.get("MBT_CAP_AT_DISPLAYED_SIZE", "") == "1",
         queue_pessimistic=os.environ.get("MBT_QUEUE_PESSIMISTIC", "") == "1",
     )
-    app = OrdersApp(rt.engine, box, MatchingEngine(calendar, config), accounts, marketdata, s)
+    app = OrdersApp(
+        rt.engine, box, MatchingEngine(calendar, config), accounts, marketdata, s, ownership
+    )
     servicer = OrdersServicer(app, calendar, rt.bus)
 
     async def relay() -> None:
@@ -50,9 +58,14 @@ async def build(rt: Runtime) -> ServiceHost:
         await marketdata.close()
 
     async def follow() -> None:
-        await follow_erasures(
-            rt.bus, "orders-erasure", lambda user_id: app.erase_user(user_id, rt.bus)
+        async def erase(user_id: str) -> object:
+            # every instance hears every erasure; the owner of the user's partition acts
+            return await app.erase_user(user_id, rt.bus) if ownership.owns(user_id) else 0
+
+        durable = (
+            "orders-erasure" if ownership.instances == 1 else f"orders-erasure-{ownership.instance}"
         )
+        await follow_erasures(rt.bus, durable, erase)
 
     return ServiceHost(
         name="orders",

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from services.orders import records
 from services.orders.domain.events import Event
+from services.orders.partitions import FENCE_SQL, user_partition
 from services.orders.records import order_event
 from services.orders.validation import OrderIntent
 from services.platform.errors import AlreadyExists, MbtError, error_from_status
@@ -91,11 +92,13 @@ WITH a AS (
   SELECT id, 'accept' AS action FROM accepted UNION ALL SELECT id, 'reject' FROM rejected
 ), e AS (
   SELECT * FROM unnest(%(e_ids)s::text[], %(e_actions)s::text[], %(e_subjects)s::text[],
-                       %(e_payloads)s::bytea[], %(e_msg_ids)s::text[], %(e_details)s::text[])
-    WITH ORDINALITY AS e(id, action, subject, payload, msg_id, detail, n)
+                       %(e_payloads)s::bytea[], %(e_msg_ids)s::text[], %(e_details)s::text[],
+                       %(e_parts)s::smallint[])
+    WITH ORDINALITY AS e(id, action, subject, payload, msg_id, detail, part, n)
 ), outbox AS (
-  INSERT INTO orders.outbox (msg_id, subject, payload)
-  SELECT e.msg_id, e.subject, e.payload FROM e JOIN changed USING (id, action) ORDER BY e.n
+  INSERT INTO orders.outbox (msg_id, subject, payload, partition)
+  SELECT e.msg_id, e.subject, e.payload, e.part FROM e JOIN changed USING (id, action)
+  ORDER BY e.n
 ), audit AS (
   INSERT INTO orders.audit_log (actor, action, order_id, sim_at, detail)
   SELECT 'system', e.action, e.id, %(now)s, e.detail::jsonb FROM e JOIN changed USING (id, action)
@@ -286,7 +289,8 @@ class SubmitPipeline:
     async def _record(self, batch: list[PendingSubmit]) -> list[PendingSubmit]:
         """Insert the orders as `new`; a used client_order_id answers with the original."""
         values = [order_values(p) for p in batch]
-        rows = await self._record_db.fetch(
+        rows = await self._fenced(
+            self._record_db,
             RECORD_SQL,
             {
                 "ids": [v["id"] for v in values],
@@ -387,7 +391,8 @@ class SubmitPipeline:
                 after[p.order_id] = row
             held = [p for p in batch if p.refusal is None]
             refused = [p for p in batch if p.refusal is not None]
-            changed = await self._accept_db.fetch(
+            changed = await self._fenced(
+                self._accept_db,
                 ACCEPT_SQL,
                 {
                     "now": now,
@@ -404,6 +409,7 @@ class SubmitPipeline:
                     "e_payloads": [e[2][1] for e in events],
                     "e_msg_ids": [e[2][2] for e in events],
                     "e_details": [e[3] for e in events],
+                    "e_parts": [user_partition(p.user_id) for p in batch],
                 },
             )
             if events:
@@ -431,6 +437,17 @@ class SubmitPipeline:
             else:
                 p.done.set_result(after[p.order_id])
         return []
+
+    async def _fenced(self, hot: HotPath, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """One statement behind the partition fence, in one round trip (pipelined): if another
+        process claimed one of this instance's partitions, nothing is written (`Fenced`)."""
+        own = self.app.ownership
+        async with hot.transaction() as conn:
+            async with conn.pipeline():
+                fence = await conn.execute(FENCE_SQL, {"me": own.token})
+                cur = await conn.execute(sql, params)
+            own.check(await fence.fetchall())
+            return await cur.fetchall()
 
     async def _recorded(self, p: PendingSubmit) -> dict[str, Any]:
         """The order's row as recorded (kept from the record stage; read back on recovery)."""

@@ -40,6 +40,7 @@ from services.orders.domain.model import (
     TimeInForce,
 )
 from services.orders.holds import package_hold, single_hold
+from services.orders.partitions import Ownership
 from services.orders.persist import persist_events
 from services.orders.validation import OrderIntent
 from services.platform.auth import Principal
@@ -63,6 +64,7 @@ class OrdersApp:
         accounts: ServiceChannel,
         marketdata: ServiceChannel,
         settings: Settings,
+        ownership: Ownership | None = None,
     ) -> None:
 
         self.db = engine
@@ -73,6 +75,9 @@ class OrdersApp:
         self.marketdata = marketdata
         self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
         self.settings = settings
+        # the partitions this process owns; every write checks the fence first
+        self.ownership = ownership or Ownership()
+        self.fence = self.ownership.fence
         self.lock = asyncio.Lock()
         self.accepts = SubmitPipeline(self)
         self.sim_now = EPOCH
@@ -159,7 +164,7 @@ class OrdersApp:
             if events:
                 await self.persist(events, actor=user.user_id)
             else:
-                async with UnitOfWork(self.db, self.outbox) as uow:
+                async with UnitOfWork(self.db, self.outbox, self.fence) as uow:
                     r = (
                         (
                             await uow.conn.execute(
@@ -229,7 +234,7 @@ class OrdersApp:
         async with self.lock:
             self.matching.cancel(order_id, self.sim_now)  # leaves the book; recorded below
             new_id_placeholder = str(uuid.uuid4())
-            async with UnitOfWork(self.db, self.outbox) as uow:
+            async with UnitOfWork(self.db, self.outbox, self.fence) as uow:
                 row = (
                     (
                         await uow.conn.execute(
@@ -303,4 +308,4 @@ class OrdersApp:
 
     async def persist(self, events: list[Event], actor: str = "system") -> None:
         """Write engine events (call under `lock`, so the database sees the engine's order)."""
-        await persist_events(self.db, self.outbox, events, self.sim_now, actor)
+        await persist_events(self.db, self.outbox, events, self.sim_now, actor, self.fence)

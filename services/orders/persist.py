@@ -6,6 +6,7 @@ instrument traded, each with the quote it used.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ from services.orders.domain.events import (
     OrderFilled,
     StopTriggered,
 )
+from services.orders.partitions import user_partition
 from services.platform.db import UnitOfWork
 from services.platform.outbox import Outbox
 
@@ -51,12 +53,13 @@ async def persist_events(
     events: list[Event],
     sim_at: datetime,
     actor: str = "system",
+    fence: Callable[[AsyncConnection], Awaitable[None]] | None = None,
 ) -> None:
     """Write the engine's events in one transaction: fills, order state, outbox, audit.
 
     Called under the engine lock, so rows reach the database in the order the engine made them.
     """
-    async with UnitOfWork(db, outbox) as uow:
+    async with UnitOfWork(db, outbox, fence) as uow:
         c = uow.conn
         for ev in events:
             now_wall = datetime.now(UTC)
@@ -128,7 +131,12 @@ async def persist_events(
                         ),
                     )
                     fe.recorded_at.FromDatetime(now_wall)
-                    uow.publish(f"mbt.fills.{row['account_id']}", fe.SerializeToString(), exec_id)
+                    uow.publish(
+                        f"mbt.fills.{row['account_id']}",
+                        fe.SerializeToString(),
+                        exec_id,
+                        partition=user_partition(str(row["user_id"])),
+                    )
                 await records.audit(
                     uow,
                     sim_at,

@@ -27,6 +27,7 @@ from services.orders.domain.model import (
     Side,
     TimeInForce,
 )
+from services.orders.partitions import user_partition
 from services.platform.db import UnitOfWork
 from services.platform.errors import NotFound
 from services.platform.wire import ts_to_wire
@@ -149,7 +150,7 @@ def order_event(event: str, row: Any, user_id: str) -> tuple[str, bytes, str]:
 
 def emit_order(uow: UnitOfWork, event: str, row: Any, user_id: str) -> None:
     """Queue an `OrderEvent` in the unit of work's outbox (published after commit)."""
-    uow.publish(*order_event(event, row, user_id))
+    uow.publish(*order_event(event, row, user_id), partition=user_partition(user_id))
 
 
 async def audit(

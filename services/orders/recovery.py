@@ -50,6 +50,7 @@ async def rearm(app: OrdersApp) -> int:
             .mappings()
             .all()
         )
+    rows = [r for r in rows if app.ownership.owns(str(r["user_id"]))]  # this instance's only
     armed = 0
     for r in rows:
         if r["status"] == "new":

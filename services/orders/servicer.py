@@ -19,6 +19,7 @@ from services.orders.app import OrdersApp
 from services.orders.backtest import run_replay
 from services.orders.convert import fill_to_pb, order_to_pb
 from services.orders.domain.model import OrderStatus, TimeInForce
+from services.orders.peers import Peers
 from services.orders.records import OPEN_STATUSES
 from services.orders.trade_updates import TradeUpdateSubscription
 from services.orders.validation import check_submit
@@ -37,6 +38,7 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
         self.app = app
         self.calendar = calendar
         self.bus = bus
+        self.peers = Peers(app.ownership, app.settings.jwt_secret)
 
     async def StreamTradeUpdates(
         self, request: pb.StreamTradeUpdatesRequest, context: Ctx
@@ -67,6 +69,8 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
 
     async def ReplaceOrder(self, request: pb.ReplaceOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()
+        if not self.app.ownership.owns(user.user_id):
+            return await self.peers.forward("ReplaceOrder", request, context, user.user_id)
         changes: dict[str, Any] = {}
         qty = parse_decimal("qty", request.qty, required=False, positive=True)
         if qty is not None:
@@ -95,6 +99,8 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
         self, request: pb.CancelAllOrdersRequest, context: Ctx
     ) -> pb.CancelAllOrdersResponse:
         user = require_user()
+        if not self.app.ownership.owns(user.user_id):
+            return await self.peers.forward("CancelAllOrders", request, context, user.user_id)
         return pb.CancelAllOrdersResponse(
             orders=[order_to_pb(r) for r in await self.app.cancel_all(user)]
         )
@@ -107,6 +113,8 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
 
     async def SubmitOrder(self, request: pb.SubmitOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()
+        if not self.app.ownership.owns(user.user_id):
+            return await self.peers.forward("SubmitOrder", request, context, user.user_id)
         intent = check_submit(request)
         return order_to_pb(await self.app.submit(user, intent))
 
@@ -126,6 +134,8 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
 
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()
+        if not self.app.ownership.owns(user.user_id):
+            return await self.peers.forward("CancelOrder", request, context, user.user_id)
         return order_to_pb(await self.app.cancel(user, request.order_id))
 
     async def ListOrders(

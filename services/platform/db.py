@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, MetaData, text
@@ -82,24 +82,39 @@ class UnitOfWork:
     uow.publish(subject, payload, msg_id)`. Leaving the block without an exception commits.
     """
 
-    def __init__(self, engine: AsyncEngine, outbox: object | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: object | None = None,
+        fence: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+    ) -> None:
         self._engine = engine
         self._outbox = outbox
+        self._fence = fence
         self._conn: AsyncConnection | None = None
-        self._pending: list[tuple[str, bytes, str]] = []
+        self._pending: list[tuple[str, bytes, str, int | None]] = []
 
     @property
     def conn(self) -> AsyncConnection:
         assert self._conn is not None, "use inside `async with`"
         return self._conn
 
-    def publish(self, subject: str, payload: bytes, msg_id: str) -> None:
+    def publish(
+        self, subject: str, payload: bytes, msg_id: str, partition: int | None = None
+    ) -> None:
         """Queue an event; it is written to the outbox in this transaction."""
-        self._pending.append((subject, payload, msg_id))
+        self._pending.append((subject, payload, msg_id, partition))
 
     async def __aenter__(self) -> UnitOfWork:
         self._conn = await self._engine.connect()
         await self._conn.begin()
+        if self._fence is not None:  # refused before anything is written (see orders' fence)
+            try:
+                await self._fence(self._conn)
+            except BaseException:
+                await self._conn.rollback()
+                await self._conn.close()
+                raise
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     func,
@@ -44,6 +45,8 @@ def outbox_table(metadata: MetaData) -> Table:
         Column("payload", LargeBinary, nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
         Column("published_at", DateTime(timezone=True)),
+        # the writer's partition (orders' partitions: each relay publishes its own); null = any
+        Column("partition", SmallInteger),
         Index("outbox_unpublished", "seq", postgresql_where="published_at IS NULL"),
     )
 
@@ -54,11 +57,20 @@ class Outbox:
     def __init__(self, table: Table) -> None:
         self.table = table
         self._wake = asyncio.Event()
+        # the partitions this process relays (None: every row); with `relay_unpartitioned`, also
+        # the rows written without a partition
+        self.partitions: list[int] | None = None
+        self.relay_unpartitioned = True
 
-    async def write(self, conn: AsyncConnection, rows: Sequence[tuple[str, bytes, str]]) -> None:
+    async def write(
+        self, conn: AsyncConnection, rows: Sequence[tuple[str, bytes, str, int | None]]
+    ) -> None:
         await conn.execute(
             self.table.insert(),
-            [{"subject": s, "payload": p, "msg_id": m or uuid.uuid4().hex} for s, p, m in rows],
+            [
+                {"subject": s, "payload": p, "msg_id": m or uuid.uuid4().hex, "partition": k}
+                for s, p, m, k in rows
+            ],
         )
 
     def wake(self) -> None:
@@ -90,10 +102,16 @@ class Outbox:
         name = f'"{self.table.schema}"."{self.table.name}"'
         try:
             async with hot.transaction() as conn:
+                mine = ""
+                if self.partitions is not None:
+                    mine = " AND (partition = ANY(%(parts)s)" + (
+                        " OR partition IS NULL)" if self.relay_unpartitioned else ")"
+                    )
                 cur = await conn.execute(
                     f"SELECT seq, msg_id, subject, payload FROM {name} "
-                    "WHERE published_at IS NULL ORDER BY seq LIMIT %s FOR UPDATE SKIP LOCKED",
-                    (batch,),
+                    f"WHERE published_at IS NULL{mine} ORDER BY seq LIMIT %(n)s "
+                    "FOR UPDATE SKIP LOCKED",
+                    {"n": batch, "parts": self.partitions or []},
                 )
                 rows = await cur.fetchall()
                 if not rows:

@@ -188,5 +188,6 @@ MIGRATIONS = SchemaMigrations(
         sql("ALTER TABLE accounts.positions ALTER COLUMN avg_entry_price TYPE numeric(30, 12)"),
         sql("ALTER TABLE accounts.activities ADD COLUMN IF NOT EXISTS realized_pl numeric(20, 6)"),
         sql(*HELD_CASH_DDL),
+        sql("ALTER TABLE accounts.outbox ADD COLUMN IF NOT EXISTS partition smallint"),
     ],
 )

@@ -120,5 +120,12 @@ MIGRATIONS = SchemaMigrations(
             "CREATE INDEX IF NOT EXISTS fills_by_account_symbol "
             "ON orders.fills (account_id, symbol)"
         ),
+        # partitions (services/orders/partitions.py): who owns each, with a fencing epoch, and
+        # the partition of each outbox row (each owner relays its own)
+        sql(
+            "CREATE TABLE IF NOT EXISTS orders.partition_owners (partition integer PRIMARY KEY, "
+            "epoch bigint NOT NULL, owner text NOT NULL, claimed_at timestamptz)",
+            "ALTER TABLE orders.outbox ADD COLUMN IF NOT EXISTS partition smallint",
+        ),
     ],
 )

@@ -1,0 +1,153 @@
+"""Two orders instances (`mbt up --orders-instances 2`): users on both partitions trade; a
+SIGKILLed instance's users wait for its restart while the other's keep trading; nothing is
+lost or doubled; a stale owner's write is refused by the fence."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import psutil
+import pytest
+
+from raxx.mbt.v1 import orders_service_pb2 as opb
+from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
+from services.orders.partitions import DEFAULT_PARTITIONS, partition_of
+from tests.e2e.conftest import RunningSystem, running_system
+from tests.e2e.helpers import signup_http, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def two() -> Iterator[RunningSystem]:
+    with running_system("--speed", "1", "--orders-instances", "2") as s:
+        yield s
+
+
+def user_of(token: str) -> str:
+    payload = token.split(".")[1]
+    sub: str = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    return sub
+
+
+def instance_of(user_id: str) -> int:
+    return partition_of(user_id, DEFAULT_PARTITIONS) % 2
+
+
+def orders_pids(system: RunningSystem) -> dict[int, int]:
+    """Orders instance -> pid, from the launcher's children."""
+    out = {}
+    for child in psutil.Process(system.process.pid).children(recursive=True):
+        try:
+            cmd = child.cmdline()
+            if cmd[-2:] == ["-m", "services.orders"]:
+                out[int(child.environ().get("MBT_ORDERS_INSTANCE", "0"))] = child.pid
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def submit(stub: Any, token: str, coid: str) -> opb.Order:
+    req = opb.SubmitOrderRequest(
+        symbol="IBM",
+        side="buy",
+        qty="1",
+        order_type="limit",
+        limit_price="1.00",
+        time_in_force="gtc",
+        client_order_id=coid,
+    )
+    order: opb.Order = stub.SubmitOrder(
+        req, metadata=(("authorization", f"Bearer {token}"),), timeout=30
+    )
+    return order
+
+
+def listed(stub: Any, token: str) -> list[opb.Order]:
+    md = (("authorization", f"Bearer {token}"),)
+    return list(stub.ListOrders(opb.ListOrdersRequest(status="all"), metadata=md).orders)
+
+
+def test_two_instances_trade_survive_a_kill_and_fence_a_stale_owner(two: RunningSystem) -> None:
+    users: dict[int, list[str]] = {0: [], 1: []}
+    n = 0
+    while min(len(v) for v in users.values()) < 2:
+        token = signup_http(two.url, f"part-{n}@example.com")[0]
+        users[instance_of(user_of(token))].append(token)
+        n += 1
+    tokens = users[0][:2] + users[1][:2]
+    accepted: dict[str, set[str]] = {t: set() for t in tokens}
+    # every user through instance 0's port: instance 1's users are forwarded to their owner
+    with grpc.insecure_channel(two.grpc_addr("orders")) as ch:
+        stub = ogrpc.OrdersServiceStub(ch)
+        for t in tokens:
+            for i in range(3):
+                o = submit(stub, t, f"before-{i}")
+                assert o.status == "accepted", o
+                accepted[t].add(o.id)
+            assert submit(stub, t, "before-0").id in accepted[t]  # idempotent across instances
+
+        # SIGKILL instance 1: instance 0's users keep trading meanwhile
+        pids = orders_pids(two)
+        assert set(pids) == {0, 1}, pids
+        os.kill(pids[1], signal.SIGKILL)
+        t0 = time.monotonic()
+        for t in users[0][:2]:
+            o = submit(stub, t, "during")
+            assert o.status == "accepted"
+            accepted[t].add(o.id)
+        assert time.monotonic() - t0 < 10  # no pause for the other partition's users
+        # instance 1 comes back (the launcher restarts it) and its users trade again
+        wait_for(lambda: 1 in orders_pids(two) and orders_pids(two)[1] != pids[1], timeout=60)
+
+        def after(t: str) -> opb.Order | None:
+            try:
+                return submit(stub, t, "after")
+            except grpc.RpcError:
+                return None
+
+        for t in users[1][:2]:
+            o = wait_for(lambda t=t: after(t), timeout=60, what="instance 1 back")
+            assert o.status == "accepted"
+            accepted[t].add(o.id)
+        # nothing lost, nothing doubled: each user's orders are exactly the accepted ones
+        for t in tokens:
+            assert {o.id for o in listed(stub, t)} == accepted[t]
+
+        # a stale owner: another process claims instance 1's partitions (as a restarted or
+        # re-sharded owner would); instance 1's next write is refused, it stops and comes back
+        import psycopg
+
+        dsn = f"postgresql://postgres:@/postgres?host={two.data_dir / 'postgres'}"
+        with psycopg.connect(dsn, autocommit=True) as c:
+            c.execute(
+                "UPDATE orders.partition_owners SET epoch = epoch + 1, owner = %s "
+                "WHERE partition %% 2 = 1",
+                (uuid.uuid4().hex,),
+            )
+        victim = users[1][0]
+        before = {o.id for o in listed(stub, victim)}
+        with pytest.raises(grpc.RpcError) as refused:
+            submit(stub, victim, "stale-write")
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert {o.id for o in listed(stub, victim)} == before  # the stale write did not land
+
+        def reclaimed() -> opb.Order | None:
+            try:
+                return submit(stub, victim, "after-reclaim")
+            except grpc.RpcError:
+                return None
+
+        o = wait_for(reclaimed, timeout=60, what="instance 1 to re-claim its partitions")
+        assert o.status == "accepted"
+        assert {x.id for x in listed(stub, victim)} == before | {o.id}
+    log = (two.data_dir / "logs" / "orders-1.log").read_text()
+    assert "fenced out" in log
