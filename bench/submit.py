@@ -5,7 +5,10 @@ ports in a temporary directory, signs a user up with a software passkey, then su
 GTC buy limits (limit $1.00, so nothing fills and each order is one durable accept: order row,
 audit row, outbox row, buying-power hold in accounts, all committed before the reply).
 
-    python bench/submit.py [--orders-1 N] [--orders-32 N]
+    python bench/submit.py [--orders-1 N] [--orders-32 N] [--users U] [--orders-instances N]
+
+With --orders-instances N (and --users spreading the load over partitions), the same run is
+made with 1 instance and with N, and the ratio of their throughputs is printed.
 
 Then, in the same run and on the same PostgreSQL, pgbench's one-row INSERT at 32 clients: the
 reference the orders figure is a ratio of, so it means something on any machine.
@@ -57,15 +60,21 @@ async def signup(sessions_addr: str, gw_port: int, email: str) -> str:
     return str(s.token)
 
 
-async def run_phase(addr: str, token: str, clients: int, total: int, tag: str) -> dict[str, Any]:
-    md = (("authorization", f"Bearer {token}"),)
+async def run_phase(
+    addr: str, tokens: list[str], clients: int, total: int, tag: str
+) -> dict[str, Any]:
     latencies: list[float] = []
     counter = iter(range(total))
+    md = (("authorization", f"Bearer {tokens[0]}"),)
 
-    async with grpc.aio.insecure_channel(addr) as ch:
+    # round robin over every orders instance, as the gateway does (a command reaching an
+    # instance that does not own the user's partition is forwarded to the owner)
+    options = [("grpc.lb_policy_name", "round_robin")]
+    async with grpc.aio.insecure_channel(addr, options=options) as ch:
         stub = ogrpc.OrdersServiceStub(ch)
 
-        async def client() -> None:
+        async def client(k: int) -> None:
+            md = (("authorization", f"Bearer {tokens[k % len(tokens)]}"),)
             for i in counter:
                 req = opb.SubmitOrderRequest(
                     symbol="IBM",
@@ -95,7 +104,7 @@ async def run_phase(addr: str, token: str, clients: int, total: int, tag: str) -
             metadata=md,
         )
         t0 = time.perf_counter()
-        await asyncio.gather(*[client() for _ in range(clients)])
+        await asyncio.gather(*[client(k) for k in range(clients)])
         wall = time.perf_counter() - t0
     latencies.sort()
     return {
@@ -153,14 +162,17 @@ def pgbench_reference(system: harness.RunningSystem, clients: int = 32, seconds:
     return float(m.group(1))
 
 
-async def bench(system: harness.RunningSystem, n1: int, n32: int) -> dict[str, Any]:
-    orders_addr = system.grpc_addr("orders")
-    token = await signup(
-        system.grpc_addr("sessions"), system.gateway_port, "bench-submit@example.com"
-    )
-    one = await run_phase(orders_addr, token, 1, n1, "one")
+async def bench(system: harness.RunningSystem, n1: int, n32: int, users: int) -> dict[str, Any]:
+    endpoints = json.loads((system.data_dir / "endpoints.json").read_text())
+    instances = endpoints.get("orders_instances") or [system.grpc_addr("orders")]
+    orders_addr = "ipv4:" + ",".join(instances)
+    tokens = [
+        await signup(system.grpc_addr("sessions"), system.gateway_port, f"bench-{u}@example.com")
+        for u in range(users)
+    ]
+    one = await run_phase(orders_addr, tokens, 1, n1, "one")
     print(json.dumps({"phase": "1 client", **one}), flush=True)
-    many = await run_phase(orders_addr, token, 32, n32, "many")
+    many = await run_phase(orders_addr, tokens, 32, n32, "many")
     print(json.dumps({"phase": "32 clients", **many}), flush=True)
     tps = pgbench_reference(system)
     print(json.dumps({"phase": "pgbench one-row INSERT, 32 clients", "tps": tps}), flush=True)
@@ -172,6 +184,8 @@ async def bench(system: harness.RunningSystem, n1: int, n32: int) -> dict[str, A
         "orders_per_s": many["orders_per_s"],
         "clients": 32,
         "single_client": one,
+        "users": users,
+        "orders_instances": len(instances),
         "cpus": os.cpu_count(),
     }
 
@@ -180,16 +194,34 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders-1", type=int, default=300)
     ap.add_argument("--orders-32", type=int, default=2000)
+    ap.add_argument("--users", type=int, default=1, help="users the clients share (default 1)")
+    ap.add_argument(
+        "--orders-instances",
+        type=int,
+        default=1,
+        help="orders processes; with 2 or more, one run per count from 1 and their ratio",
+    )
     ns = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mbt-bench-"))
     tmp.chmod(0o755)
     try:
         # one user drives the load: its tier's request limit is raised so it measures submit
         generous = {"MBT_TIER_RATE_LIMITS": "free=10000000,pro=10000000,pro_plus=10000000"}
-        with harness.running_system(tmp / "data", env=generous) as system:
-            result = asyncio.run(bench(system, ns.orders_1, ns.orders_32))
+        counts = [1, ns.orders_instances] if ns.orders_instances > 1 else [1]
+        runs = []
+        for n in counts:
+            with harness.running_system(
+                tmp / f"data-{n}", "--orders-instances", str(n), env=generous
+            ) as system:
+                runs.append(asyncio.run(bench(system, ns.orders_1, ns.orders_32, ns.users)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    result = runs[-1]
+    if len(runs) > 1:
+        result["one_instance"] = runs[0]
+        result["ratio_to_one_instance"] = round(
+            runs[-1]["orders_per_s"] / runs[0]["orders_per_s"], 3
+        )
     print(json.dumps(result))
 
 

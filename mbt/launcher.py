@@ -175,6 +175,7 @@ class System:
             "gateway": f"http://127.0.0.1:{o.gateway_port}",
             **{name: f"127.0.0.1:{port}" for name, port in o.grpc_ports.items()},
         }
+        endpoints["orders_instances"] = self.orders_addrs  # type: ignore[assignment]
         (o.data_dir / ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2))
         # Each service applies its own schema's migrations as it starts (under an advisory
         # lock), so the launcher needs to know nothing of their tables.

@@ -541,6 +541,7 @@ def load_source() -> Source:
     )
     assert grace, "services/platform/grpc_server.py: no server.stop(grace=N)"
     readers = [ROOT / "services/platform/settings.py", *sorted((ROOT / "gateway").rglob("*.py"))]
+    readers.append(ROOT / "services/orders/partitions.py")  # the orders instance's own env
     jobs = ROOT / "mbt" / "jobs"
     readers += sorted(jobs.rglob("*.py")) if jobs.is_dir() else []
     readers += [p for p in [ROOT / "mbt" / "jobs.py"] if p.exists()]
@@ -847,11 +848,32 @@ def check_replicas(m: Manifests, src: Source, errors: list[str]) -> None:
     orders = m.get("StatefulSet", "orders")
     if orders is None:
         errors.append("orders: must be a StatefulSet (partition = ordinal, docs/scaling.md)")
-    elif orders.body["spec"].get("replicas") != 1:
-        errors.append(
-            "StatefulSet/orders: replicas must stay 1 until partitioning by account is "
-            "implemented (docs/scaling.md); two pods would run two matching engines and relays"
-        )
+    else:
+        replicas = orders.body["spec"].get("replicas")
+        for c in containers(orders):
+            instances = env_value(m, c, "MBT_ORDERS_INSTANCES") or "1"
+            peers = [p for p in (env_value(m, c, "MBT_ORDERS_PEERS") or "").split(",") if p]
+            if str(replicas) != instances:
+                errors.append(
+                    f"StatefulSet/orders: replicas {replicas} but MBT_ORDERS_INSTANCES "
+                    f"{instances}: each pod must know how many instances share the partitions"
+                )
+            expected = [
+                f"orders-{k}.orders.mbt.svc.cluster.local:50052" for k in range(int(replicas or 1))
+            ]
+            if int(replicas or 1) > 1 and peers != expected:
+                errors.append(f"StatefulSet/orders: MBT_ORDERS_PEERS must be {expected}")
+            index = [
+                e
+                for e in c.get("env", [])
+                if e.get("name") == "MBT_ORDERS_INSTANCE"
+                and "pod-index" in str((e.get("valueFrom") or {}).get("fieldRef", {}))
+            ]
+            if int(replicas or 1) > 1 and not index:
+                errors.append(
+                    "StatefulSet/orders: MBT_ORDERS_INSTANCE must come from the pod's "
+                    "apps.kubernetes.io/pod-index label (its ordinal)"
+                )
     md = m.get("Deployment", "marketdata")
     if md is not None:
         spec = md.body["spec"]
@@ -1235,7 +1257,7 @@ def _service_not_headless(m: Manifests) -> None:
 def _orders_scaled(m: Manifests) -> None:
     doc = m.get("StatefulSet", "orders")
     assert doc is not None
-    doc.body["spec"]["replicas"] = 2
+    doc.body["spec"]["replicas"] = 3
 
 
 def _short_grace(m: Manifests) -> None:
@@ -1284,7 +1306,7 @@ MUTATIONS: list[tuple[Callable[[Manifests], None], str]] = [
     (_misspelt_field, ".readinesProbe: unknown field"),
     (_selector_mismatch, "does not match template labels"),
     (_service_not_headless, "must be headless"),
-    (_orders_scaled, "replicas must stay 1"),
+    (_orders_scaled, "replicas 3 but MBT_ORDERS_INSTANCES 2"),
     (_short_grace, "terminationGracePeriodSeconds 3 must exceed"),
     (_addr_wrong_port, "MBT_ORDERS_ADDR='dns:///orders.mbt.svc.cluster.local:50051' must name"),
     (_db_for_handoff, "uses no database"),
