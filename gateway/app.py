@@ -24,6 +24,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from gateway.alpaca import AlpacaError, TradeUpdatesSocket, alpaca_routes
 from gateway.browser_stream import trade_updates_sse
+from gateway.observability import RequestLog, metrics
 from gateway.openapi import build_openapi
 from gateway.routes import HttpRoute, build_routes
 from gateway.security import SecurityHeaders, docs_routes
@@ -139,6 +140,9 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         if not rid or len(rid) > 64 or not ascii_header(rid):
             rid = uuid.uuid4().hex
         route, params, allowed = gw.find(request.method, request.url.path)
+        request.state.mbt_rid = rid
+        if route is not None:
+            request.state.mbt_route = route.template
         if route is None:
             if allowed:
                 return error_response(
@@ -243,6 +247,7 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             Route("/", index),
             Route("/healthz", health),
             Route("/openapi.json", openapi),
+            Route("/metrics", metrics),
             *docs_routes(),
             Route(
                 "/api/mbt/stream/trade-updates",
@@ -258,4 +263,5 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog)
     return app

@@ -176,6 +176,14 @@ class System:
             **{name: f"127.0.0.1:{port}" for name, port in o.grpc_ports.items()},
         }
         endpoints["orders_instances"] = self.orders_addrs  # type: ignore[assignment]
+        # each service serves Prometheus metrics on a port of its own
+        metrics: dict[str, str] = {}
+        for name in [*SERVICE_ORDER[:2], *self.orders_names, *SERVICE_ORDER[3:]]:
+            port = free_port()
+            self.instance_env.setdefault(name, {})["MBT_METRICS_PORT"] = str(port)
+            metrics[name] = f"http://127.0.0.1:{port}/metrics"
+        metrics["gateway"] = f"http://127.0.0.1:{o.gateway_port}/metrics"
+        endpoints["metrics"] = metrics  # type: ignore[assignment]
         (o.data_dir / ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2))
         # Each service applies its own schema's migrations as it starts (under an advisory
         # lock), so the launcher needs to know nothing of their tables.

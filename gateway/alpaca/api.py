@@ -53,6 +53,7 @@ STATUS_BY_REASON = {
     "ORDER_NOT_OPEN": 422,
 }
 SUPPORTED_TYPES = ("market", "limit", "stop", "stop_limit")
+CREDENTIAL_KEYS = ("authorization", "apca-api-key-id", "apca-api-secret-key")
 
 
 class AlpacaError(Exception):
@@ -135,6 +136,8 @@ class AlpacaApi:
         md = credential_metadata(request, self._origins, self._vouch, rid)
         if isinstance(md, CredentialRefused):
             raise AlpacaError(md.status, md.message)
+        if not any(k in CREDENTIAL_KEYS for k, _ in md):  # as Alpaca: no key, no call
+            raise AlpacaError(401, "request is not authorized")
         return tuple(md)
 
     async def call(self, request: Request, method: Any, req: Message) -> Any:

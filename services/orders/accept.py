@@ -37,6 +37,7 @@ from services.orders.records import order_event
 from services.orders.validation import OrderIntent
 from services.platform.errors import AlreadyExists, MbtError, error_from_status
 from services.platform.hotpath import HotPath
+from services.platform.metrics import ORDERS
 from services.platform.wire import ts_to_wire
 
 if TYPE_CHECKING:
@@ -415,6 +416,8 @@ class SubmitPipeline:
             if events:
                 app.outbox.wake()
             done = {str(r["id"]) for r in changed}
+            ORDERS.labels("accepted").inc(sum(1 for p in held if p.order_id in done))
+            ORDERS.labels("rejected").inc(sum(1 for p in refused if p.order_id in done))
             engine_events: list[Event] = []
             for p in held:
                 if p.order_id in done:

@@ -28,6 +28,7 @@ from services.orders.domain.events import (
 )
 from services.orders.partitions import user_partition
 from services.platform.db import UnitOfWork
+from services.platform.metrics import FILLS
 from services.platform.outbox import Outbox
 
 __all__ = ["persist_events"]
@@ -122,6 +123,7 @@ async def persist_events(
                         "explanation": ev.explanation,
                     }
                     await c.execute(fills.insert().values(**fill_row))
+                    FILLS.inc()
                     fe = events_pb2.FillEvent(
                         fill=fill_to_pb(fill_row),
                         order=order_to_pb(row),

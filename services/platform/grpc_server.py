@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hmac
+import json
 import logging
+import os
 import signal
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -28,6 +31,7 @@ from services.platform.auth import (
 )
 from services.platform.credentials import CredentialRegistry
 from services.platform.errors import MbtError, RateLimited
+from services.platform.metrics import RPC_LATENCY, RPCS, serve_metrics
 from services.platform.ratelimit import RateLimiter
 
 log = logging.getLogger("mbt.grpc")
@@ -168,15 +172,22 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             inner: Any = handler.unary_unary
 
             async def unary(req: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                t0 = time.perf_counter()
+                code = "OK"
                 try:
                     await prepare(ctx)
                     return await inner(req, ctx)
                 except asyncio.CancelledError:
+                    code = "CANCELLED"
                     raise
                 except grpc.aio.AbortError:
+                    code = _code_name(ctx)
                     raise
                 except Exception as exc:  # mapped to a status, never leaked as a traceback
+                    code = exc.code.name if isinstance(exc, MbtError) else "INTERNAL"
                     await fail(ctx, exc)
+                finally:
+                    _observe(method, code, rid, time.perf_counter() - t0)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,
@@ -206,6 +217,30 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                 response_serializer=handler.response_serializer,
             )
         return handler
+
+
+def _code_name(ctx: grpc.aio.ServicerContext[Any, Any]) -> str:
+    try:
+        code = ctx.code()
+    except Exception:  # noqa: BLE001 - older grpc: no code() on the context
+        return "ABORTED"
+    return code.name if isinstance(code, grpc.StatusCode) else "ABORTED"
+
+
+LOG_REQUESTS = os.environ.get("MBT_LOG_REQUESTS", "1") != "0"
+request_log = logging.getLogger("mbt.requests")
+
+
+def _observe(method: str, code: str, rid: str, elapsed: float) -> None:
+    """Metrics and one structured line per RPC (the method and request id, never its values)."""
+    RPCS.labels(method, code).inc()
+    RPC_LATENCY.labels(method).observe(elapsed)
+    if LOG_REQUESTS:
+        request_log.info(
+            json.dumps(
+                {"request_id": rid, "rpc": method, "code": code, "ms": round(elapsed * 1000, 2)}
+            )
+        )
 
 
 Registrar = Callable[[grpc.aio.Server], None]
@@ -274,6 +309,7 @@ class ServiceHost:
                 loop.add_signal_handler(sig, self._stop.set)
             except (NotImplementedError, RuntimeError):  # not the main thread (tests)
                 pass
+        serve_metrics()
         tasks = [asyncio.create_task(_supervised(self.name, job)) for job in self.background]
         log.info("%s listening on %s:%d", self.name, self.host, self.bound_port)
         if ready is not None:
@@ -305,8 +341,6 @@ async def _supervised(name: str, job: Callable[[], Awaitable[None]]) -> None:
         raise
     except Exception:
         log.exception("%s: background job %s failed; exiting", name, getattr(job, "__name__", job))
-        import os
-
         os._exit(70)
 
 

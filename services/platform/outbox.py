@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.platform.bus import Bus
 from services.platform.hotpath import HotPath
+from services.platform.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
 log = logging.getLogger("mbt.outbox")
 
@@ -115,6 +116,7 @@ class Outbox:
                 )
                 rows = await cur.fetchall()
                 if not rows:
+                    OUTBOX_BACKLOG.set(0)
                     return 0
                 # pipelined: written to the connection in order (JetStream keeps that order),
                 # acks awaited together - one round trip per batch instead of one per row
@@ -128,6 +130,8 @@ class Outbox:
                     f"UPDATE {name} SET published_at = now() WHERE seq = ANY(%s)",
                     ([r["seq"] for r in rows],),
                 )
+            OUTBOX_PUBLISHED.inc(len(rows))
+            OUTBOX_BACKLOG.set(len(rows))
             return len(rows)
         finally:
             if hot is not db:

@@ -12,7 +12,8 @@ pytestmark = pytest.mark.anyio
 
 def _client() -> httpx.AsyncClient:
     # services are never reached here: every request below is answered by the gateway itself
-    app = create_app(GatewayConfig(service_addrs={}, vouch_key=""))
+    addrs = {n: "127.0.0.1:9" for n in ("accounts", "orders", "marketdata", "sessions", "handoff")}
+    app = create_app(GatewayConfig(service_addrs=addrs, vouch_key=""))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw")
 
 
@@ -41,3 +42,22 @@ async def test_docs_render_the_openapi_from_local_assets() -> None:
         assert (await c.get("/docs/static/swagger-ui-bundle.js")).status_code == 200
         assert (await c.get("/docs/static/swagger-ui.css")).status_code == 200
         assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+async def test_one_structured_log_line_per_request_and_prometheus_metrics(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import json
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="mbt.gateway.requests"):
+        async with _client() as c:
+            await c.get("/v2/orders/123e4567-e89b-12d3-a456-426614174000")
+            page = (await c.get("/metrics")).text
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "mbt.gateway.requests"]
+    first = lines[0]
+    assert first["method"] == "GET" and first["status"] == 401  # no key: Alpaca's 401
+    # the route's template, never the raw path (no ids a user sent)
+    assert first["route"] == "/v2/orders/{order_id}" and "123e4567" not in json.dumps(lines)
+    assert isinstance(first["ms"], float)
+    assert 'mbt_http_requests_total{method="GET",route="/v2/orders/{order_id}"' in page

@@ -1,0 +1,47 @@
+"""Prometheus metrics of a service (`prometheus-client`), served on `MBT_METRICS_PORT`.
+
+Every service: RPCs by method and code with their latency. Orders adds orders accepted and
+rejected, fills, and the outbox (published, and the backlog the relay last saw).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+__all__ = [
+    "FILLS",
+    "ORDERS",
+    "OUTBOX_BACKLOG",
+    "OUTBOX_PUBLISHED",
+    "RPCS",
+    "RPC_LATENCY",
+    "serve_metrics",
+]
+
+log = logging.getLogger("mbt.metrics")
+
+RPCS = Counter("mbt_grpc_requests_total", "RPCs answered", ["method", "code"])
+RPC_LATENCY = Histogram(
+    "mbt_grpc_request_duration_seconds",
+    "RPC latency",
+    ["method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+ORDERS = Counter("mbt_orders_total", "orders decided by the submit pipeline", ["outcome"])
+FILLS = Counter("mbt_fills_total", "fills recorded")
+OUTBOX_PUBLISHED = Counter("mbt_outbox_published_total", "outbox rows published to JetStream")
+OUTBOX_BACKLOG = Gauge("mbt_outbox_backlog", "unpublished rows the relay saw in its last batch")
+
+
+def serve_metrics(env: dict[str, str] | None = None) -> int | None:
+    """Serve /metrics on `MBT_METRICS_PORT` (unset: not served); the port, or None."""
+    raw = (env if env is not None else dict(os.environ)).get("MBT_METRICS_PORT", "")
+    if not raw.isdigit():
+        return None
+    port = int(raw)
+    start_http_server(port, addr=os.environ.get("MBT_METRICS_HOST", "0.0.0.0"))
+    log.info("metrics on :%d/metrics", port)
+    return port

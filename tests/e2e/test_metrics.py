@@ -1,0 +1,50 @@
+"""Prometheus metrics from the gateway and every service (`endpoints.json` lists them)."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import RunningSystem
+from tests.e2e.helpers import signup_http, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_every_process_serves_metrics_and_orders_counts_what_it_did(
+    system: RunningSystem,
+) -> None:
+    token, _ = signup_http(system.url, "metrics@example.com")
+    r = httpx.post(
+        f"{system.url}/api/mbt/orders",
+        headers={"authorization": f"Bearer {token}"},
+        json={
+            "symbol": "IBM",
+            "side": "buy",
+            "qty": "1",
+            "order_type": "limit",
+            "limit_price": "1.00",
+            "time_in_force": "gtc",
+        },
+    )
+    assert r.status_code == 200, r.text
+    urls = json.loads((system.data_dir / "endpoints.json").read_text())["metrics"]
+    assert {"gateway", "orders", "accounts", "marketdata", "sessions", "handoff"} <= set(urls)
+    for name, url in urls.items():
+        page = httpx.get(url).text
+        expected = "mbt_http_requests_total" if name == "gateway" else "mbt_grpc_requests_total"
+        assert expected in page, name
+
+    def counted() -> str | None:
+        page = httpx.get(urls["orders"]).text
+        return page if 'mbt_orders_total{outcome="accepted"}' in page else None
+
+    orders = wait_for(counted, timeout=10)
+    assert 'rpc="' not in orders  # labels are method names and codes, never request values
+    import re
+
+    submits = re.findall(r"mbt_grpc_requests_total\{([^}]*SubmitOrder[^}]*)\} ([0-9.]+)", orders)
+    assert any('code="OK"' in labels and float(n) >= 1 for labels, n in submits), orders[-3000:]
+    assert 'route="/api/mbt/orders"' in httpx.get(urls["gateway"]).text
