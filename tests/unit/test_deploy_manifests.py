@@ -542,6 +542,7 @@ def load_source() -> Source:
     assert grace, "services/platform/grpc_server.py: no server.stop(grace=N)"
     readers = [ROOT / "services/platform/settings.py", *sorted((ROOT / "gateway").rglob("*.py"))]
     readers.append(ROOT / "services/orders/partitions.py")  # the orders instance's own env
+    readers.append(ROOT / "services/platform/metrics.py")  # MBT_METRICS_PORT
     jobs = ROOT / "mbt" / "jobs"
     readers += sorted(jobs.rglob("*.py")) if jobs.is_dir() else []
     readers += [p for p in [ROOT / "mbt" / "jobs.py"] if p.exists()]
@@ -1326,3 +1327,22 @@ def test_checks_catch_broken_manifests(
     mutate(broken)
     errors = [e for check in CHECKS for e in run(check, broken, source)]
     assert any(expected in e for e in errors), f"expected {expected!r} among:\n" + "\n".join(errors)
+
+
+def test_every_mbt_pod_is_scraped_where_it_serves_metrics() -> None:
+    import yaml
+
+    config = yaml.safe_load((DEPLOY / "k8s" / "configmap.yaml").read_text())["data"]
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") not in ("Deployment", "StatefulSet"):
+                continue
+            pod = doc["spec"]["template"]
+            commands = [c.get("command") or [] for c in pod["spec"]["containers"]]
+            modules = [c[-1] for c in commands if c[:2] == ["python", "-m"]]
+            if not modules:
+                continue
+            notes = pod["metadata"].get("annotations") or {}
+            want = "8080" if modules[0] == "gateway" else config["MBT_METRICS_PORT"]
+            assert notes.get("prometheus.io/scrape") == "true", path.name
+            assert notes.get("prometheus.io/port") == want, path.name
