@@ -31,6 +31,34 @@ def _api(ns: argparse.Namespace) -> Api:
     return Api(ns.url or s.url, s.token, session=s)
 
 
+def money(v: Any, signed: bool = False) -> str:
+    """$1,234.50 (two decimals, thousands separators); signed: +$12.00 / -$3.10 for P&L."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        d = Decimal(str(v))
+    except (InvalidOperation, ValueError):
+        return str(v)
+    text = f"${abs(d):,.2f}"
+    if d < 0:
+        return f"-{text}"
+    return f"+{text}" if signed and d > 0 else text
+
+
+def price(v: Any) -> str:
+    """A price at its tick: 185.10, not 185.1; sub-penny (options under $1) keeps 4 places."""
+    from decimal import Decimal, InvalidOperation
+
+    if v in (None, ""):
+        return "-"
+    try:
+        d = Decimal(str(v))
+    except (InvalidOperation, ValueError):
+        return str(v)
+    places = 2 if d == d.quantize(Decimal("0.01")) else 4
+    return f"{d:,.{places}f}"
+
+
 def _print(ns: argparse.Namespace, data: Any, human: str) -> None:
     if ns.json:
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -124,9 +152,11 @@ def cmd_account(ns: argparse.Namespace) -> None:
             [
                 f"account      {a['id']} ({a['account_type']}, {a['status']})",
                 f"profile      {a['profile']}   tier {a['tier']}",
-                f"cash         ${a['cash']}",
-                f"buying power ${a['buying_power']}   (held for orders ${a['held_for_orders']})",
-                f"equity       ${a['equity']}   (long market value ${a['long_market_value']})",
+                f"cash         {money(a['cash'])}",
+                f"buying power {money(a['buying_power'])}   "
+                f"(held for orders {money(a['held_for_orders'])})",
+                f"equity       {money(a['equity'])}   "
+                f"(long market value {money(a['long_market_value'])})",
             ]
         ),
     )
@@ -137,7 +167,8 @@ def cmd_quote(ns: argparse.Namespace) -> None:
     _print(
         ns,
         q,
-        f"{q['symbol']}  bid {q['bid']} x {q['bid_size']}   ask {q['ask']} x {q['ask_size']}   "
+        f"{q['symbol']}  bid {price(q['bid'])} x {q['bid_size']}   "
+        f"ask {price(q['ask'])} x {q['ask_size']}   "
         f"at {q['timestamp']}",
     )
 
@@ -153,18 +184,22 @@ def cmd_clock(ns: argparse.Namespace) -> None:
 
 
 def _order_line(o: dict[str, Any]) -> list[str]:
-    price = o["limit_price"] or o["stop_price"] or "mkt"
+    shown = (
+        price(o["limit_price"] or o["stop_price"])
+        if (o["limit_price"] or o["stop_price"])
+        else "mkt"
+    )
     return [
         o["id"][:8],
         o["side"],
         o["qty"],
         o["symbol"],
         o["order_type"],
-        price,
+        shown,
         o["time_in_force"],
         o["status"],
         o["filled_qty"],
-        o["filled_avg_price"] or "-",
+        price(o["filled_avg_price"]),
         o["status_reason"] or o["reject_reason"],
     ]
 
@@ -282,11 +317,11 @@ def cmd_positions(ns: argparse.Namespace) -> None:
         [
             p["symbol"],
             p["qty"],
-            p["avg_entry_price"],
-            p["current_price"],
-            p["market_value"],
-            p["unrealized_pl"],
-            p["realized_pl"],
+            price(p["avg_entry_price"]),
+            price(p["current_price"]),
+            money(p["market_value"]),
+            money(p["unrealized_pl"], signed=True),
+            money(p["realized_pl"], signed=True),
         ]
         for p in d["positions"]
     ]
@@ -344,10 +379,23 @@ def cmd_up(ns: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mbt", description="MBT, the Raxx paper-trading engine")
+    p.add_argument("--version", action="version", version=f"mbt {_version()}")
+    # --json and --url work before the command (`mbt --url URL signup`) and after it; the
+    # command's copy defaults to SUPPRESS so it never overwrites the one given first
+    p.add_argument("--json", action="store_true", default=False, help="print JSON for scripts")
+    p.add_argument(
+        "--url",
+        default=None,
+        help=f"gateway URL (default ${DEFAULT_URL_ENV} or http://127.0.0.1:8080)",
+    )
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
     common.add_argument(
-        "--url", help=f"gateway URL (default ${DEFAULT_URL_ENV} or http://127.0.0.1:8080)"
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+    )
+    common.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"gateway URL (default ${DEFAULT_URL_ENV} or http://127.0.0.1:8080)",
     )
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -440,12 +488,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mbt")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 def main(argv: list[str] | None = None) -> None:
     ns = build_parser().parse_args(argv)
     try:
         ns.func(ns)
+    except BrokenPipeError:  # `mbt orders | head`: the reader left; no traceback
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(0) from None
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if getattr(ns, "json", False):  # under --json, errors are JSON too
+            print(json.dumps({"error": {"message": str(exc), "exit_code": exc.exit_code}}))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
     except Exception as exc:  # one clear line, never a traceback, for the user
         from mbt.passkey import SoftPasskeyError
