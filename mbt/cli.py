@@ -59,6 +59,11 @@ def price(v: Any) -> str:
     return f"{d:,.{places}f}"
 
 
+def _short(text: str, width: int = 60) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _print(ns: argparse.Namespace, data: Any, human: str) -> None:
     if ns.json:
         print(json.dumps(data, indent=2, sort_keys=True))
@@ -342,9 +347,9 @@ def cmd_fills(ns: argparse.Namespace) -> None:
             f["side"],
             f["qty"],
             f["symbol"],
-            f["price"],
-            f"{f['quote']['bid']} / {f['quote']['ask']}",
-            f["explanation"],
+            price(f["price"]),
+            f"{price(f['quote']['bid'])} / {price(f['quote']['ask'])}",
+            _short(f["explanation"]),
         ]
         for f in d["fills"]
     ]
@@ -481,10 +486,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "fills", parents=[common], help="fills, with the bid/ask each used"
     ).set_defaults(func=cmd_fills)
-    from mbt import cli_admin, cli_keys
+    from mbt import cli_admin, cli_keys, cli_trader
 
     cli_keys.register(sub, common)
     cli_admin.register(sub, common)
+    cli_trader.register(sub, common)
     return p
 
 

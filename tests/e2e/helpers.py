@@ -32,7 +32,9 @@ def run_cli(
         timeout=60,
     )
     if ok and p.returncode != 0:
-        raise AssertionError(f"mbt {' '.join(args)} failed ({p.returncode}): {p.stderr}")
+        raise AssertionError(
+            f"mbt {' '.join(args)} failed ({p.returncode}): {p.stderr or p.stdout}"
+        )
     return p
 
 

@@ -1,0 +1,152 @@
+"""The commands a trader reaches for after the first order: history, pnl, activities, chain,
+replace, cancel-all and status."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from mbt.cli import _api, _order_id, _print, _short, _table, _url, money, price
+from mbt.client import Api, CliError
+
+
+def cmd_history(ns: argparse.Namespace) -> None:
+    params = {k: v for k, v in (("start_date", ns.start), ("end_date", ns.end)) if v}
+    d, _ = _api(ns).call("GET", "/api/mbt/account/history", params=params)
+    rows = [
+        [p["date"], money(p["equity"]), money(p["cash"]), money(p["profit_loss"], signed=True)]
+        for p in d["points"]
+    ]
+    _print(ns, d, _table(rows, ["date", "equity", "cash", "day P&L"]))
+
+
+def cmd_pnl(ns: argparse.Namespace) -> None:
+    params = {k: v for k, v in (("from_date", ns.start), ("to_date", ns.end)) if v}
+    p, _ = _api(ns).call("GET", "/api/mbt/pnl", params=params)
+    _print(
+        ns,
+        p,
+        "\n".join(
+            [
+                f"{p['from_date']} to {p['to_date']}",
+                f"equity       {money(p['starting_equity'])} -> {money(p['ending_equity'])}",
+                f"total        {money(p['total'], signed=True)}",
+                f"realized     {money(p['realized'], signed=True)}",
+                f"unrealized   {money(p['unrealized_change'], signed=True)} (change)",
+                f"income       {money(p['income'], signed=True)} (dividends, interest)",
+            ]
+        ),
+    )
+
+
+def cmd_activities(ns: argparse.Namespace) -> None:
+    params = {"activity_type": ns.type} if ns.type else {}
+    d, _ = _api(ns).call("GET", "/api/mbt/activities", params=params)
+    rows = [
+        [
+            a["occurred_at"],
+            a["activity_type"],
+            a["symbol"] or "-",
+            a["qty"] or "-",
+            price(a["price"]),
+            money(a["amount"], signed=True),
+            _short(a["description"]),
+        ]
+        for a in d["activities"]
+    ]
+    _print(ns, d, _table(rows, ["when", "type", "symbol", "qty", "price", "cash", "what"]))
+
+
+def cmd_chain(ns: argparse.Namespace) -> None:
+    params = {k: v for k, v in (("expiry", ns.expiry), ("as_of", ns.as_of)) if v}
+    c, _ = _api(ns).call("GET", f"/api/mbt/options/{ns.underlying}/chain", params=params)
+    rows = []
+    for k in c["contracts"]:
+        q = k.get("quote") or {}
+        rows.append(
+            [k["symbol"], k["type"], price(k["strike"]), price(q.get("bid")), price(q.get("ask"))]
+        )
+    head = f"{c['underlying']} expiring {c['expiry']} (expiries: {', '.join(c['expiries'])})"
+    _print(ns, c, head + "\n" + _table(rows, ["contract", "type", "strike", "bid", "ask"]))
+
+
+def cmd_replace(ns: argparse.Namespace) -> None:
+    api = _api(ns)
+    body = {
+        k: v for k, v in (("qty", ns.qty), ("limit_price", ns.limit), ("stop_price", ns.stop)) if v
+    }
+    if not body:
+        raise CliError("say what changes: --qty, --limit or --stop")
+    o, _ = api.call("PATCH", f"/api/mbt/orders/{_order_id(api, ns.order_id)}", json_body=body)
+    _print(ns, o, f"order {o['id']} {o['status']} replaces {o['replaces']}")
+
+
+def cmd_cancel_all(ns: argparse.Namespace) -> None:
+    d, _ = _api(ns).call("DELETE", "/api/mbt/orders")
+    orders = d.get("orders") or []
+    _print(ns, d, f"{len(orders)} open order(s) canceled")
+
+
+def cmd_status(ns: argparse.Namespace) -> None:
+    """Is everything up: the gateway, each service (through a call it answers), the feed, the
+    clock, and who you are signed in as."""
+    url = _url(ns)
+    public = Api(url)
+    out: dict[str, Any] = {"gateway": url}
+    try:
+        health, _ = public.call("GET", "/healthz")
+        out["gateway_status"] = health.get("status", "ok")
+        clock, _ = public.call("GET", "/api/mbt/clock")
+        out["clock"] = clock
+        feed, _ = public.call("GET", "/api/mbt/marketdata/status")
+        out["feed"] = feed
+    except CliError as exc:
+        raise CliError(f"MBT at {url} is not answering: {exc}") from None
+    try:
+        me, _ = _api(ns).call("GET", "/api/mbt/sessions/current")
+        out["session"] = {k: me.get(k) for k in ("email", "tier", "expires_at")}
+    except CliError as exc:
+        out["session"] = {"error": str(exc)}
+    lines = [
+        f"gateway   {url}  {out['gateway_status']}",
+        f"market    {out['clock']['timestamp']}  "
+        f"{'open' if out['clock']['is_open'] else 'closed'} (source {out['clock']['source']})",
+        f"feed      {out['feed']['provider']}, {out['feed']['quotes_published']} quotes, "
+        + ("STALE: " + out["feed"]["stale_reason"] if out["feed"]["stale"] else "fresh"),
+    ]
+    s = out["session"]
+    lines.append(
+        f"you       {s['email']} ({s['tier']})" if "email" in s else f"you       {s['error']}"
+    )
+    _print(ns, out, "\n".join(lines))
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    h = sub.add_parser("history", parents=[common], help="equity per trading day")
+    h.add_argument("--start", help="YYYY-MM-DD")
+    h.add_argument("--end", help="YYYY-MM-DD")
+    h.set_defaults(func=cmd_history)
+    p = sub.add_parser("pnl", parents=[common], help="realized and unrealized P&L over days")
+    p.add_argument("--start", help="YYYY-MM-DD (from)")
+    p.add_argument("--end", help="YYYY-MM-DD (to)")
+    p.set_defaults(func=cmd_pnl)
+    a = sub.add_parser("activities", parents=[common], help="fills, dividends, expirations")
+    a.add_argument("--type", help="fill, div, split, int, expired, exercised, assigned")
+    a.set_defaults(func=cmd_activities)
+    c = sub.add_parser("chain", parents=[common], help="an option chain with its quotes")
+    c.add_argument("underlying")
+    c.add_argument("--expiry", help="YYYY-MM-DD (default: the nearest)")
+    c.add_argument("--as-of", help="a recorded day to read, YYYY-MM-DD")
+    c.set_defaults(func=cmd_chain)
+    r = sub.add_parser("replace", parents=[common], help="change an open order (cancel + new)")
+    r.add_argument("order_id")
+    r.add_argument("--qty")
+    r.add_argument("--limit")
+    r.add_argument("--stop")
+    r.set_defaults(func=cmd_replace)
+    sub.add_parser("cancel-all", parents=[common], help="cancel every open order").set_defaults(
+        func=cmd_cancel_all
+    )
+    sub.add_parser(
+        "status", parents=[common], help="is MBT up: gateway, services, feed, clock, you"
+    ).set_defaults(func=cmd_status)

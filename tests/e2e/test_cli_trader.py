@@ -1,0 +1,54 @@
+"""The trader's follow-up commands through the running system: status, replace, cancel-all,
+activities, history, pnl, chain — as a user types them (global options first, too)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import RunningSystem
+from tests.e2e.helpers import cli_json, run_cli, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def test_status_replace_cancel_all_and_the_views(system: RunningSystem, tmp_path: Path) -> None:
+    cfg, url = tmp_path / "cfg", system.url
+    run_cli(cfg, url, "--url", url, "signup", "--email", "trader-cli@example.com")
+    status = cli_json(cfg, url, "status")
+    assert status["session"]["email"] == "trader-cli@example.com"
+    assert status["feed"]["provider"] and "timestamp" in status["clock"]
+    human = run_cli(cfg, url, "status").stdout
+    assert "gateway" in human and "trader-cli@example.com" in human
+
+    acct = run_cli(cfg, url, "account").stdout
+    assert "$100,000.00" in acct  # the README's $100,000, as money is shown
+
+    resting = cli_json(cfg, url, "buy", "IBM", "2", "--limit", "1.00", "--tif", "gtc")
+    new = cli_json(cfg, url, "replace", resting["id"][:8], "--limit", "1.25")
+    assert new["replaces"] == resting["id"] and new["limit_price"] == "1.25"
+    cli_json(cfg, url, "buy", "IBM", "1", "--limit", "1.10", "--tif", "gtc")
+    done = cli_json(cfg, url, "cancel-all")
+    assert len(done["orders"]) == 2 and all(o["status"] == "canceled" for o in done["orders"])
+    with pytest.raises(AssertionError):  # nothing to change: a clear error, not a traceback
+        run_cli(cfg, url, "replace", new["id"])
+
+    # a fill shows up in activities (the ledger applies it a moment later)
+    cli_json(cfg, url, "buy", "IBM", "1")
+    acts = wait_for(
+        lambda: (a := cli_json(cfg, url, "activities", "--type", "fill"))["activities"] and a,
+        timeout=60,
+        what="a fill activity",
+    )
+    assert acts["activities"][0]["activity_type"] == "fill"
+    table = run_cli(cfg, url, "activities").stdout
+    assert "fill" in table and "IBM" in table
+    assert "points" in cli_json(cfg, url, "history")
+    import json
+
+    pnl = run_cli(cfg, url, "pnl", "--json", ok=False)
+    answer = json.loads(pnl.stdout)
+    # before the first close there is no end-of-day snapshot: a clear JSON error, else figures
+    assert {"total", "realized", "income"} <= set(answer) or answer["error"]["message"], answer
+    assert run_cli(cfg, url, "orders", "--status", "all").stdout.count("canceled") >= 2
