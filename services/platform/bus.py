@@ -157,8 +157,16 @@ class Bus:
             return None
         return msg.data
 
-    async def close(self) -> None:
+    async def close(self, drain_s: float = 1.0) -> None:
+        """Drain briefly, then close: anything not acked by then is redelivered (JetStream) and
+        a plain subscription's backlog is live data nobody needs after shutdown. (nats.py's own
+        drain waits up to 30 s while the quote feed keeps arriving.)"""
         try:
-            await self.nc.drain()
-        except Exception:  # closing anyway
-            log.debug("drain failed", exc_info=True)
+            await asyncio.wait_for(self.nc.drain(), drain_s)
+        except Exception:  # noqa: BLE001 - closing anyway (TimeoutError included)
+            log.debug("drain did not finish; closing", exc_info=True)
+        if not self.nc.is_closed:
+            try:
+                await self.nc.close()
+            except Exception:  # noqa: BLE001
+                log.debug("close failed", exc_info=True)
