@@ -48,6 +48,7 @@ ERROR_SCHEMA = {
     "required": ["error"],
     "properties": {
         "error": {
+            "description": "what went wrong",
             "type": "object",
             "required": ["code", "message", "request_id"],
             "properties": {

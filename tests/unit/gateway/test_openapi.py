@@ -57,3 +57,17 @@ def test_public_methods_are_the_services_own() -> None:
 
     marketdata_public = {"GetClock", "ListSymbols", "ListCalendar", "GetFeedStatus"}
     assert PUBLIC_METHODS == frozenset(SESSIONS_PUBLIC) | marketdata_public
+
+
+def test_every_field_and_operation_has_a_description() -> None:
+    doc = _doc()
+    bare = [
+        f"{name}.{field}"
+        for name, schema in doc["components"]["schemas"].items()
+        for field, spec in (schema.get("properties") or {}).items()
+        if not spec.get("description")
+    ]
+    assert bare == [], f"add a comment in the .proto for: {bare}"
+    ops = [op for path in doc["paths"].values() for op in path.values()]
+    undescribed = [op["operationId"] for op in ops if not op.get("description")]
+    assert undescribed == [], undescribed

@@ -42,7 +42,9 @@ class Account(_message.Message):
     INITIAL_MARGIN_FIELD_NUMBER: _builtins.int
     MAINTENANCE_MARGIN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """the account's id"""
     user_id: _builtins.str
+    """its owner"""
     account_type: _builtins.str
     """"cash" | "margin" """
     status: _builtins.str
@@ -52,19 +54,29 @@ class Account(_message.Message):
     tier: _builtins.str
     """"free" | "pro" | "pro_plus" """
     cash: _builtins.str
+    """cash (including sale proceeds not settled yet)"""
     buying_power: _builtins.str
+    """what a new order may spend now (cash accounts: settled cash minus holds)"""
     equity: _builtins.str
+    """cash + long and short market value"""
     long_market_value: _builtins.str
+    """long positions at their marks"""
     short_market_value: _builtins.str
+    """short positions at their marks (negative)"""
     held_for_orders: _builtins.str
+    """cash reserved by open orders"""
     currency: _builtins.str
+    """USD"""
     default_fill_preference: _builtins.str
     """"conservative" | "mid" | "aggressive" """
     initial_margin: _builtins.str
     """margin accounts: Reg-T requirements on the current positions"""
     maintenance_margin: _builtins.str
+    """Reg-T maintenance requirement (margin accounts; empty otherwise)"""
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """when the account was opened"""
+
     def __init__(
         self,
         *,
@@ -109,18 +121,27 @@ class Position(_message.Message):
     REALIZED_PL_FIELD_NUMBER: _builtins.int
     OPENED_AT_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
+    """the instrument held"""
     asset_class: _builtins.str
     """"equity" | "option" """
     qty: _builtins.str
     """signed; negative is short"""
     avg_entry_price: _builtins.str
+    """average cost per share or contract"""
     cost_basis: _builtins.str
+    """qty x average cost (x 100 for options)"""
     current_price: _builtins.str
+    """the mark: the latest quote's mid as of the market clock"""
     market_value: _builtins.str
+    """qty x mark (x 100 for options); negative when short"""
     unrealized_pl: _builtins.str
+    """market value - cost basis"""
     realized_pl: _builtins.str
+    """P&L realized by closing trades in this symbol"""
     @_builtins.property
-    def opened_at(self) -> _timestamp_pb2.Timestamp: ...
+    def opened_at(self) -> _timestamp_pb2.Timestamp:
+        """when the position was opened"""
+
     def __init__(
         self,
         *,
@@ -179,7 +200,9 @@ class ListPositionsResponse(_message.Message):
 
     POSITIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Position]: ...
+    def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Position]:
+        """by symbol"""
+
     def __init__(
         self,
         *,
@@ -226,17 +249,25 @@ class Activity(_message.Message):
     DESCRIPTION_FIELD_NUMBER: _builtins.int
     OCCURRED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """the activity's id (a fill's is its execution id)"""
     activity_type: _builtins.str
     """"fill" | "dividend" | "expiration" | "adjustment" | "interest" | "system_nudge" """
     symbol: _builtins.str
+    """the instrument concerned (empty for interest)"""
     amount: _builtins.str
     """signed cash effect"""
     qty: _builtins.str
+    """signed change of the position (empty when none)"""
     price: _builtins.str
+    """the price it happened at (a fill's price, an exercise's strike)"""
     ref_id: _builtins.str
+    """what it refers to (a fill's order id)"""
     description: _builtins.str
+    """what happened, in words"""
     @_builtins.property
-    def occurred_at(self) -> _timestamp_pb2.Timestamp: ...
+    def occurred_at(self) -> _timestamp_pb2.Timestamp:
+        """market time it happened"""
+
     def __init__(
         self,
         *,
@@ -316,8 +347,11 @@ class ListActivitiesResponse(_message.Message):
     ACTIVITIES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """pass as page_token for the next page (empty: no more)"""
     @_builtins.property
-    def activities(self) -> _containers.RepeatedCompositeFieldContainer[Global___Activity]: ...
+    def activities(self) -> _containers.RepeatedCompositeFieldContainer[Global___Activity]:
+        """newest first (or oldest first with ascending)"""
+
     def __init__(
         self,
         *,
@@ -619,9 +653,13 @@ class PortfolioPoint(_message.Message):
     date: _builtins.str
     """YYYY-MM-DD"""
     equity: _builtins.str
+    """cash + long and short market value at the close"""
     cash: _builtins.str
+    """cash at the close"""
     long_market_value: _builtins.str
+    """long positions marked at the close"""
     short_market_value: _builtins.str
+    """short positions marked at the close (negative)"""
     profit_loss: _builtins.str
     """equity change from the previous point"""
     def __init__(
@@ -648,7 +686,9 @@ class PortfolioHistory(_message.Message):
 
     POINTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___PortfolioPoint]: ...
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___PortfolioPoint]:
+        """one per trading day, oldest first"""
+
     def __init__(
         self,
         *,
@@ -698,9 +738,13 @@ class Pnl(_message.Message):
     UNREALIZED_CHANGE_FIELD_NUMBER: _builtins.int
     INCOME_FIELD_NUMBER: _builtins.int
     from_date: _builtins.str
+    """YYYY-MM-DD: the window's first trading day"""
     to_date: _builtins.str
+    """YYYY-MM-DD: the window's last trading day"""
     starting_equity: _builtins.str
+    """equity at the close before from_date"""
     ending_equity: _builtins.str
+    """equity at the close of to_date"""
     total: _builtins.str
     """ending − starting equity"""
     realized: _builtins.str

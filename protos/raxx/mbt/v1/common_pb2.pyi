@@ -33,12 +33,19 @@ class Quote(_message.Message):
     ASK_SIZE_FIELD_NUMBER: _builtins.int
     TIMESTAMP_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
+    """the instrument (a ticker or an OCC option symbol)"""
     bid: _builtins.str
+    """best bid (decimal string)"""
     ask: _builtins.str
+    """best offer (decimal string)"""
     bid_size: _builtins.int
+    """shares (or contracts) at the bid"""
     ask_size: _builtins.int
+    """shares (or contracts) at the ask"""
     @_builtins.property
-    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """when the quote was recorded (market time)"""
+
     def __init__(
         self,
         *,

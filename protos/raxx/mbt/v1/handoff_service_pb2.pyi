@@ -39,7 +39,9 @@ class HandoffStatus(_message.Message):
     ENROLLED_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     eligible: _builtins.bool
+    """whether this user may hand orders off to a live account"""
     enrolled: _builtins.bool
+    """whether a live account is connected"""
     reason: _builtins.str
     """plain-language reason when not eligible"""
     def __init__(

@@ -64,14 +64,21 @@ class Clock(_message.Message):
     NEXT_CLOSE_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
     is_open: _builtins.bool
+    """whether the regular session is open"""
     source: _builtins.str
     """"replay" | "alpaca" """
     @_builtins.property
-    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """the market clock now (simulated when replaying)"""
+
     @_builtins.property
-    def next_open(self) -> _timestamp_pb2.Timestamp: ...
+    def next_open(self) -> _timestamp_pb2.Timestamp:
+        """the next session's open"""
+
     @_builtins.property
-    def next_close(self) -> _timestamp_pb2.Timestamp: ...
+    def next_close(self) -> _timestamp_pb2.Timestamp:
+        """the current (or next) session's close"""
+
     def __init__(
         self,
         *,
@@ -110,7 +117,9 @@ class ListSymbolsResponse(_message.Message):
 
     SYMBOLS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """every symbol the feed serves"""
+
     def __init__(
         self,
         *,
@@ -187,8 +196,11 @@ class ListQuotesResponse(_message.Message):
     QUOTES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """pass as page_token for the next page (empty: no more)"""
     @_builtins.property
-    def quotes(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Quote]: ...
+    def quotes(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Quote]:
+        """oldest first"""
+
     def __init__(
         self,
         *,
@@ -242,15 +254,21 @@ class OptionContract(_message.Message):
     MULTIPLIER_FIELD_NUMBER: _builtins.int
     QUOTE_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
+    """OCC symbol, e.g. GOOG151224C00600000"""
     underlying: _builtins.str
+    """the underlying symbol"""
     expiry: _builtins.str
     """YYYY-MM-DD"""
     type: _builtins.str
     """"call" | "put" """
     strike: _builtins.str
+    """strike price (decimal string)"""
     multiplier: _builtins.int
+    """shares per contract (100)"""
     @_builtins.property
-    def quote(self) -> _common_pb2.Quote: ...
+    def quote(self) -> _common_pb2.Quote:
+        """the latest quote as of the market clock (and the caller's data delay)"""
+
     def __init__(
         self,
         *,
@@ -279,11 +297,17 @@ class OptionChain(_message.Message):
     CONTRACTS_FIELD_NUMBER: _builtins.int
     EXPIRIES_FIELD_NUMBER: _builtins.int
     underlying: _builtins.str
+    """the underlying symbol"""
     expiry: _builtins.str
+    """YYYY-MM-DD: the expiry these contracts share"""
     @_builtins.property
-    def contracts(self) -> _containers.RepeatedCompositeFieldContainer[Global___OptionContract]: ...
+    def contracts(self) -> _containers.RepeatedCompositeFieldContainer[Global___OptionContract]:
+        """by strike, the call before the put at each strike"""
+
     @_builtins.property
-    def expiries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def expiries(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """every expiry recorded for the underlying that day (YYYY-MM-DD)"""
+
     def __init__(
         self,
         *,
@@ -332,11 +356,17 @@ class TradingSession(_message.Message):
     CLOSE_FIELD_NUMBER: _builtins.int
     EARLY_CLOSE_FIELD_NUMBER: _builtins.int
     date: _builtins.str
+    """YYYY-MM-DD"""
     early_close: _builtins.bool
+    """true on an early-close day (the close is earlier, e.g. 13:00 ET)"""
     @_builtins.property
-    def open(self) -> _timestamp_pb2.Timestamp: ...
+    def open(self) -> _timestamp_pb2.Timestamp:
+        """the regular session's open"""
+
     @_builtins.property
-    def close(self) -> _timestamp_pb2.Timestamp: ...
+    def close(self) -> _timestamp_pb2.Timestamp:
+        """the regular session's close (early on an early-close day)"""
+
     def __init__(
         self,
         *,
@@ -359,7 +389,9 @@ class ListCalendarResponse(_message.Message):
 
     SESSIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___TradingSession]: ...
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___TradingSession]:
+        """trading days in the range, oldest first"""
+
     def __init__(
         self,
         *,
@@ -410,12 +442,15 @@ class CorporateAction(_message.Message):
     SPLIT_TO_FIELD_NUMBER: _builtins.int
     CASH_AMOUNT_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
+    """the security"""
     ex_date: _builtins.str
+    """YYYY-MM-DD"""
     type: _builtins.str
     """"split" | "cash_dividend" """
     split_from: _builtins.int
     """split: `split_to` new shares for every `split_from` old ones"""
     split_to: _builtins.int
+    """split: the new shares for every `split_from` old ones"""
     cash_amount: _builtins.str
     """cash dividend per share, dollars"""
     def __init__(
@@ -442,7 +477,9 @@ class ListCorporateActionsResponse(_message.Message):
 
     ACTIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___CorporateAction]: ...
+    def actions(self) -> _containers.RepeatedCompositeFieldContainer[Global___CorporateAction]:
+        """the actions in the requested window"""
+
     def __init__(
         self,
         *,
@@ -501,12 +538,19 @@ class Bar(_message.Message):
     CLOSE_FIELD_NUMBER: _builtins.int
     QUOTES_FIELD_NUMBER: _builtins.int
     open: _builtins.str
+    """the first quote mid in the bar"""
     high: _builtins.str
+    """the highest quote mid in the bar"""
     low: _builtins.str
+    """the lowest quote mid in the bar"""
     close: _builtins.str
+    """the last quote mid in the bar"""
     quotes: _builtins.int
+    """how many quotes the bar was built from"""
     @_builtins.property
-    def start(self) -> _timestamp_pb2.Timestamp: ...
+    def start(self) -> _timestamp_pb2.Timestamp:
+        """the bar's first instant (its end is start + timeframe)"""
+
     def __init__(
         self,
         *,
@@ -531,7 +575,9 @@ class ListBarsResponse(_message.Message):
 
     BARS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def bars(self) -> _containers.RepeatedCompositeFieldContainer[Global___Bar]: ...
+    def bars(self) -> _containers.RepeatedCompositeFieldContainer[Global___Bar]:
+        """oldest first"""
+
     def __init__(
         self,
         *,
@@ -593,14 +639,19 @@ class FeedStatus(_message.Message):
     provider: _builtins.str
     """"replay" | "alpaca" """
     stale: _builtins.bool
+    """true while no quote has arrived for too long (new orders pause)"""
     stale_reason: _builtins.str
+    """why the feed is stale (empty when it is not)"""
     quotes_published: _builtins.int
+    """quotes published since the service started"""
     @_builtins.property
     def rejected(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """quote hygiene: rejected quotes by reason (ask_not_positive, bid_negative, crossed, ts_backwards)"""
 
     @_builtins.property
-    def market_time(self) -> _timestamp_pb2.Timestamp: ...
+    def market_time(self) -> _timestamp_pb2.Timestamp:
+        """the market clock"""
+
     def __init__(
         self,
         *,

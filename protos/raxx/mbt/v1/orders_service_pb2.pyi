@@ -111,8 +111,11 @@ class OrderLeg(_message.Message):
     SIDE_FIELD_NUMBER: _builtins.int
     RATIO_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
+    """the leg's OCC option symbol"""
     side: _builtins.str
+    """buy | sell, as written for one spread"""
     ratio: _builtins.int
+    """contracts of this leg per spread (the legs' ratios have GCD 1)"""
     def __init__(
         self,
         *,
@@ -156,40 +159,63 @@ class Order(_message.Message):
     REPLACES_FIELD_NUMBER: _builtins.int
     REPLACED_BY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
+    """MBT's order id (UUID)"""
     client_order_id: _builtins.str
+    """the caller's id for it; unique per account (a repeat returns this order)"""
     account_id: _builtins.str
+    """the account it trades for"""
     symbol: _builtins.str
+    """a ticker, an OCC option symbol, or a spread's underlying"""
     side: _builtins.str
     """"buy" | "sell" """
     qty: _builtins.str
+    """shares, contracts or spreads ordered"""
     order_type: _builtins.str
     """"market" | "limit" | "stop" | "stop_limit" """
     time_in_force: _builtins.str
     """"day" | "gtc" | "ioc" | "fok" """
     limit_price: _builtins.str
+    """the limit (a spread's net: debit +, credit -); empty for market and stop"""
     stop_price: _builtins.str
+    """the stop trigger; empty unless stop or stop_limit"""
     status: _builtins.str
     """Alpaca's names: new, accepted, partially_filled, filled, canceled, expired, replaced, rejected"""
     filled_qty: _builtins.str
+    """how much has filled so far"""
     filled_avg_price: _builtins.str
+    """the average fill price (4 places); empty before the first fill"""
     reject_reason: _builtins.str
+    """why it was rejected (status rejected)"""
     status_reason: _builtins.str
     """Why it has not filled yet, when it is waiting (e.g. "market closed")."""
     replaces: _builtins.str
     """The order this one replaced, and the order that replaced this one."""
     replaced_by: _builtins.str
+    """the order that replaced this one (status replaced)"""
     @_builtins.property
-    def submitted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def submitted_at(self) -> _timestamp_pb2.Timestamp:
+        """wall-clock time MBT received it"""
+
     @_builtins.property
-    def accepted_at(self) -> _timestamp_pb2.Timestamp: ...
+    def accepted_at(self) -> _timestamp_pb2.Timestamp:
+        """market time it was accepted (it fills only on quotes after this)"""
+
     @_builtins.property
-    def filled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def filled_at(self) -> _timestamp_pb2.Timestamp:
+        """market time of its last fill, once filled"""
+
     @_builtins.property
-    def canceled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def canceled_at(self) -> _timestamp_pb2.Timestamp:
+        """market time it was canceled, expired or replaced"""
+
     @_builtins.property
-    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """wall-clock time of its last change"""
+
     @_builtins.property
-    def legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLeg]: ...
+    def legs(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrderLeg]:
+        """a multi-leg order's legs (empty for a single instrument)"""
+
     def __init__(
         self,
         *,
@@ -242,14 +268,19 @@ class SubmitOrderRequest(_message.Message):
     symbol: _builtins.str
     """An equity ticker or an OCC option symbol; for a multi-leg order, the underlying (optional)."""
     side: _builtins.str
+    """buy | sell (a spread: buy = as written, sell = every leg reversed)"""
     qty: _builtins.str
     """shares, contracts, or (multi-leg) spreads"""
     order_type: _builtins.str
+    """market | limit | stop | stop_limit"""
     time_in_force: _builtins.str
+    """day (default) | gtc | ioc | fok"""
     limit_price: _builtins.str
     """multi-leg: the net price per spread, debit positive, credit negative"""
     stop_price: _builtins.str
+    """the stop trigger (decimal string), for stop and stop_limit"""
     client_order_id: _builtins.str
+    """your id for the order (printable ASCII, 128 max); a repeat returns the original"""
     fill_preference: _builtins.str
     """multi-leg: "conservative" | "mid" | "aggressive" (default: the account profile's)"""
     @_builtins.property
@@ -334,8 +365,11 @@ class ListOrdersResponse(_message.Message):
     ORDERS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """pass as page_token for the next page (empty: no more)"""
     @_builtins.property
-    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]:
+        """newest first"""
+
     def __init__(
         self,
         *,
@@ -386,14 +420,23 @@ class Fill(_message.Message):
     id: _builtins.str
     """unique execution id (a multi-leg fill has one per leg: <execution>:<leg>)"""
     order_id: _builtins.str
+    """the order it filled"""
     account_id: _builtins.str
+    """the account it traded for"""
     symbol: _builtins.str
+    """the instrument traded (a spread has one fill per leg)"""
     side: _builtins.str
+    """buy | sell"""
     qty: _builtins.str
+    """shares or contracts"""
     price: _builtins.str
+    """the fill price"""
     explanation: _builtins.str
+    """why this price, from the quote and the rules"""
     @_builtins.property
-    def filled_at(self) -> _timestamp_pb2.Timestamp: ...
+    def filled_at(self) -> _timestamp_pb2.Timestamp:
+        """market time of the quote it filled on"""
+
     @_builtins.property
     def quote(self) -> _common_pb2.Quote:
         """the NBBO the fill used"""
@@ -452,8 +495,11 @@ class ListFillsResponse(_message.Message):
     FILLS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """pass as page_token for the next page (empty: no more)"""
     @_builtins.property
-    def fills(self) -> _containers.RepeatedCompositeFieldContainer[Global___Fill]: ...
+    def fills(self) -> _containers.RepeatedCompositeFieldContainer[Global___Fill]:
+        """newest first"""
+
     def __init__(
         self,
         *,
@@ -479,12 +525,17 @@ class ReplaceOrderRequest(_message.Message):
     TIME_IN_FORCE_FIELD_NUMBER: _builtins.int
     CLIENT_ORDER_ID_FIELD_NUMBER: _builtins.int
     order_id: _builtins.str
+    """the open order to replace"""
     qty: _builtins.str
     """Fields left empty keep the old order's value."""
     limit_price: _builtins.str
+    """the new limit (decimal string; empty: unchanged)"""
     stop_price: _builtins.str
+    """the new stop (decimal string; empty: unchanged)"""
     time_in_force: _builtins.str
+    """day | gtc | ioc | fok (empty: unchanged)"""
     client_order_id: _builtins.str
+    """the replacement's own client order id (empty: generated)"""
     def __init__(
         self,
         *,
@@ -524,7 +575,9 @@ class CancelAllOrdersResponse(_message.Message):
 
     ORDERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]: ...
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]:
+        """every order that was open, as it is now"""
+
     def __init__(
         self,
         *,
@@ -553,9 +606,13 @@ class ReplayOrdersRequest(_message.Message):
         """Orders to run; each is accepted at start_time."""
 
     @_builtins.property
-    def start_time(self) -> _timestamp_pb2.Timestamp: ...
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """the replay window's start (each order is accepted then)"""
+
     @_builtins.property
-    def end_time(self) -> _timestamp_pb2.Timestamp: ...
+    def end_time(self) -> _timestamp_pb2.Timestamp:
+        """the replay window's end"""
+
     def __init__(
         self,
         *,
@@ -586,10 +643,15 @@ class ReplayEvent(_message.Message):
     order_index: _builtins.int
     """index of the order in the request"""
     reason: _builtins.str
+    """why (deferrals, cancels, expiries)"""
     @_builtins.property
-    def fill(self) -> Global___Fill: ...
+    def fill(self) -> Global___Fill:
+        """the fill, for a fill event"""
+
     @_builtins.property
-    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """market time of the event"""
+
     def __init__(
         self,
         *,
@@ -614,8 +676,11 @@ class ReplayOrdersResponse(_message.Message):
     EVENTS_FIELD_NUMBER: _builtins.int
     QUOTES_EVALUATED_FIELD_NUMBER: _builtins.int
     quotes_evaluated: _builtins.int
+    """how many recorded quotes the replay went through"""
     @_builtins.property
-    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplayEvent]: ...
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___ReplayEvent]:
+        """what happened to the orders, in time order"""
+
     def __init__(
         self,
         *,

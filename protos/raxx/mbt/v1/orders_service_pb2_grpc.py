@@ -100,13 +100,15 @@ class OrdersServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetOrder(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """One of your orders by id (NOT_FOUND for another user's).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def ListOrders(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Your orders, newest first: open ones by default, or by status.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -119,7 +121,8 @@ class OrdersServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListFills(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Your fills, newest first, each with the quote it filled on and why.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -37,10 +37,13 @@ class OrdersServiceStub:
     SubmitOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.SubmitOrderRequest, _orders_service_pb2.Order]
     """Submit an order. A repeated client_order_id returns the original order."""
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.GetOrderRequest, _orders_service_pb2.Order]
+    """One of your orders by id (NOT_FOUND for another user's)."""
     ListOrders: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ListOrdersRequest, _orders_service_pb2.ListOrdersResponse]
+    """Your orders, newest first: open ones by default, or by status."""
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.CancelOrderRequest, _orders_service_pb2.Order]
     """Cancel an open order (idempotent: a done order is returned as it is)."""
     ListFills: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ListFillsRequest, _orders_service_pb2.ListFillsResponse]
+    """Your fills, newest first, each with the quote it filled on and why."""
     ReplaceOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ReplaceOrderRequest, _orders_service_pb2.Order]
     """Replace an open order: a new order is created and the old one becomes `replaced`."""
     CancelAllOrders: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.CancelAllOrdersRequest, _orders_service_pb2.CancelAllOrdersResponse]
@@ -65,10 +68,13 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     SubmitOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.SubmitOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
     """Submit an order. A repeated client_order_id returns the original order."""
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.GetOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
+    """One of your orders by id (NOT_FOUND for another user's)."""
     ListOrders: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ListOrdersRequest, _orders_service_pb2.ListOrdersResponse]  # type: ignore[assignment]
+    """Your orders, newest first: open ones by default, or by status."""
     CancelOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.CancelOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
     """Cancel an open order (idempotent: a done order is returned as it is)."""
     ListFills: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ListFillsRequest, _orders_service_pb2.ListFillsResponse]  # type: ignore[assignment]
+    """Your fills, newest first, each with the quote it filled on and why."""
     ReplaceOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ReplaceOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
     """Replace an open order: a new order is created and the old one becomes `replaced`."""
     CancelAllOrders: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.CancelAllOrdersRequest, _orders_service_pb2.CancelAllOrdersResponse]  # type: ignore[assignment]
@@ -101,14 +107,16 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _orders_service_pb2.GetOrderRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_orders_service_pb2.Order, _abc.Awaitable[_orders_service_pb2.Order]]: ...
+    ) -> _typing.Union[_orders_service_pb2.Order, _abc.Awaitable[_orders_service_pb2.Order]]:
+        """One of your orders by id (NOT_FOUND for another user's)."""
 
     @_abc_1.abstractmethod
     def ListOrders(
         self,
         request: _orders_service_pb2.ListOrdersRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_orders_service_pb2.ListOrdersResponse, _abc.Awaitable[_orders_service_pb2.ListOrdersResponse]]: ...
+    ) -> _typing.Union[_orders_service_pb2.ListOrdersResponse, _abc.Awaitable[_orders_service_pb2.ListOrdersResponse]]:
+        """Your orders, newest first: open ones by default, or by status."""
 
     @_abc_1.abstractmethod
     def CancelOrder(
@@ -123,7 +131,8 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _orders_service_pb2.ListFillsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_orders_service_pb2.ListFillsResponse, _abc.Awaitable[_orders_service_pb2.ListFillsResponse]]: ...
+    ) -> _typing.Union[_orders_service_pb2.ListFillsResponse, _abc.Awaitable[_orders_service_pb2.ListFillsResponse]]:
+        """Your fills, newest first, each with the quote it filled on and why."""
 
     @_abc_1.abstractmethod
     def ReplaceOrder(

@@ -27,6 +27,7 @@ class BeginRegistrationRequest(_message.Message):
     PROFILE_FIELD_NUMBER: _builtins.int
     ACCOUNT_TYPE_FIELD_NUMBER: _builtins.int
     email: _builtins.str
+    """the new account's email address"""
     profile: _builtins.str
     """"trial" | "income_builder" | "diversifier" (default diversifier)"""
     account_type: _builtins.str
@@ -54,10 +55,13 @@ class CeremonyChallenge(_message.Message):
     OPTIONS_JSON_FIELD_NUMBER: _builtins.int
     EXPIRES_AT_FIELD_NUMBER: _builtins.int
     ceremony_id: _builtins.str
+    """pass it back to the Finish call"""
     options_json: _builtins.str
     """PublicKeyCredentialCreationOptions / RequestOptions as WebAuthn JSON"""
     @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """the challenge must be answered before this"""
+
     def __init__(
         self,
         *,
@@ -80,7 +84,9 @@ class FinishRegistrationRequest(_message.Message):
     CEREMONY_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_JSON_FIELD_NUMBER: _builtins.int
     ceremony_id: _builtins.str
+    """the id BeginRegistration returned"""
     credential_json: _builtins.str
+    """the new passkey's attestation (WebAuthn JSON)"""
     def __init__(
         self,
         *,
@@ -101,6 +107,7 @@ class BeginLoginRequest(_message.Message):
 
     EMAIL_FIELD_NUMBER: _builtins.int
     email: _builtins.str
+    """the account's email address"""
     def __init__(
         self,
         *,
@@ -121,7 +128,9 @@ class FinishLoginRequest(_message.Message):
     CEREMONY_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_JSON_FIELD_NUMBER: _builtins.int
     ceremony_id: _builtins.str
+    """the id BeginLogin returned"""
     credential_json: _builtins.str
+    """the passkey's assertion (WebAuthn JSON)"""
     def __init__(
         self,
         *,
@@ -151,9 +160,13 @@ class Session(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     CURRENT_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    """this session's id (revocable with RevokeSession)"""
     user_id: _builtins.str
+    """the signed-in user"""
     email: _builtins.str
+    """the user's email address"""
     tier: _builtins.str
+    """free | pro | pro_plus: rate limits, data delay and features"""
     token: _builtins.str
     """The bearer access JWT (15 minutes). The HTTP gateway moves it into an HttpOnly cookie."""
     refresh_token: _builtins.str
@@ -171,7 +184,9 @@ class Session(_message.Message):
         """When `token` expires."""
 
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """when the session was opened (sign-in)"""
+
     def __init__(
         self,
         *,
@@ -241,7 +256,9 @@ class FinishStepUpRequest(_message.Message):
     CEREMONY_ID_FIELD_NUMBER: _builtins.int
     CREDENTIAL_JSON_FIELD_NUMBER: _builtins.int
     ceremony_id: _builtins.str
+    """the id BeginStepUp returned"""
     credential_json: _builtins.str
+    """the passkey's assertion (WebAuthn JSON) over the challenge"""
     def __init__(
         self,
         *,
@@ -266,8 +283,11 @@ class StepUp(_message.Message):
     step_up_id: _builtins.str
     """Present it (once) to the action it approves, within 5 minutes."""
     bound_sha256: _builtins.str
+    """hex SHA-256 of the content the challenge was bound to (empty: none)"""
     @_builtins.property
-    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """the grant must be spent before this (single use)"""
+
     def __init__(
         self,
         *,
@@ -304,7 +324,9 @@ class ListSessionsResponse(_message.Message):
 
     SESSIONS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Session]: ...
+    def sessions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Session]:
+        """your open sessions"""
+
     def __init__(
         self,
         *,
@@ -388,15 +410,25 @@ class ApiKey(_message.Message):
     secret: _builtins.str
     """Send as `APCA-API-SECRET-KEY`. Only in CreateApiKey's reply: MBT keeps a keyed hash."""
     name: _builtins.str
+    """the label its owner gave it (e.g. bot)"""
     read_only: _builtins.bool
+    """true: it may read but never submit, replace or cancel"""
     @_builtins.property
-    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """what it may call: trading (orders, account) and/or data (market data)"""
+
     @_builtins.property
-    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """when it was minted"""
+
     @_builtins.property
-    def revoked_at(self) -> _timestamp_pb2.Timestamp: ...
+    def revoked_at(self) -> _timestamp_pb2.Timestamp:
+        """when it was revoked (unset while it works)"""
+
     @_builtins.property
-    def last_used_at(self) -> _timestamp_pb2.Timestamp: ...
+    def last_used_at(self) -> _timestamp_pb2.Timestamp:
+        """when it was last used (unset: not recorded for API keys yet)"""
+
     def __init__(
         self,
         *,
@@ -438,7 +470,9 @@ class ListApiKeysResponse(_message.Message):
 
     KEYS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApiKey]: ...
+    def keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___ApiKey]:
+        """your keys, newest first (never their secrets)"""
+
     def __init__(
         self,
         *,
@@ -562,6 +596,7 @@ class RevokeCurrentSessionResponse(_message.Message):
 
     SESSION_ID_FIELD_NUMBER: _builtins.int
     session_id: _builtins.str
+    """the session that was revoked"""
     def __init__(
         self,
         *,
@@ -599,12 +634,17 @@ class DataExport(_message.Message):
     ARCHIVE_FIELD_NUMBER: _builtins.int
     FILES_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
+    """whose data this is"""
     archive: _builtins.bytes
     """a zip archive: one JSON file per service (sessions, accounts, orders)"""
     @_builtins.property
-    def generated_at(self) -> _timestamp_pb2.Timestamp: ...
+    def generated_at(self) -> _timestamp_pb2.Timestamp:
+        """when the export was assembled"""
+
     @_builtins.property
-    def files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """one JSON document per context (name -> content)"""
+
     def __init__(
         self,
         *,
@@ -660,7 +700,9 @@ class ErasureStatus(_message.Message):
     state: _builtins.str
     """"none" | "scheduled" """
     @_builtins.property
-    def erase_after(self) -> _timestamp_pb2.Timestamp: ...
+    def erase_after(self) -> _timestamp_pb2.Timestamp:
+        """when the erasure will be carried out (it can be canceled before)"""
+
     def __init__(
         self,
         *,

@@ -240,7 +240,8 @@ class SessionsServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CancelErasure(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Call off a requested erasure before it is carried out.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')

@@ -70,6 +70,7 @@ class SessionsServiceStub:
     RequestErasure: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.RequestErasureRequest, _sessions_service_pb2.ErasureStatus]
     """GDPR: erase the caller's data after a 30-day cooling-off period (cancellable until then)."""
     CancelErasure: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.CancelErasureRequest, _sessions_service_pb2.ErasureStatus]
+    """Call off a requested erasure before it is carried out."""
     GetCurrentSession: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.GetCurrentSessionRequest, _sessions_service_pb2.Session]
     """The session the caller presents."""
     RevokeCurrentSession: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.RevokeCurrentSessionRequest, _sessions_service_pb2.RevokeCurrentSessionResponse]
@@ -117,6 +118,7 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     RequestErasure: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.RequestErasureRequest, _sessions_service_pb2.ErasureStatus]  # type: ignore[assignment]
     """GDPR: erase the caller's data after a 30-day cooling-off period (cancellable until then)."""
     CancelErasure: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.CancelErasureRequest, _sessions_service_pb2.ErasureStatus]  # type: ignore[assignment]
+    """Call off a requested erasure before it is carried out."""
     GetCurrentSession: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.GetCurrentSessionRequest, _sessions_service_pb2.Session]  # type: ignore[assignment]
     """The session the caller presents."""
     RevokeCurrentSession: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.RevokeCurrentSessionRequest, _sessions_service_pb2.RevokeCurrentSessionResponse]  # type: ignore[assignment]
@@ -256,7 +258,8 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _sessions_service_pb2.CancelErasureRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_sessions_service_pb2.ErasureStatus, _abc.Awaitable[_sessions_service_pb2.ErasureStatus]]: ...
+    ) -> _typing.Union[_sessions_service_pb2.ErasureStatus, _abc.Awaitable[_sessions_service_pb2.ErasureStatus]]:
+        """Call off a requested erasure before it is carried out."""
 
     @_abc_1.abstractmethod
     def GetCurrentSession(
