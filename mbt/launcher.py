@@ -147,6 +147,7 @@ class System:
             "MBT_WEBAUTHN_ORIGINS": f"http://localhost:{o.gateway_port}",
             "MBT_OPERATOR_TOKEN_FILE": str(ensure_operator_token(o.data_dir)),
             "PYTHONUNBUFFERED": "1",
+            "MBT_METRICS_HOST": "127.0.0.1",  # metrics stay on this machine
         }
         if o.replay_days:
             self.env["MBT_REPLAY_DAYS"] = o.replay_days
@@ -154,8 +155,17 @@ class System:
             self.env[f"MBT_{name.upper()}_ADDR"] = f"127.0.0.1:{port}"
         # orders instances: the first on the orders port, the rest on free ports; callers reach
         # them all (round robin) and each forwards a command to the owner of its partition
+        # ports handed out here must not be ones the services are about to bind
+        taken = {o.gateway_port, *o.grpc_ports.values()}
+
+        def spare_port() -> int:
+            while (port := free_port()) in taken:
+                pass
+            taken.add(port)
+            return port
+
         self.orders_addrs = [f"127.0.0.1:{o.grpc_ports['orders']}"] + [
-            f"127.0.0.1:{free_port()}" for _ in range(o.orders_instances - 1)
+            f"127.0.0.1:{spare_port()}" for _ in range(o.orders_instances - 1)
         ]
         self.orders_names = ["orders"] + [f"orders-{k}" for k in range(1, o.orders_instances)]
         if o.orders_instances > 1:
@@ -179,7 +189,7 @@ class System:
         # each service serves Prometheus metrics on a port of its own
         metrics: dict[str, str] = {}
         for name in [*SERVICE_ORDER[:2], *self.orders_names, *SERVICE_ORDER[3:]]:
-            port = free_port()
+            port = spare_port()
             self.instance_env.setdefault(name, {})["MBT_METRICS_PORT"] = str(port)
             metrics[name] = f"http://127.0.0.1:{port}/metrics"
         metrics["gateway"] = f"http://127.0.0.1:{o.gateway_port}/metrics"

@@ -20,6 +20,7 @@ from services.conventions.quote import Quote
 from services.marketdata.domain.hygiene import QuoteFilter
 from services.marketdata.domain.replay import ScheduledQuote, SimClock, seconds_until_due
 from services.marketdata.quote_book import QuoteBook
+from services.platform.metrics import FEED_LAG
 
 log = logging.getLogger("mbt.marketdata.feed")
 
@@ -98,6 +99,7 @@ class ReplayFeed:
             return
         self.cache.put(q)
         self.book.add(q)
+        FEED_LAG.set(max((self.clock.now() - q.ts).total_seconds(), 0.0))
         await self.publish(q)
         for sub in list(self.subscribers):
             if sub.qsize() < 10_000:

@@ -20,6 +20,8 @@ from nats.js.api import (
 )
 from nats.js.errors import NotFoundError
 
+from services.platform.metrics import CONSUMER_LAG
+
 log = logging.getLogger("mbt.bus")
 
 # Streams, declared idempotently by their owning service.
@@ -146,6 +148,8 @@ class Bus:
                 await asyncio.sleep(0.5)
                 continue
             await handler(msgs)
+            if msgs:  # what the stream still holds for this consumer after the batch
+                CONSUMER_LAG.labels(durable).set(msgs[-1].metadata.num_pending)
 
     async def last_quote(self, symbol: str) -> bytes | None:
         """The newest QuoteEvent payload of `symbol` from the last-value cache, if any."""

@@ -12,6 +12,8 @@ import os
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
+    "CONSUMER_LAG",
+    "FEED_LAG",
     "FILLS",
     "ORDERS",
     "OUTBOX_BACKLOG",
@@ -34,6 +36,12 @@ ORDERS = Counter("mbt_orders_total", "orders decided by the submit pipeline", ["
 FILLS = Counter("mbt_fills_total", "fills recorded")
 OUTBOX_PUBLISHED = Counter("mbt_outbox_published_total", "outbox rows published to JetStream")
 OUTBOX_BACKLOG = Gauge("mbt_outbox_backlog", "unpublished rows the relay saw in its last batch")
+CONSUMER_LAG = Gauge(
+    "mbt_consumer_lag_messages", "messages a durable consumer has yet to process", ["consumer"]
+)
+FEED_LAG = Gauge(
+    "mbt_quote_feed_lag_seconds", "market clock minus the timestamp of the quote just published"
+)
 
 
 def serve_metrics(env: dict[str, str] | None = None) -> int | None:
@@ -42,6 +50,10 @@ def serve_metrics(env: dict[str, str] | None = None) -> int | None:
     if not raw.isdigit():
         return None
     port = int(raw)
-    start_http_server(port, addr=os.environ.get("MBT_METRICS_HOST", "0.0.0.0"))
+    try:
+        start_http_server(port, addr=os.environ.get("MBT_METRICS_HOST", "0.0.0.0"))
+    except OSError as exc:  # metrics are not worth failing the service for
+        log.warning("metrics not served on :%d (%s)", port, exc)
+        return None
     log.info("metrics on :%d/metrics", port)
     return port

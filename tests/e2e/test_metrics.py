@@ -48,3 +48,10 @@ def test_every_process_serves_metrics_and_orders_counts_what_it_did(
     submits = re.findall(r"mbt_grpc_requests_total\{([^}]*SubmitOrder[^}]*)\} ([0-9.]+)", orders)
     assert any('code="OK"' in labels and float(n) >= 1 for labels, n in submits), orders[-3000:]
     assert 'route="/api/mbt/orders"' in httpx.get(urls["gateway"]).text
+    assert "mbt_quote_feed_lag_seconds" in httpx.get(urls["marketdata"]).text
+    # the ledger's consumer reports what it has yet to apply once it has handled a batch
+    wait_for(
+        lambda: "mbt_consumer_lag_messages{" in httpx.get(urls["accounts"]).text or None,
+        timeout=20,
+        what="consumer lag",
+    )
