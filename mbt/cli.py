@@ -246,7 +246,7 @@ def _submit(ns: argparse.Namespace, side: str) -> None:
         ns,
         o,
         f"order {o['id']} {o['status']}: {side} {o['qty']} {o['symbol']} {o['order_type']}"
-        + (f" {o['limit_price']}" if o["limit_price"] else ""),
+        + (f" {price(o['limit_price'])}" if o["limit_price"] else ""),
     )
 
 

@@ -17,12 +17,20 @@ def cmd_history(ns: argparse.Namespace) -> None:
         [p["date"], money(p["equity"]), money(p["cash"]), money(p["profit_loss"], signed=True)]
         for p in d["points"]
     ]
-    _print(ns, d, _table(rows, ["date", "equity", "cash", "day P&L"]))
+    table = _table(rows, ["date", "equity", "cash", "day P&L"])
+    if not rows:
+        table = "(no end-of-day points yet: the first is taken at the market's close)"
+    _print(ns, d, table)
 
 
 def cmd_pnl(ns: argparse.Namespace) -> None:
-    params = {k: v for k, v in (("from_date", ns.start), ("to_date", ns.end)) if v}
-    p, _ = _api(ns).call("GET", "/api/mbt/pnl", params=params)
+    api = _api(ns)
+    start, end = ns.start, ns.end
+    if not (start and end):  # default: the market clock's trading day
+        clock, _ = api.call("GET", "/api/mbt/clock")
+        today = str(clock["timestamp"])[:10]
+        start, end = start or end or today, end or today
+    p, _ = api.call("GET", "/api/mbt/pnl", params={"from_date": start, "to_date": end})
     _print(
         ns,
         p,
@@ -127,8 +135,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     h.add_argument("--end", help="YYYY-MM-DD")
     h.set_defaults(func=cmd_history)
     p = sub.add_parser("pnl", parents=[common], help="realized and unrealized P&L over days")
-    p.add_argument("--start", help="YYYY-MM-DD (from)")
-    p.add_argument("--end", help="YYYY-MM-DD (to)")
+    p.add_argument("--start", help="YYYY-MM-DD (from; default: the market's current day)")
+    p.add_argument("--end", help="YYYY-MM-DD (to; default: the market's current day)")
     p.set_defaults(func=cmd_pnl)
     a = sub.add_parser("activities", parents=[common], help="fills, dividends, expirations")
     a.add_argument("--type", help="fill, div, split, int, expired, exercised, assigned")
