@@ -167,14 +167,38 @@ def cmd_account(ns: argparse.Namespace) -> None:
     )
 
 
+def et(ts: str, with_date: bool = False) -> str:
+    """An RFC 3339 time as New York market time, with the zone: 10:14:03 ET."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    try:
+        t = datetime.fromisoformat(ts.replace("Z", "+00:00")).astimezone(
+            ZoneInfo("America/New_York")
+        )
+    except (ValueError, AttributeError):
+        return str(ts)
+    return t.strftime("%Y-%m-%d %H:%M:%S ET" if with_date else "%H:%M:%S ET")
+
+
+def _delay_note(api: Api) -> str:
+    """Free users see quotes 15 minutes late: say so beside them."""
+    try:
+        me, _ = api.call("GET", "/api/mbt/sessions/current")
+    except CliError:
+        return ""
+    return "   (15 min delayed · Free)" if me.get("tier", "free") == "free" else ""
+
+
 def cmd_quote(ns: argparse.Namespace) -> None:
-    q, _ = _api(ns).call("GET", f"/api/mbt/quotes/{ns.symbol}")
+    api = _api(ns)
+    q, _ = api.call("GET", f"/api/mbt/quotes/{ns.symbol}")
     _print(
         ns,
         q,
         f"{q['symbol']}  bid {price(q['bid'])} x {q['bid_size']}   "
         f"ask {price(q['ask'])} x {q['ask_size']}   "
-        f"at {q['timestamp']}",
+        f"at {et(q['timestamp'], with_date=True)}" + ("" if ns.json else _delay_note(api)),
     )
 
 
@@ -288,9 +312,38 @@ def cmd_sell(ns: argparse.Namespace) -> None:
     _submit(ns, "sell")
 
 
+def _waiting(api: Api, o: dict[str, Any], quotes: dict[str, Any]) -> str:
+    """Why an open order has not filled, from its type and the current quote."""
+    if o["status"] not in ("accepted", "partially_filled", "new") or o["legs"]:
+        return ""
+    if o["symbol"] not in quotes:
+        try:
+            quotes[o["symbol"]], _ = api.call("GET", f"/api/mbt/quotes/{o['symbol']}")
+        except CliError:
+            quotes[o["symbol"]] = None
+    q = quotes[o["symbol"]]
+    if q is None:
+        return "waiting for a quote"
+    when = et(q["timestamp"])
+    touch = f"ask {price(q['ask'])}" if o["side"] == "buy" else f"bid {price(q['bid'])}"
+    if o["order_type"] == "market":
+        return f"waiting for the next quote after acceptance ({touch} at {when})"
+    if o["order_type"] == "limit":
+        return f"resting: limit {price(o['limit_price'])}, {touch} at {when}"
+    return f"waiting for the stop {price(o['stop_price'])}: {touch} at {when}"
+
+
 def cmd_orders(ns: argparse.Namespace) -> None:
-    d, _ = _api(ns).call("GET", "/api/mbt/orders", params={"status": ns.status})
-    _print(ns, d, _table([_order_line(o) for o in d["orders"]], ORDER_HEADERS))
+    api = _api(ns)
+    d, _ = api.call("GET", "/api/mbt/orders", params={"status": ns.status})
+    quotes: dict[str, Any] = {}
+    rows = []
+    for o in d["orders"]:
+        line = _order_line(o)
+        if not line[-1] and not ns.json:
+            line[-1] = _waiting(api, o, quotes)
+        rows.append(line)
+    _print(ns, d, _table(rows, ORDER_HEADERS))
 
 
 def _order_id(api: Api, given: str) -> str:

@@ -26,6 +26,10 @@ def test_status_replace_cancel_all_and_the_views(system: RunningSystem, tmp_path
     assert "$100,000.00" in acct  # the README's $100,000, as money is shown
 
     resting = cli_json(cfg, url, "buy", "IBM", "2", "--limit", "1.00", "--tif", "gtc")
+    table = run_cli(cfg, url, "orders").stdout
+    assert "resting: limit 1.00, ask " in table and " ET" in table  # why it is waiting
+    quote = run_cli(cfg, url, "quote", "IBM").stdout
+    assert " ET" in quote and "15 min delayed · Free" in quote
     new = cli_json(cfg, url, "replace", resting["id"][:8], "--limit", "1.25")
     assert new["replaces"] == resting["id"] and new["limit_price"] == "1.25"
     cli_json(cfg, url, "buy", "IBM", "1", "--limit", "1.10", "--tif", "gtc")
