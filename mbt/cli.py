@@ -340,7 +340,10 @@ def cmd_orders(ns: argparse.Namespace) -> None:
     rows = []
     for o in d["orders"]:
         line = _order_line(o)
-        if not line[-1] and not ns.json:
+        if o["legs"]:  # a spread shows its legs
+            legs = " / ".join(f"{x['side']} {x['ratio']}x {x['symbol']}" for x in o["legs"])
+            line[-1] = f"{legs}; {line[-1]}" if line[-1] else legs
+        elif not line[-1] and not ns.json:
             line[-1] = _waiting(api, o, quotes)
         rows.append(line)
     _print(ns, d, _table(rows, ORDER_HEADERS))

@@ -196,3 +196,21 @@ def test_alpaca_py_option_contracts_and_chain_snapshot(
             (t, b, a) for t, b, a in recorded
         }
     assert quoted > 0
+
+    # the CLI shows a spread's legs in `mbt orders`
+    calls = [s for s in expected if parse_occ(s).is_call][:2]
+    run_cli(
+        cfg,
+        url,
+        "spread",
+        "--leg",
+        f"buy:{calls[0]}",
+        "--leg",
+        f"sell:{calls[1]}",
+        "--limit",
+        "0.01",
+        "--tif",
+        "gtc",
+    )
+    table = run_cli(cfg, url, "orders").stdout
+    assert f"buy 1x {calls[0]} / sell 1x {calls[1]}" in table
