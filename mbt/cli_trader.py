@@ -6,20 +6,34 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mbt.cli import _api, _order_id, _print, _short, _table, _url, money, price
+from mbt.cli import _api, _order_id, _print, _short, _table, _url, et, money, price
 from mbt.client import Api, CliError
 
 
 def cmd_history(ns: argparse.Namespace) -> None:
-    params = {k: v for k, v in (("start_date", ns.start), ("end_date", ns.end)) if v}
+    params = {
+        k: v
+        for k, v in (("start_date", ns.start), ("end_date", ns.end), ("timeframe", ns.timeframe))
+        if v
+    }
     d, _ = _api(ns).call("GET", "/api/mbt/account/history", params=params)
+    intraday = bool(ns.timeframe and ns.timeframe != "1D")
     rows = [
-        [p["date"], money(p["equity"]), money(p["cash"]), money(p["profit_loss"], signed=True)]
+        [
+            et(p["timestamp"], with_date=True) if intraday else p["date"],
+            money(p["equity"]),
+            money(p["cash"]),
+            money(p["profit_loss"], signed=True),
+        ]
         for p in d["points"]
     ]
-    table = _table(rows, ["date", "equity", "cash", "day P&L"])
+    table = _table(rows, ["at" if intraday else "date", "equity", "cash", "P&L"])
     if not rows:
-        table = "(no end-of-day points yet: the first is taken at the market's close)"
+        table = (
+            "(no points yet: the session has not begun)"
+            if intraday
+            else "(no end-of-day points yet: the first is taken at the market's close)"
+        )
     _print(ns, d, table)
 
 
@@ -133,6 +147,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     h = sub.add_parser("history", parents=[common], help="equity per trading day")
     h.add_argument("--start", help="YYYY-MM-DD")
     h.add_argument("--end", help="YYYY-MM-DD")
+    h.add_argument(
+        "--timeframe", help="1D (default) or intraday 1Min, 5Min, 15Min, 1H (one session)"
+    )
     h.set_defaults(func=cmd_history)
     p = sub.add_parser("pnl", parents=[common], help="realized and unrealized P&L over days")
     p.add_argument("--start", help="YYYY-MM-DD (from; default: the market's current day)")

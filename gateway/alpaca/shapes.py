@@ -298,8 +298,9 @@ def trade_update_json(u: opb.TradeUpdate) -> dict[str, Any]:
     return data
 
 
-def portfolio_history_json(h: apb.PortfolioHistory) -> dict[str, Any]:
-    """Alpaca's PortfolioHistory from MBT's end-of-day points (16:00 ET closes, epoch seconds)."""
+def portfolio_history_json(h: apb.PortfolioHistory, timeframe: str = "1D") -> dict[str, Any]:
+    """Alpaca's PortfolioHistory from MBT's points: end-of-day (16:00 ET closes) or intraday
+    (each point's own instant), as epoch seconds."""
     from datetime import datetime
     from decimal import Decimal
     from zoneinfo import ZoneInfo
@@ -308,8 +309,11 @@ def portfolio_history_json(h: apb.PortfolioHistory) -> dict[str, Any]:
     stamps, equity, pl, plpc = [], [], [], []
     base = Decimal(h.points[0].equity) - Decimal(h.points[0].profit_loss or "0") if h.points else 0
     for p in h.points:
-        close = datetime.fromisoformat(p.date).replace(hour=16, tzinfo=et)
-        stamps.append(int(close.timestamp()))
+        if p.HasField("timestamp"):
+            stamps.append(int(p.timestamp.seconds))
+        else:
+            close = datetime.fromisoformat(p.date).replace(hour=16, tzinfo=et)
+            stamps.append(int(close.timestamp()))
         e = Decimal(p.equity)
         equity.append(float(e))
         change = e - Decimal(base)
@@ -321,6 +325,6 @@ def portfolio_history_json(h: apb.PortfolioHistory) -> dict[str, Any]:
         "profit_loss": pl,
         "profit_loss_pct": plpc,
         "base_value": float(base),
-        "timeframe": "1D",
+        "timeframe": timeframe,
         "cashflow": {},
     }

@@ -18,7 +18,7 @@ from services.accounts import handlers, privacy
 from services.accounts.adapters.tables import accounts, activities, eod_snapshots, positions
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
 from services.accounts.ledger_batch import multiplier_of
-from services.accounts.settlement import unsettled_proceeds
+from services.accounts.settlement import NEW_YORK, unsettled_proceeds
 from services.conventions.calendar import MarketCalendar
 from services.conventions.decimals import dec_to_wire, money
 from services.platform.auth import require_service, require_user
@@ -33,6 +33,13 @@ from services.platform.wire import (
 )
 
 MAX_HOLDS_PER_CALL = 1000
+INTRADAY_STEPS = {
+    "1Min": timedelta(minutes=1),
+    "5Min": timedelta(minutes=5),
+    "15Min": timedelta(minutes=15),
+    "1H": timedelta(hours=1),
+}
+BAR_FRAME = {"1Min": "1Min", "5Min": "5Min", "15Min": "15Min", "1H": "1Hour"}
 Ctx = grpc.aio.ServicerContext[Any, Any]
 TIERS = ("free", "pro", "pro_plus")
 
@@ -265,6 +272,9 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         self, request: pb.GetPortfolioHistoryRequest, context: Ctx
     ) -> pb.PortfolioHistory:
         user = require_user()
+        frame = request.timeframe or "1D"
+        if frame != "1D":
+            return await self._intraday_history(user.user_id, frame, request.start_date)
         bounds = [
             parse_date("start_date", request.start_date),
             parse_date("end_date", request.end_date),
@@ -290,6 +300,100 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                 profit_loss=money(equity - prev) if prev is not None else "0.00",
             )
             prev = equity
+        return out
+
+    async def _intraday_history(
+        self, user_id: str, frame: str, day_text: str
+    ) -> pb.PortfolioHistory:
+        """Equity at the end of each interval of one session, up to the market clock.
+
+        Worked back from now: cash and positions at time t are today's minus what every
+        activity after t changed (fills, dividends, splits, expirations); each position is
+        marked at the close of its last quote bar ending by t (the mid bars market data built
+        from the quotes it published)."""
+        step = INTRADAY_STEPS.get(frame)
+        if step is None:
+            raise InvalidArgument("timeframe", "must be 1D, 1Min, 5Min, 15Min or 1H")
+        if self.calendar is None:
+            raise FailedPrecondition("no market calendar here", reason="NO_CALENDAR")
+        clock = await self.md.call(self.md_stub.GetClock, md_pb.GetClockRequest())
+        now = ts_from_wire(clock.timestamp)
+        day = parse_date("start_date", day_text) or now.astimezone(NEW_YORK).date()
+        out = pb.PortfolioHistory()
+        bounds = self.calendar.session_bounds(day)
+        if bounds is None or bounds[0] >= now:
+            return out
+        open_, end = bounds[0], min(bounds[1], now)
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, user_id)
+            account_id = str(acct["id"])
+            cash_now = Decimal(str(acct["cash"]))
+            held = {
+                r.symbol: Decimal(r.qty)
+                for r in await conn.execute(
+                    select(positions.c.symbol, positions.c.qty).where(
+                        positions.c.account_id == account_id
+                    )
+                )
+            }
+            later = (
+                await conn.execute(
+                    select(
+                        activities.c.occurred_at,
+                        activities.c.symbol,
+                        activities.c.amount,
+                        activities.c.qty,
+                    )
+                    .where(activities.c.account_id == account_id, activities.c.occurred_at > open_)
+                    .order_by(activities.c.occurred_at)
+                )
+            ).all()
+        symbols = sorted({*held, *(r.symbol for r in later if r.symbol)})
+        closes: dict[str, list[tuple[datetime, Decimal]]] = {}
+        for symbol in symbols:
+            req = md_pb.ListBarsRequest(symbol=symbol, timeframe=BAR_FRAME[frame])
+            req.start_time.CopyFrom(ts_to_wire(open_ - timedelta(hours=1)))
+            req.end_time.CopyFrom(ts_to_wire(end))
+            try:
+                bars = (await self.md.call(self.md_stub.ListBars, req)).bars
+            except MbtError:
+                bars = []
+            closes[symbol] = [
+                (ts_from_wire(b.start) + step, Decimal(b.close)) for b in bars if b.close
+            ]
+        prev: Decimal | None = None
+        t = open_ + step
+        while t <= end + step and t - step < end:
+            at = min(t, end)
+            cash = cash_now - sum((Decimal(r.amount) for r in later if r.occurred_at > at), ZERO)
+            qty = dict(held)
+            for r in later:
+                if r.occurred_at > at and r.symbol and r.qty is not None:
+                    qty[r.symbol] = qty.get(r.symbol, ZERO) - Decimal(r.qty)
+            long_mv = short_mv = ZERO
+            for symbol, q in qty.items():
+                if q == 0:
+                    continue
+                marks = [c for ended, c in closes.get(symbol, []) if ended <= at]
+                if not marks:
+                    continue
+                value = q * marks[-1] * multiplier_of(symbol)
+                if value >= 0:
+                    long_mv += value
+                else:
+                    short_mv += value
+            equity = cash + long_mv + short_mv
+            point = out.points.add(
+                date=at.astimezone(NEW_YORK).date().isoformat(),
+                equity=money(equity),
+                cash=money(cash),
+                long_market_value=money(long_mv),
+                short_market_value=money(short_mv),
+                profit_loss=money(equity - prev) if prev is not None else "0.00",
+            )
+            point.timestamp.CopyFrom(ts_to_wire(at))
+            prev = equity
+            t += step
         return out
 
     async def GetPnl(self, request: pb.GetPnlRequest, context: Ctx) -> pb.Pnl:

@@ -298,9 +298,27 @@ def test_portfolio_history_daily(system: RunningSystem, tmp_path: Path) -> None:
     h = c.get_portfolio_history(GetPortfolioHistoryRequest(period="1M", timeframe="1D"))
     assert isinstance(h, PortfolioHistory) and h.timeframe == "1D"
     assert len(h.timestamp) == len(h.equity) == len(h.profit_loss) == len(h.profit_loss_pct)
-    with pytest.raises(APIError) as e:  # intraday equity is not kept yet: said, not faked
-        c.get_portfolio_history(GetPortfolioHistoryRequest(period="1D", timeframe="5Min"))
-    assert e.value.status_code == 422 and "1D" in e.value.message
+    with pytest.raises(APIError) as e:
+        c.get_portfolio_history(GetPortfolioHistoryRequest(period="1D", timeframe="2Min"))
+    assert e.value.status_code == 422 and "5Min" in e.value.message
+
+    # intraday: equity at the end of every 5 minutes of today's session, up to the clock
+    buy = c.submit_order(
+        MarketOrderRequest(symbol="IBM", qty=2, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+    )
+    _filled(c, buy.id)
+    wait_for(lambda: c.get_all_positions() or None, timeout=15, what="position")
+    day = c.get_portfolio_history(GetPortfolioHistoryRequest(period="1D", timeframe="5Min"))
+    assert day.timeframe == "5Min" and len(day.timestamp) >= 2
+    steps = [b - a for a, b in zip(day.timestamp, day.timestamp[1:], strict=False)]
+    assert all(0 < s <= 300 for s in steps) and all(s == 300 for s in steps[:-1])
+    clock = c.get_clock()
+    assert day.timestamp[-1] <= clock.timestamp.timestamp() + 1
+    assert day.equity[0] == 100000.0  # before the first fill: all cash
+    raw = _client(system, key, raw=True).get_portfolio_history(
+        GetPortfolioHistoryRequest(period="1D", timeframe="5Min")
+    )
+    assert isinstance(raw, dict) and raw["timeframe"] == "5Min"
 
 
 def test_account_activities_as_alpaca_lists_them(system: RunningSystem, tmp_path: Path) -> None:

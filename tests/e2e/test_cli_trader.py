@@ -49,6 +49,9 @@ def test_status_replace_cancel_all_and_the_views(system: RunningSystem, tmp_path
     table = run_cli(cfg, url, "activities").stdout
     assert "fill" in table and "IBM" in table
     assert "points" in cli_json(cfg, url, "history")
+    intraday = cli_json(cfg, url, "history", "--timeframe", "15Min")["points"]
+    assert intraday and all(p["timestamp"] for p in intraday)
+    assert " ET" in run_cli(cfg, url, "history", "--timeframe", "15Min").stdout
     import json
 
     pnl = run_cli(cfg, url, "pnl", "--json", ok=False)

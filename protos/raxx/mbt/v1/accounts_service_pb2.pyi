@@ -623,18 +623,27 @@ class GetPortfolioHistoryRequest(_message.Message):
 
     START_DATE_FIELD_NUMBER: _builtins.int
     END_DATE_FIELD_NUMBER: _builtins.int
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
     start_date: _builtins.str
-    """inclusive dates, YYYY-MM-DD; empty means unbounded"""
+    """inclusive dates, YYYY-MM-DD; empty means unbounded (intraday: start_date is the trading
+    day, default the market clock's)
+    """
     end_date: _builtins.str
+    """the last day (daily points only)"""
+    timeframe: _builtins.str
+    """"1D" (default: the end-of-day snapshots) or intraday "1Min" | "5Min" | "15Min" | "1H":
+    equity at the end of each interval of one session, up to the market clock
+    """
     def __init__(
         self,
         *,
         start_date: _builtins.str = ...,
         end_date: _builtins.str = ...,
+        timeframe: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_date", b"end_date", "start_date", b"start_date", "timeframe", b"timeframe"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -650,6 +659,7 @@ class PortfolioPoint(_message.Message):
     LONG_MARKET_VALUE_FIELD_NUMBER: _builtins.int
     SHORT_MARKET_VALUE_FIELD_NUMBER: _builtins.int
     PROFIT_LOSS_FIELD_NUMBER: _builtins.int
+    TIMESTAMP_FIELD_NUMBER: _builtins.int
     date: _builtins.str
     """YYYY-MM-DD"""
     equity: _builtins.str
@@ -662,6 +672,10 @@ class PortfolioPoint(_message.Message):
     """short positions marked at the close (negative)"""
     profit_loss: _builtins.str
     """equity change from the previous point"""
+    @_builtins.property
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """the instant this point values the account at (intraday; for daily points, unset)"""
+
     def __init__(
         self,
         *,
@@ -671,10 +685,11 @@ class PortfolioPoint(_message.Message):
         long_market_value: _builtins.str = ...,
         short_market_value: _builtins.str = ...,
         profit_loss: _builtins.str = ...,
+        timestamp: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["timestamp", b"timestamp"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "date", b"date", "equity", b"equity", "long_market_value", b"long_market_value", "profit_loss", b"profit_loss", "short_market_value", b"short_market_value"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cash", b"cash", "date", b"date", "equity", b"equity", "long_market_value", b"long_market_value", "profit_loss", b"profit_loss", "short_market_value", b"short_market_value", "timestamp", b"timestamp"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
