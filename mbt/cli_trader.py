@@ -109,6 +109,46 @@ def cmd_cancel_all(ns: argparse.Namespace) -> None:
     _print(ns, d, f"{len(orders)} open order(s) canceled")
 
 
+def cmd_replay(ns: argparse.Namespace) -> None:
+    """Backtest one order over a recorded session (any shipped day and symbol): what the engine
+    would have done, fill by fill, from the recorded quotes. Nothing touches your account."""
+    api = _api(ns)
+    cal, _ = api.call("GET", "/api/mbt/calendar", params={"start_date": ns.day, "end_date": ns.day})
+    sessions = cal.get("sessions") or []
+    if not sessions:
+        raise CliError(f"{ns.day} is not a trading day")
+    order: dict[str, str] = {
+        "symbol": ns.symbol,
+        "side": ns.side,
+        "qty": ns.qty,
+        "time_in_force": ns.tif,
+        "order_type": "market",
+    }
+    if ns.limit and ns.stop:
+        order |= {"order_type": "stop_limit", "limit_price": ns.limit, "stop_price": ns.stop}
+    elif ns.limit:
+        order |= {"order_type": "limit", "limit_price": ns.limit}
+    elif ns.stop:
+        order |= {"order_type": "stop", "stop_price": ns.stop}
+    start = ns.at or sessions[0]["open"]
+    body = {"orders": [order], "start_time": start, "end_time": sessions[0]["close"]}
+    d, _ = api.call("POST", "/api/mbt/replays", json_body=body)
+    rows = []
+    for e in d["events"]:
+        f = e.get("fill") or {}
+        rows.append(
+            [
+                et(e["timestamp"], with_date=True),
+                e["event"],
+                f.get("qty") or "-",
+                price(f.get("price")),
+                _short(f.get("explanation") or e.get("reason") or ""),
+            ]
+        )
+    head = f"{ns.side} {ns.qty} {ns.symbol} from {et(start, with_date=True)}"
+    _print(ns, d, head + "\n" + _table(rows, ["when", "event", "qty", "price", "why"]))
+
+
 def cmd_status(ns: argparse.Namespace) -> None:
     """Is everything up: the gateway, each service (through a call it answers), the feed, the
     clock, and who you are signed in as."""
@@ -175,3 +215,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     sub.add_parser(
         "status", parents=[common], help="is MBT up: gateway, services, feed, clock, you"
     ).set_defaults(func=cmd_status)
+    rp = sub.add_parser(
+        "replay", parents=[common], help="backtest an order over a recorded day (any symbol)"
+    )
+    rp.add_argument("day", help="a recorded trading day, YYYY-MM-DD")
+    rp.add_argument("side", choices=["buy", "sell"])
+    rp.add_argument("symbol")
+    rp.add_argument("qty")
+    rp.add_argument("--limit")
+    rp.add_argument("--stop")
+    rp.add_argument("--tif", default="day", choices=["day", "gtc", "ioc", "fok"])
+    rp.add_argument("--at", help="accept it at this time (RFC 3339; default: the open)")
+    rp.set_defaults(func=cmd_replay)

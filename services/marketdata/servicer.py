@@ -111,7 +111,10 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
         self.symbols = sorted(symbols)
         self._known = set(symbols)
 
-    def _check_known(self, symbol: str) -> None:
+    def _check_known(self, symbol: str, archive: bool = False) -> None:
+        """The feed serves the symbol, or (archive reads: replays, backtests) it is recorded."""
+        if symbol in self._known or (archive and self.archive.days(symbol)):
+            return
         if symbol not in self._known:
             raise NotFound(
                 f"unknown symbol {symbol}: no market data for it (try one of "
@@ -277,7 +280,7 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
         self, request: pb.ListQuotesRequest, context: Ctx
     ) -> pb.ListQuotesResponse:
         symbol = normalize_symbol(request.symbol)
-        self._check_known(symbol)
+        self._check_known(symbol, request.archive)
         quotes = self._range_quotes(
             symbol,
             tier_of(caller()),
@@ -295,7 +298,7 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
 
     async def ListBars(self, request: pb.ListBarsRequest, context: Ctx) -> pb.ListBarsResponse:
         symbol = normalize_symbol(request.symbol)
-        self._check_known(symbol)
+        self._check_known(symbol, request.archive)
         frame = request.timeframe or "1Min"
         if frame not in TIMEFRAMES:
             raise InvalidArgument("timeframe", f"must be one of {', '.join(TIMEFRAMES)}")

@@ -59,3 +59,29 @@ def test_status_replace_cancel_all_and_the_views(system: RunningSystem, tmp_path
     # before the first close there is no end-of-day snapshot: a clear JSON error, else figures
     assert {"total", "realized", "income"} <= set(answer) or answer["error"]["message"], answer
     assert run_cli(cfg, url, "orders", "--status", "all").stdout.count("canceled") >= 2
+
+
+def test_replay_any_recorded_day_and_symbol(system: RunningSystem, tmp_path: Path) -> None:
+    """AAPL is recorded (2014-06-05) but not in the default feed: a backtest still runs, and a
+    market buy fills at the first valid ask after its acceptance."""
+    from datetime import UTC, date, datetime
+    from decimal import Decimal
+
+    from services.marketdata.domain.recorded import RecordedArchive
+
+    cfg, url = tmp_path / "cfg", system.url
+    run_cli(cfg, url, "signup", "--email", "replayer@example.com")
+    at = "2014-06-05T14:00:00Z"
+    d = cli_json(cfg, url, "replay", "2014-06-05", "buy", "AAPL", "3", "--at", at)
+    fills = [e for e in d["events"] if e["event"] == "fill"]
+    start = datetime(2014, 6, 5, 14, 0, tzinfo=UTC)
+    first = next(
+        q
+        for q in RecordedArchive().load("AAPL", date(2014, 6, 5))
+        if q.ts > start and q.ask > 0 and 0 <= q.bid <= q.ask
+    )
+    assert len(fills) == 1 and Decimal(fills[0]["fill"]["price"]) == first.ask
+    table = run_cli(cfg, url, "replay", "2014-06-05", "buy", "AAPL", "3", "--at", at).stdout
+    assert "fill" in table and " ET" in table
+    bad = run_cli(cfg, url, "replay", "2014-06-07", "buy", "AAPL", "3", ok=False)  # a Saturday
+    assert bad.returncode != 0 and "not a trading day" in bad.stderr
