@@ -248,7 +248,8 @@ ORDER_HEADERS = [
 ]
 
 
-def _submit(ns: argparse.Namespace, side: str) -> None:
+def order_body(ns: argparse.Namespace, side: str) -> dict[str, str]:
+    """An order from the command line: market, or limit / stop / stop_limit by the prices given."""
     body: dict[str, str] = {
         "symbol": ns.symbol,
         "side": side,
@@ -263,6 +264,11 @@ def _submit(ns: argparse.Namespace, side: str) -> None:
         body |= {"order_type": "stop", "stop_price": ns.stop}
     else:
         body["order_type"] = "market"
+    return body
+
+
+def _submit(ns: argparse.Namespace, side: str) -> None:
+    body = order_body(ns, side)
     if ns.client_order_id:
         body["client_order_id"] = ns.client_order_id
     o, _ = _api(ns).call("POST", "/api/mbt/orders", json_body=body)

@@ -6,7 +6,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mbt.cli import _api, _order_id, _print, _short, _table, _url, et, money, price
+from mbt.cli import (
+    _api,
+    _order_id,
+    _print,
+    _short,
+    _table,
+    _url,
+    et,
+    money,
+    order_body,
+    price,
+)
 from mbt.client import Api, CliError
 
 
@@ -117,19 +128,7 @@ def cmd_replay(ns: argparse.Namespace) -> None:
     sessions = cal.get("sessions") or []
     if not sessions:
         raise CliError(f"{ns.day} is not a trading day")
-    order: dict[str, str] = {
-        "symbol": ns.symbol,
-        "side": ns.side,
-        "qty": ns.qty,
-        "time_in_force": ns.tif,
-        "order_type": "market",
-    }
-    if ns.limit and ns.stop:
-        order |= {"order_type": "stop_limit", "limit_price": ns.limit, "stop_price": ns.stop}
-    elif ns.limit:
-        order |= {"order_type": "limit", "limit_price": ns.limit}
-    elif ns.stop:
-        order |= {"order_type": "stop", "stop_price": ns.stop}
+    order = order_body(ns, ns.side)
     start = ns.at or sessions[0]["open"]
     body = {"orders": [order], "start_time": start, "end_time": sessions[0]["close"]}
     d, _ = api.call("POST", "/api/mbt/replays", json_body=body)

@@ -53,7 +53,6 @@ STATUS_BY_REASON = {
     "ORDER_NOT_OPEN": 422,
 }
 SUPPORTED_TYPES = ("market", "limit", "stop", "stop_limit")
-INTRADAY = ("1Min", "5Min", "15Min", "1H")
 CREDENTIAL_KEYS = ("authorization", "apca-api-key-id", "apca-api-secret-key")
 
 
@@ -184,8 +183,8 @@ class AlpacaApi:
 
         q = request.query_params
         timeframe = q.get("timeframe") or "1D"
-        if timeframe in INTRADAY:
-            # one session's equity per interval (Alpaca: period up to 1D for these timeframes)
+        if timeframe != "1D":
+            # one session's equity per interval; accounts says which timeframes it keeps
             day = _iso_date("end", q["end"]).isoformat() if q.get("end") else ""
             hist = await self.call(  # no day: the market clock's session
                 request,
@@ -193,8 +192,6 @@ class AlpacaApi:
                 apb.GetPortfolioHistoryRequest(start_date=day, timeframe=timeframe),
             )
             return JSONResponse(shapes.portfolio_history_json(hist, timeframe))
-        if timeframe != "1D":
-            raise AlpacaError(422, "timeframe must be 1Min, 5Min, 15Min, 1H or 1D")
         period = (q.get("period") or "1M").upper()
         days = {"D": 1, "W": 7, "M": 31, "A": 366}
         if len(period) < 2 or not period[:-1].isdigit() or period[-1] not in days:

@@ -8,14 +8,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.accounts import hold_batch
 from services.accounts.adapters.tables import (
     accounts,
-    holds,
     positions,
 )
 from services.accounts.domain.ledger import ZERO
@@ -114,20 +113,6 @@ async def held_amount(conn: AsyncConnection, account_id: str) -> Decimal:
         await conn.execute(select(accounts.c.held_cash).where(accounts.c.id == account_id))
     ).scalar_one_or_none()
     return Decimal(v) if v is not None else ZERO
-
-
-async def held_qty(conn: AsyncConnection, account_id: str, symbol: str) -> Decimal:
-    v = (
-        await conn.execute(
-            select(func.coalesce(func.sum(holds.c.qty), 0)).where(
-                holds.c.account_id == account_id,
-                holds.c.symbol == symbol,
-                holds.c.side == "sell",
-                holds.c.status == "active",
-            )
-        )
-    ).scalar_one()
-    return Decimal(v)
 
 
 async def place_holds(

@@ -115,13 +115,12 @@ class MarketDataServicer(pb_grpc.MarketDataServiceServicer):
         """The feed serves the symbol, or (archive reads: replays, backtests) it is recorded."""
         if symbol in self._known or (archive and self.archive.days(symbol)):
             return
-        if symbol not in self._known:
-            raise NotFound(
-                f"unknown symbol {symbol}: no market data for it (try one of "
-                f"{', '.join(self.symbols[:8])})",
-                reason="UNKNOWN_SYMBOL",
-                metadata={"symbol": symbol},
-            )
+        raise NotFound(
+            f"unknown symbol {symbol}: no market data for it (try one of "
+            f"{', '.join(self.symbols[:8])})",
+            reason="UNKNOWN_SYMBOL",
+            metadata={"symbol": symbol},
+        )
 
     async def GetQuote(self, request: pb.GetQuoteRequest, context: Ctx) -> common_pb2.Quote:
         symbol = normalize_symbol(request.symbol)

@@ -45,7 +45,8 @@ def test_errors_under_json_are_json_and_the_version_prints() -> None:
     )
     assert run.returncode != 0
     err = json.loads(run.stdout)["error"]
-    assert "127.0.0.1:9" in err["message"] or err["message"]
+    assert err["exit_code"] == run.returncode and err["message"]
+    assert run.stderr == ""  # under --json the error is the JSON on stdout, nothing else
     version = subprocess.run(
         [sys.executable, "-m", "mbt.cli", "--version"], capture_output=True, text=True, timeout=60
     )
