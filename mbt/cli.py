@@ -366,10 +366,27 @@ def _order_id(api: Api, given: str) -> str:
     return str(found[0])
 
 
+def _order_times(o: dict[str, Any]) -> str:
+    """An order's clocks, each said for what it is: MBT received it at a wall-clock time, and
+    accepted and filled it at market times (the replayed day's, in replay mode)."""
+    lines = []
+    if o.get("submitted_at"):
+        lines.append(f"submitted  {et(o['submitted_at'], with_date=True)}  (wall clock)")
+    if o.get("accepted_at"):
+        lines.append(
+            f"accepted   {et(o['accepted_at'], with_date=True)}  "
+            "(market time: it fills only on quotes after this)"
+        )
+    if o.get("filled_at"):
+        lines.append(f"filled     {et(o['filled_at'], with_date=True)}  (market time)")
+    return "\n".join(lines)
+
+
 def cmd_order(ns: argparse.Namespace) -> None:
     api = _api(ns)
     o, _ = api.call("GET", f"/api/mbt/orders/{_order_id(api, ns.order_id)}")
-    _print(ns, o, _table([_order_line(o)], ORDER_HEADERS))
+    times = _order_times(o)
+    _print(ns, o, _table([_order_line(o)], ORDER_HEADERS) + (f"\n\n{times}" if times else ""))
 
 
 def cmd_cancel(ns: argparse.Namespace) -> None:
@@ -405,7 +422,7 @@ def cmd_fills(ns: argparse.Namespace) -> None:
     d, _ = _api(ns).call("GET", "/api/mbt/fills")
     rows = [
         [
-            f["filled_at"],
+            et(f["filled_at"], with_date=True),
             f["side"],
             f["qty"],
             f["symbol"],
@@ -415,7 +432,9 @@ def cmd_fills(ns: argparse.Namespace) -> None:
         ]
         for f in d["fills"]
     ]
-    _print(ns, d, _table(rows, ["time", "side", "qty", "symbol", "price", "bid / ask", "why"]))
+    _print(
+        ns, d, _table(rows, ["market time", "side", "qty", "symbol", "price", "bid / ask", "why"])
+    )
 
 
 def cmd_up(ns: argparse.Namespace) -> None:

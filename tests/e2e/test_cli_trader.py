@@ -48,6 +48,11 @@ def test_status_replace_cancel_all_and_the_views(system: RunningSystem, tmp_path
     assert acts["activities"][0]["activity_type"] == "fill"
     table = run_cli(cfg, url, "activities").stdout
     assert "fill" in table and "IBM" in table
+    fills = run_cli(cfg, url, "fills").stdout
+    assert "market time" in fills and " ET" in fills and "T1" not in fills  # not raw UTC
+    filled = cli_json(cfg, url, "fills")["fills"][0]["order_id"]
+    detail = run_cli(cfg, url, "order", filled[:8]).stdout
+    assert "(wall clock)" in detail and "(market time" in detail  # both clocks, each named
     assert "points" in cli_json(cfg, url, "history")
     intraday = cli_json(cfg, url, "history", "--timeframe", "15Min")["points"]
     assert intraday and all(p["timestamp"] for p in intraday)

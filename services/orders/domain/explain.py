@@ -1,17 +1,20 @@
 """Readable explanations: which rule fired, on which quote, at what price.
 
-Example: "buy limit 185.10 rested; ask fell to 185.08 at 2013-10-07T14:03:07.412Z; filled at
-limit 185.10".
+Example: "buy limit 185.10 rested; ask fell to 185.08 at 2013-10-07 10:03:07.412 ET; filled at
+limit 185.10". Quote times are market time in New York, as traders read them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from services.orders.domain.events import LegFill
 from services.orders.domain.model import Order, OrderType, Quote, Side
+
+_NEW_YORK = ZoneInfo("America/New_York")
 
 __all__ = [
     "arrival_text",
@@ -26,8 +29,9 @@ __all__ = [
 
 
 def fmt_ts(ts: datetime) -> str:
-    """RFC 3339 UTC with milliseconds and a Z, like the recorded data."""
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """A quote's time in New York with milliseconds and the zone: 2013-10-07 10:03:07.412 ET."""
+    t = ts.astimezone(_NEW_YORK)
+    return f"{t:%Y-%m-%d %H:%M:%S}.{t.microsecond // 1000:03d} ET"
 
 
 def describe_order(order: Order) -> str:

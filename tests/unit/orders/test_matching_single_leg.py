@@ -30,7 +30,7 @@ def test_market_buy_fills_at_the_ask_of_the_first_valid_quote(engine: MatchingEn
     assert (fill.price, fill.qty, fill.execution_id) == (D("182.05"), D(100), f"{o.id}:1")
     assert fill.quote.ask == D("182.05") and fill.remaining_qty == 0
     assert fill.explanation == (
-        "buy market on bid 182.00 / ask 182.05 at 2013-10-07T14:00:01.000Z; filled at ask 182.05"
+        "buy market on bid 182.00 / ask 182.05 at 2013-10-07 10:00:01.000 ET; filled at ask 182.05"
     )
     assert engine.get(o.id).status is OrderStatus.FILLED  # type: ignore[union-attr]
     assert engine.open_orders() == []
@@ -94,7 +94,7 @@ def test_resting_buy_limit_fills_at_its_limit_on_touch(engine: MatchingEngine) -
     # Resting at 185.10, it fills at 185.10, not at the better ask 185.08 (never better).
     assert (fill.price, fill.ts.minute) == (D("185.10"), 3)
     assert fill.explanation == (
-        "buy limit 185.10 rested; ask fell to 185.08 at 2013-10-07T14:03:07.412Z; "
+        "buy limit 185.10 rested; ask fell to 185.08 at 2013-10-07 10:03:07.412 ET; "
         "filled at limit 185.10"
     )
 
@@ -183,7 +183,7 @@ def test_buy_stop_triggers_on_ask_at_or_above_stop_and_fills_at_the_ask(
     [fill] = fills(events)
     assert (fill.price, fill.ts.second) == (D("185.20"), 2)  # the quote, worse than the stop
     assert fill.explanation.startswith(
-        "buy stop 185.00 triggered: ask 185.20 >= stop 185.00 at 2013-10-07T14:00:02.000Z"
+        "buy stop 185.00 triggered: ask 185.20 >= stop 185.00 at 2013-10-07 10:00:02.000 ET"
     )
 
 
