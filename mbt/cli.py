@@ -458,6 +458,7 @@ def cmd_up(ns: argparse.Namespace) -> None:
             replay_speed=0 if speed == float("inf") else speed,
             replay_days=ns.replay_days,
             orders_instances=max(1, ns.orders_instances),
+            live_sandbox=ns.live_sandbox,
         )
     )
     raise SystemExit(code)
@@ -502,6 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="orders processes, each owning a share of the accounts' partitions (default 1)",
+    )
+    up.add_argument(
+        "--live-sandbox",
+        action="store_true",
+        help="also run a local broker speaking Alpaca's OAuth and Trading API, to try live "
+        "handoff with no Alpaca account",
     )
     up.set_defaults(func=cmd_up)
 
@@ -567,9 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "fills", parents=[common], help="fills, with the bid/ask each used"
     ).set_defaults(func=cmd_fills)
-    from mbt import cli_admin, cli_keys, cli_trader
+    from mbt import cli_admin, cli_handoff, cli_keys, cli_trader
 
     cli_keys.register(sub, common)
+    cli_handoff.register(sub, common)
     cli_admin.register(sub, common)
     cli_trader.register(sub, common)
     return p

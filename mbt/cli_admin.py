@@ -82,6 +82,46 @@ def cmd_tier_set(ns: argparse.Namespace) -> None:
         )
 
 
+def cmd_graduate(ns: argparse.Namespace) -> None:
+    from google.protobuf import json_format
+
+    from raxx.mbt.v1 import handoff_service_pb2 as pb
+    from raxx.mbt.v1 import handoff_service_pb2_grpc as rpc
+
+    reply = _call(
+        ns,
+        "handoff",
+        "GraduateUser",
+        pb.GraduateUserRequest(email=ns.email, reason=ns.reason),
+        rpc.HandoffServiceStub,
+    )
+    data = json_format.MessageToDict(reply, preserving_proto_field_name=True)
+    if ns.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        state = "eligible" if reply.eligible else f"not eligible yet: {reply.reason}"
+        print(f"{ns.email}: graduation overridden ({ns.reason}); {state}")
+
+
+def cmd_rotate_kek(ns: argparse.Namespace) -> None:
+    from raxx.mbt.v1 import handoff_service_pb2 as pb
+    from raxx.mbt.v1 import handoff_service_pb2_grpc as rpc
+
+    reply = _call(ns, "handoff", "RotateKek", pb.RotateKekRequest(), rpc.HandoffServiceStub)
+    data = {
+        "active_kek_id": reply.active_kek_id,
+        "rewrapped": reply.rewrapped,
+        "remaining_on_old_keys": reply.remaining_on_old_keys,
+    }
+    if ns.json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(
+            f"active KEK {reply.active_kek_id}: {reply.rewrapped} tokens re-wrapped, "
+            f"{reply.remaining_on_old_keys} still on older keys"
+        )
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     admin_common = argparse.ArgumentParser(add_help=False, parents=[common])
     admin_common.add_argument("--data-dir", help="the data dir of `mbt up` (or $MBT_DATA_DIR)")
@@ -95,3 +135,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     s.add_argument("tier", choices=["free", "pro", "pro_plus"])
     s.add_argument("--reason", default="", help="why (kept in the audit log)")
     s.set_defaults(func=cmd_tier_set)
+    g = a.add_parser(
+        "graduate", parents=[admin_common], help="let a Pro+ user hand off without the record"
+    )
+    g.add_argument("email")
+    g.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    g.set_defaults(func=cmd_graduate)
+    r = a.add_parser(
+        "rotate-kek", parents=[admin_common], help="new key-encryption key; re-wrap every token"
+    )
+    r.set_defaults(func=cmd_rotate_kek)

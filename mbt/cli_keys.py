@@ -22,6 +22,8 @@ def step_up(api: Api, session: SavedSession, bind_sha256: str = "") -> str:
     challenge, _ = api.call(
         "POST", "/api/sessions/step-up/challenge", json_body={"bind_sha256": bind_sha256}
     )
+    if bind_sha256:
+        check_bound_challenge(challenge["options_json"], bind_sha256)
     assertion = key.get(challenge["options_json"], origin_for(api.url))
     key.save(path)  # the sign count moved
     grant, _ = api.call(
@@ -30,6 +32,17 @@ def step_up(api: Api, session: SavedSession, bind_sha256: str = "") -> str:
         json_body={"ceremony_id": challenge["ceremony_id"], "credential_json": assertion},
     )
     return str(grant["step_up_id"])
+
+
+def check_bound_challenge(options_json: str, bind_sha256: str) -> None:
+    """Refuse to sign unless the challenge carries the digest of what was shown: MBT's bound
+    challenges are a 16-byte nonce followed by the content's SHA-256."""
+    import base64
+
+    raw = json.loads(options_json)["challenge"]
+    challenge = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))
+    if challenge[16:] != bytes.fromhex(bind_sha256):
+        raise CliError("the server's challenge is not bound to what was shown: not signing")
 
 
 def _api(ns: argparse.Namespace) -> tuple[Api, SavedSession]:

@@ -34,6 +34,7 @@ class UpOptions:
     replay_days: str = ""
     quiet: bool = False
     orders_instances: int = 1  # orders processes, each owning a share of the partitions
+    live_sandbox: bool = False  # also run the local Alpaca sandbox broker for live handoff
 
 
 def free_port() -> int:
@@ -120,6 +121,7 @@ class System:
         self.orders_addrs: list[str] = []
         self.orders_names: list[str] = ["orders"]
         self.instance_env: dict[str, dict[str, str]] = {}
+        self.extra_args: dict[str, list[str]] = {}
 
     def say(self, msg: str) -> None:
         if not self.opts.quiet:
@@ -177,6 +179,38 @@ class System:
                     "MBT_ORDERS_INSTANCE": str(k),
                     "MBT_ORDERS_ADDR": self.orders_addrs[k],
                 }
+        # handoff's key-encryption keyring: a 0600 file in the data dir here, a Secret in k8s
+        self.env["MBT_KEK_FILE"] = str(o.data_dir / "handoff-keks.json")
+        self.env["MBT_KEK_CREATE"] = "1"
+        redirect = f"http://127.0.0.1:{o.gateway_port}/api/mbt/handoff/callback"
+        self.env["MBT_HANDOFF_REDIRECT_URI"] = redirect
+        sandbox_url = ""
+        if o.live_sandbox:
+            sandbox_port = spare_port()
+            sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+            secret_file = o.data_dir / "alpaca-sandbox-client-secret"
+            _secret_file(secret_file)
+            self.env.update(
+                {
+                    "MBT_ALPACA_OAUTH_AUTHORIZE_URL": f"{sandbox_url}/oauth/authorize",
+                    "MBT_ALPACA_OAUTH_TOKEN_URL": f"{sandbox_url}/oauth/token",
+                    "MBT_ALPACA_OAUTH_REVOKE_URL": f"{sandbox_url}/oauth/revoke",
+                    "MBT_ALPACA_TRADING_URL": sandbox_url,
+                    "MBT_ALPACA_STREAM_URL": f"ws://127.0.0.1:{sandbox_port}/stream",
+                    "MBT_ALPACA_CLIENT_ID": "mbt-local-sandbox",
+                    "MBT_ALPACA_CLIENT_SECRET_FILE": str(secret_file),
+                }
+            )
+            self.extra_args["alpaca-sandbox"] = [
+                "--port",
+                str(sandbox_port),
+                "--client-id",
+                "mbt-local-sandbox",
+                "--client-secret-file",
+                str(secret_file),
+                "--redirect-uri",
+                redirect,
+            ]
         self.env["MBT_GATEWAY_VOUCH_KEY"] = gateway_vouch_key(
             bytes.fromhex(self.env["MBT_JWT_SECRET"])
         )
@@ -194,12 +228,21 @@ class System:
             metrics[name] = f"http://127.0.0.1:{port}/metrics"
         metrics["gateway"] = f"http://127.0.0.1:{o.gateway_port}/metrics"
         endpoints["metrics"] = metrics  # type: ignore[assignment]
+        if sandbox_url:
+            endpoints["alpaca_sandbox"] = sandbox_url
         (o.data_dir / ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2))
         # Each service applies its own schema's migrations as it starts (under an advisory
         # lock), so the launcher needs to know nothing of their tables.
         self.say("[3/5] migrations   each service applies its own schema on start")
         self.say("[4/5] services     starting")
         names = [n for s in SERVICE_ORDER for n in (self.orders_names if s == "orders" else [s])]
+        if sandbox_url:
+            self._spawn("alpaca-sandbox")
+            try:
+                wait_http(int(sandbox_url.rsplit(":", 1)[1]), self.procs["alpaca-sandbox"])
+            except RuntimeError as exc:
+                raise SystemExit(f"the Alpaca sandbox failed to start: {exc}") from exc
+            self.say(f"      sandbox     Alpaca OAuth + Trading API {sandbox_url}")
         for name in names:  # started together; each waits for what it needs
             self._spawn(name)
         for name in names:
@@ -233,13 +276,20 @@ class System:
 
     def _spawn(self, name: str) -> None:
         service = name.split("-", 1)[0]  # orders-1 is an orders instance
-        module = "gateway" if name == "gateway" else f"services.{service}"
+        module = {"gateway": "gateway", "alpaca-sandbox": "mbt.alpaca_sandbox"}.get(
+            name, f"services.{service}"
+        )
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         env = {**self.env, **self.instance_env.get(name, {})}
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", module],
+            [sys.executable, "-m", module, *self.extra_args.get(name, [])],
             # the gateway holds no token key: it cannot mint or verify sessions
-            env={k: v for k, v in env.items() if name != "gateway" or k != "MBT_JWT_SECRET"},
+            # (nor does the sandbox broker, which stands for the outside world)
+            env={
+                k: v
+                for k, v in env.items()
+                if name not in ("gateway", "alpaca-sandbox") or k != "MBT_JWT_SECRET"
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -472,6 +472,42 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         require_service()
         return pb.UserDataExport(json=await privacy.export_user(self.engine, request.user_id))
 
+    async def ListMonthlyCycles(
+        self, request: pb.ListMonthlyCyclesRequest, context: Ctx
+    ) -> pb.ListMonthlyCyclesResponse:
+        require_service()
+        from services.accounts.domain.cycles import consecutive_profitable, monthly_cycles
+
+        async with self.engine.connect() as conn:
+            acct = await handlers.account_of_user(conn, request.user_id)
+            rows = (
+                await conn.execute(
+                    select(eod_snapshots.c.as_of_date, eod_snapshots.c.equity)
+                    .where(eod_snapshots.c.account_id == acct["id"])
+                    .order_by(eod_snapshots.c.as_of_date)
+                )
+            ).all()
+        calendar = self.calendar or MarketCalendar()
+        self.calendar = calendar
+        cycles = monthly_cycles(
+            [(r[0], Decimal(r[1])) for r in rows],
+            await self._opening_cash(dict(acct)),
+            lambda d: calendar.session_bounds(d) is not None,
+        )
+        return pb.ListMonthlyCyclesResponse(
+            cycles=[
+                pb.MonthlyCycle(
+                    month=c.month,
+                    start_equity=money(c.start_equity),
+                    end_equity=money(c.end_equity),
+                    profit_loss=money(c.profit_loss),
+                    complete=c.complete,
+                )
+                for c in cycles
+            ],
+            consecutive_profitable=consecutive_profitable(cycles),
+        )
+
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: Ctx) -> pb.Account:
         require_service()
         if not request.user_id:

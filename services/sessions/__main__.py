@@ -43,7 +43,8 @@ async def build(rt: Runtime) -> ServiceHost:
     keys = ApiKeys(rt.engine, s.jwt_secret, rt.registry)
     projected = await lifecycle.project_all() + await keys.project_all()
     log.info("credential registry: %d sessions and keys projected", projected)
-    servicer = SessionsServicer(handlers, accounts, rt.bus, orders, lifecycle, keys)
+    handoff = ServiceChannel(s.service_addrs["handoff"], caller="sessions", secret=s.jwt_secret)
+    servicer = SessionsServicer(handlers, accounts, rt.bus, orders, lifecycle, keys, handoff)
     engine = rt.engine
 
     async def on_job(msg: Msg) -> None:
@@ -75,7 +76,7 @@ async def build(rt: Runtime) -> ServiceHost:
         service_names=[SERVICE],
         public_methods=PUBLIC_METHODS,
         background=[run_jobs],
-        on_shutdown=[accounts.close, orders.close],
+        on_shutdown=[accounts.close, orders.close, handoff.close],
     )
 
 

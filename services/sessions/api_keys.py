@@ -41,9 +41,11 @@ async def spend_step_up(
     user_id: str,
     purpose: str,
     bound_to: str = "",
-) -> None:
+) -> dict[str, Any]:
     """Spend a step-up grant for ``purpose``: it must be the user's, unexpired, unused, and
-    bound to ``bound_to`` when that is given. FAILED_PRECONDITION names what is wrong."""
+    bound to exactly ``bound_to`` (a grant bound to some content approves only that content; an
+    unbound one only actions that bind nothing). FAILED_PRECONDITION names what is wrong.
+    Returns the grant's row (its bound digest and the passkey's assertion)."""
     try:
         uuid.UUID(step_up_id)
     except ValueError:
@@ -70,13 +72,14 @@ async def spend_step_up(
         raise FailedPrecondition(
             "the step-up has expired (5 minutes); confirm again", reason="STEP_UP_EXPIRED"
         )
-    if bound_to and row["bound_to"] != bound_to:
+    if row["bound_to"] != bound_to.lower():
         raise FailedPrecondition(
             "the step-up approves different content", reason="STEP_UP_MISMATCH"
         )
     await conn.execute(
         update(step_ups).where(step_ups.c.id == step_up_id).values(used_at=now, used_for=purpose)
     )
+    return dict(row)
 
 
 def _new_key_id() -> str:

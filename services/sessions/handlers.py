@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -203,7 +204,12 @@ class SessionsHandlers:
             return await self._assertion_ceremony(conn, user, "login", {"user_id": user["id"]})
 
     async def _assertion_ceremony(
-        self, conn: AsyncConnection, user: Any, purpose: str, context: dict[str, Any]
+        self,
+        conn: AsyncConnection,
+        user: Any,
+        purpose: str,
+        context: dict[str, Any],
+        challenge: bytes | None = None,
     ) -> Ceremony:
         """A WebAuthn assertion challenge for one of ``user``'s passkeys, kept for 5 minutes."""
         cred_ids = [
@@ -213,7 +219,7 @@ class SessionsHandlers:
             )
         ]
         options, challenge = passkeys.begin_login(
-            rp_id=self.cfg.rp_id, allow_credential_ids=cred_ids
+            rp_id=self.cfg.rp_id, allow_credential_ids=cred_ids, challenge=challenge
         )
         cid = str(uuid.uuid4())
         expires = datetime.now(UTC) + CEREMONY_TTL
@@ -303,7 +309,10 @@ class SessionsHandlers:
         async with self.db.begin() as conn:
             user = (await conn.execute(select(users).where(users.c.id == user_id))).mappings().one()
             context = {"user_id": user_id, "session_id": session_id, "bind": bind}
-            return await self._assertion_ceremony(conn, user, "step_up", context)
+            # bound to content, the challenge *is* the content's digest behind a fresh nonce: the
+            # passkey's signature over clientDataJSON then covers exactly what it approves
+            challenge = secrets.token_bytes(16) + bytes.fromhex(bind) if bind else None
+            return await self._assertion_ceremony(conn, user, "step_up", context, challenge)
 
     async def finish_step_up(
         self, ceremony_id: str, credential_json: str, user_id: str, session_id: str
@@ -327,6 +336,7 @@ class SessionsHandlers:
                     user_id=user_id,
                     session_id=session_id,
                     bound_to=grant.bound_sha256,
+                    assertion=credential_json,
                     created_at=now,
                     expires_at=grant.expires_at,
                 )
@@ -362,6 +372,17 @@ class SessionsHandlers:
                 "session has been revoked; sign in again", reason="SESSION_REVOKED"
             )
         return dict(row)
+
+    async def lookup(self, raw_email: str) -> tuple[str, str, str]:
+        """A user's (id, email, tier) by email, or NOT_FOUND."""
+        email = check_email(raw_email)
+        async with self.db.connect() as conn:
+            user = (
+                (await conn.execute(select(users).where(users.c.email == email))).mappings().first()
+            )
+        if user is None:
+            raise NotFound(f"no user {email}", reason="USER_NOT_FOUND")
+        return str(user["id"]), str(user["email"]), str(user["tier"])
 
     async def set_tier(
         self, raw_email: str, tier: str, actor: str, reason: str

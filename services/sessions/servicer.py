@@ -9,17 +9,23 @@ import grpc
 
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
+from raxx.mbt.v1 import handoff_service_pb2_grpc as handoff_grpc
 from raxx.mbt.v1 import orders_service_pb2_grpc as orders_grpc
 from raxx.mbt.v1 import sessions_service_pb2 as pb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as pb_grpc
-from services.platform.auth import require_operator, require_passkey_session, require_user
+from services.platform.auth import (
+    require_operator,
+    require_passkey_session,
+    require_service,
+    require_user,
+)
 from services.platform.bus import Bus
 from services.platform.clients import ServiceChannel
 from services.platform.credentials import UserEntry
 from services.platform.errors import InvalidArgument
 from services.platform.wire import ts_to_wire
 from services.sessions import privacy
-from services.sessions.api_keys import ApiKeys
+from services.sessions.api_keys import ApiKeys, spend_step_up
 from services.sessions.handlers import Ceremony, SessionsHandlers
 from services.sessions.lifecycle import OpenedSession, SessionLifecycle
 
@@ -72,7 +78,12 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         orders: ServiceChannel,
         lifecycle: SessionLifecycle,
         keys: ApiKeys,
+        handoff: ServiceChannel | None = None,
     ) -> None:
+        self.handoff = handoff
+        self.handoff_stub = (
+            handoff_grpc.HandoffServiceStub(handoff.channel) if handoff is not None else None
+        )
         self.lifecycle = lifecycle
         self.keys = keys
         self.orders = orders
@@ -207,6 +218,23 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         await self.lifecycle.registry.put(f"user.{user_id}", UserEntry(tier))
         return pb.UserTier(user_id=user_id, email=email, tier=tier, previous_tier=previous)
 
+    async def SpendStepUp(self, request: pb.SpendStepUpRequest, context: Ctx) -> pb.SpentStepUp:
+        require_service()
+        if not request.purpose:
+            raise InvalidArgument("purpose", "is required")
+        async with self.h.db.begin() as conn:
+            row = await spend_step_up(
+                conn, request.step_up_id, request.user_id, request.purpose, request.bound_sha256
+            )
+        return pb.SpentStepUp(
+            bound_sha256=str(row["bound_to"]), assertion_json=str(row["assertion"] or "")
+        )
+
+    async def LookupUser(self, request: pb.LookupUserRequest, context: Ctx) -> pb.UserRef:
+        require_service()
+        user_id, email, tier = await self.h.lookup(request.email)
+        return pb.UserRef(user_id=user_id, email=email, tier=tier)
+
     async def ExportMyData(self, request: pb.ExportMyDataRequest, context: Ctx) -> pb.DataExport:
         user = require_user()
         req = acct_pb.ExportUserDataRequest(user_id=user.user_id)
@@ -217,6 +245,11 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
             ).json,
             "orders.json": (await self.orders.call(self.orders_stub.ExportUserData, req)).json,
         }
+        if self.handoff is not None and self.handoff_stub is not None:
+            # live handoff: the connection (never the token), live orders and fills, audit
+            parts["handoff.json"] = (
+                await self.handoff.call(self.handoff_stub.ExportUserData, req)
+            ).json
         await self.h.audit(user.user_id, "export")
         out = pb.DataExport(
             user_id=user.user_id, archive=privacy.zip_archive(parts), files=sorted(parts)

@@ -70,7 +70,7 @@ def test_export_then_erase_after_cooling_off(system: RunningSystem) -> None:
     data = export.json()["data"]
     with zipfile.ZipFile(io.BytesIO(b64decode(data["archive"]))) as z:
         files = {n: json.loads(z.read(n)) for n in z.namelist()}
-    assert sorted(files) == ["accounts.json", "orders.json", "sessions.json"]
+    assert sorted(files) == ["accounts.json", "handoff.json", "orders.json", "sessions.json"]
     assert files["sessions.json"]["user"][0]["email"] == "forget-me@example.com"
     assert files["accounts.json"]["accounts"][0]["id"] == acct["id"]
     assert [o["id"] for o in files["orders.json"]["orders"]] == [oid]

@@ -543,6 +543,7 @@ def load_source() -> Source:
     readers = [ROOT / "services/platform/settings.py", *sorted((ROOT / "gateway").rglob("*.py"))]
     readers.append(ROOT / "services/orders/partitions.py")  # the orders instance's own env
     readers.append(ROOT / "services/platform/metrics.py")  # MBT_METRICS_PORT
+    readers += sorted((ROOT / "services/handoff").glob("*.py"))  # Alpaca OAuth, the KEK file
     jobs = ROOT / "mbt" / "jobs"
     readers += sorted(jobs.rglob("*.py")) if jobs.is_dir() else []
     readers += [p for p in [ROOT / "mbt" / "jobs.py"] if p.exists()]
@@ -1273,9 +1274,12 @@ def _addr_wrong_port(m: Manifests) -> None:
     doc.body["data"]["MBT_ORDERS_ADDR"] = "dns:///orders.mbt.svc.cluster.local:50051"
 
 
-def _db_for_handoff(m: Manifests) -> None:
-    _container(m, "Deployment", "handoff")["env"].append(
-        {"name": "DATABASE_URL", "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "x"}}}
+def _db_for_marketdata(m: Manifests) -> None:
+    _container(m, "Deployment", "marketdata")["env"].append(
+        {
+            "name": "DATABASE_URL",
+            "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "jwt-secret"}},
+        }
     )
 
 
@@ -1310,7 +1314,7 @@ MUTATIONS: list[tuple[Callable[[Manifests], None], str]] = [
     (_orders_scaled, "replicas 3 but MBT_ORDERS_INSTANCES 2"),
     (_short_grace, "terminationGracePeriodSeconds 3 must exceed"),
     (_addr_wrong_port, "MBT_ORDERS_ADDR='dns:///orders.mbt.svc.cluster.local:50051' must name"),
-    (_db_for_handoff, "uses no database"),
+    (_db_for_marketdata, "uses no database"),
     (_service_removed, "services.handoff: needs exactly one"),
     (_unquoted_flag, "must be a string (quote it)"),
     (_nats_two_nodes, "JetStream needs a 3-node cluster"),

@@ -13,6 +13,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     func,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
@@ -94,6 +95,9 @@ step_ups = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False),
     Column("used_at", DateTime(timezone=True)),
     Column("used_for", String(40)),
+    # the passkey's assertion (public: a signature, not a secret), kept as the proof that the
+    # user approved the bound content (a live order's audit row carries it)
+    Column("assertion", Text),
 )
 
 # Programmatic credentials: the secret is kept only as a keyed hash (HMAC-SHA256).
@@ -145,5 +149,6 @@ MIGRATIONS = SchemaMigrations(
         # v3: refresh tokens, step-ups and API keys (create_all adds only missing tables)
         create_tables(metadata),
         sql("ALTER TABLE sessions.sessions ADD COLUMN IF NOT EXISTS last_refreshed_at timestamptz"),
+        sql("ALTER TABLE sessions.step_ups ADD COLUMN IF NOT EXISTS assertion text"),
     ],
 )

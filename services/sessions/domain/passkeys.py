@@ -184,15 +184,19 @@ def finish_registration(
     )
 
 
-def begin_login(*, rp_id: str, allow_credential_ids: list[bytes]) -> tuple[str, bytes]:
+def begin_login(
+    *, rp_id: str, allow_credential_ids: list[bytes], challenge: bytes | None = None
+) -> tuple[str, bytes]:
     """Return (options JSON for the client, challenge to store server-side); UV is required.
 
     An empty ``allow_credential_ids`` asks for any discoverable credential (usernameless login).
+    ``challenge`` (default: 64 random bytes) lets a step-up carry the digest of what it approves.
     """
     options = generate_authentication_options(
         rp_id=rp_id,
         allow_credentials=_descriptors(allow_credential_ids),
         user_verification=UserVerificationRequirement.REQUIRED,
+        challenge=challenge,
     )
     return options_to_json(options), options.challenge
 

@@ -826,3 +826,85 @@ class UserDataExport(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UserDataExport: _TypeAlias = UserDataExport  # noqa: Y015
+
+@_typing.final
+class ListMonthlyCyclesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """whose account"""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMonthlyCyclesRequest: _TypeAlias = ListMonthlyCyclesRequest  # noqa: Y015
+
+@_typing.final
+class MonthlyCycle(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MONTH_FIELD_NUMBER: _builtins.int
+    START_EQUITY_FIELD_NUMBER: _builtins.int
+    END_EQUITY_FIELD_NUMBER: _builtins.int
+    PROFIT_LOSS_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    month: _builtins.str
+    """YYYY-MM"""
+    start_equity: _builtins.str
+    """equity at the previous month's last snapshot (the opening cash for the first month)"""
+    end_equity: _builtins.str
+    """equity at this month's last snapshot"""
+    profit_loss: _builtins.str
+    """end minus start"""
+    complete: _builtins.bool
+    """whether the snapshot of the month's last trading session exists"""
+    def __init__(
+        self,
+        *,
+        month: _builtins.str = ...,
+        start_equity: _builtins.str = ...,
+        end_equity: _builtins.str = ...,
+        profit_loss: _builtins.str = ...,
+        complete: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["complete", b"complete", "end_equity", b"end_equity", "month", b"month", "profit_loss", b"profit_loss", "start_equity", b"start_equity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MonthlyCycle: _TypeAlias = MonthlyCycle  # noqa: Y015
+
+@_typing.final
+class ListMonthlyCyclesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CYCLES_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_PROFITABLE_FIELD_NUMBER: _builtins.int
+    consecutive_profitable: _builtins.int
+    """complete profitable cycles in a row, ending with the latest complete one"""
+    @_builtins.property
+    def cycles(self) -> _containers.RepeatedCompositeFieldContainer[Global___MonthlyCycle]:
+        """oldest first"""
+
+    def __init__(
+        self,
+        *,
+        cycles: _abc.Iterable[Global___MonthlyCycle] | None = ...,
+        consecutive_profitable: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_profitable", b"consecutive_profitable", "cycles", b"cycles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListMonthlyCyclesResponse: _TypeAlias = ListMonthlyCyclesResponse  # noqa: Y015

@@ -100,6 +100,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
                 _registered_method=True)
+        self.ListMonthlyCycles = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/ListMonthlyCycles',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesResponse.FromString,
+                _registered_method=True)
 
 
 class AccountsServiceServicer:
@@ -200,6 +205,14 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMonthlyCycles(self, request, context):
+        """Internal (service principal only): a user's monthly paper cycles from the end-of-day
+        snapshots (the graduation record live handoff checks).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -267,6 +280,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.ExportUserData,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.SerializeToString,
+            ),
+            'ListMonthlyCycles': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMonthlyCycles,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -621,6 +639,33 @@ class AccountsService:
             '/raxx.mbt.v1.AccountsService/ExportUserData',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMonthlyCycles(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/ListMonthlyCycles',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,6 +64,10 @@ class AccountsServiceStub:
     """Internal (service principal only): release what is left of an order's hold."""
     ExportUserData: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]
     """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
+    ListMonthlyCycles: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ListMonthlyCyclesRequest, _accounts_service_pb2.ListMonthlyCyclesResponse]
+    """Internal (service principal only): a user's monthly paper cycles from the end-of-day
+    snapshots (the graduation record live handoff checks).
+    """
 
 @_typing.type_check_only
 class AccountsServiceAsyncStub(AccountsServiceStub):
@@ -101,6 +105,10 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """Internal (service principal only): release what is left of an order's hold."""
     ExportUserData: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]  # type: ignore[assignment]
     """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
+    ListMonthlyCycles: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ListMonthlyCyclesRequest, _accounts_service_pb2.ListMonthlyCyclesResponse]  # type: ignore[assignment]
+    """Internal (service principal only): a user's monthly paper cycles from the end-of-day
+    snapshots (the graduation record live handoff checks).
+    """
 
 class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     """AccountsService owns MBT accounts: cash ledger, positions, buying-power holds, activities."""
@@ -213,5 +221,15 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.UserDataExport, _abc.Awaitable[_accounts_service_pb2.UserDataExport]]:
         """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
+
+    @_abc_1.abstractmethod
+    def ListMonthlyCycles(
+        self,
+        request: _accounts_service_pb2.ListMonthlyCyclesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.ListMonthlyCyclesResponse, _abc.Awaitable[_accounts_service_pb2.ListMonthlyCyclesResponse]]:
+        """Internal (service principal only): a user's monthly paper cycles from the end-of-day
+        snapshots (the graduation record live handoff checks).
+        """
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

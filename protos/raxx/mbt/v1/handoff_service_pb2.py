@@ -23,9 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from raxx.mbt.v1 import accounts_service_pb2 as raxx_dot_mbt_dot_v1_dot_accounts__service__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!raxx/mbt/v1/handoff_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\"\x19\n\x17GetHandoffStatusRequest\"C\n\rHandoffStatus\x12\x10\n\x08\x65ligible\x18\x01 \x01(\x08\x12\x10\n\x08\x65nrolled\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t2\x80\x01\n\x0eHandoffService\x12n\n\x10GetHandoffStatus\x12$.raxx.mbt.v1.GetHandoffStatusRequest\x1a\x1a.raxx.mbt.v1.HandoffStatus\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/mbt/handoffb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!raxx/mbt/v1/handoff_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"raxx/mbt/v1/accounts_service.proto\"\x19\n\x17GetHandoffStatusRequest\"\x9d\x01\n\nGraduation\x12\x17\n\x0f\x63ycles_required\x18\x01 \x01(\x05\x12\x1e\n\x16\x63onsecutive_profitable\x18\x02 \x01(\x05\x12\x12\n\noverridden\x18\x03 \x01(\x08\x12\x17\n\x0foverride_reason\x18\x04 \x01(\t\x12)\n\x06\x63ycles\x18\x05 \x03(\x0b\x32\x19.raxx.mbt.v1.MonthlyCycle\"\xe9\x01\n\rHandoffStatus\x12\x10\n\x08\x65ligible\x18\x01 \x01(\x08\x12\x10\n\x08\x65nrolled\x18\x02 \x01(\x08\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x0c\n\x04tier\x18\x04 \x01(\t\x12+\n\ngraduation\x18\x05 \x01(\x0b\x32\x17.raxx.mbt.v1.Graduation\x12\x16\n\x0e\x61\x63\x63ount_number\x18\x06 \x01(\t\x12\r\n\x05scope\x18\x07 \x01(\t\x12\x30\n\x0c\x63onnected_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x64isabled\x18\t \x01(\x08\")\n\x13StartConnectRequest\x12\x12\n\nstep_up_id\x18\x01 \x01(\t\"d\n\x0c\x43onnectStart\x12\x15\n\rauthorize_url\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x16\x43ompleteConnectRequest\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"\x13\n\x11\x44isconnectRequest\"~\n\x17PrepareLiveOrderRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12\x15\n\rtime_in_force\x18\x05 \x01(\t\x12\x13\n\x0blimit_price\x18\x06 \x01(\t\"A\n\x14SendLiveOrderRequest\x12\x15\n\rlive_order_id\x18\x01 \x01(\t\x12\x12\n\nstep_up_id\x18\x02 \x01(\t\"\xb0\x03\n\tLiveOrder\x12\x15\n\rlive_order_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x14\n\x0cpayload_json\x18\x03 \x01(\t\x12\x16\n\x0epayload_sha256\x18\x04 \x01(\t\x12\x0f\n\x07summary\x18\x05 \x01(\t\x12\x17\n\x0f\x61lpaca_order_id\x18\x06 \x01(\t\x12\x12\n\nfilled_qty\x18\x07 \x01(\t\x12\x18\n\x10\x66illed_avg_price\x18\x08 \x01(\t\x12\x0e\n\x06reason\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07sent_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nexpires_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06symbol\x18\x0e \x01(\t\x12\x0c\n\x04side\x18\x0f \x01(\t\x12\x0b\n\x03qty\x18\x10 \x01(\t\"\x17\n\x15ListLiveOrdersRequest\"@\n\x16ListLiveOrdersResponse\x12&\n\x06orders\x18\x01 \x03(\x0b\x32\x16.raxx.mbt.v1.LiveOrder\",\n\x13GetLiveOrderRequest\x12\x15\n\rlive_order_id\x18\x01 \x01(\t\"4\n\x13GraduateUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x12\n\x10RotateKekRequest\"\\\n\x11RotateKekResponse\x12\x15\n\ractive_kek_id\x18\x01 \x01(\t\x12\x11\n\trewrapped\x18\x02 \x01(\x05\x12\x1d\n\x15remaining_on_old_keys\x18\x03 \x01(\x05\x32\xa7\t\n\x0eHandoffService\x12n\n\x10GetHandoffStatus\x12$.raxx.mbt.v1.GetHandoffStatusRequest\x1a\x1a.raxx.mbt.v1.HandoffStatus\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/api/mbt/handoff\x12p\n\x0cStartConnect\x12 .raxx.mbt.v1.StartConnectRequest\x1a\x19.raxx.mbt.v1.ConnectStart\"#\x82\xd3\xe4\x93\x02\x1d\"\x18/api/mbt/handoff/connect:\x01*\x12u\n\x0f\x43ompleteConnect\x12#.raxx.mbt.v1.CompleteConnectRequest\x1a\x1a.raxx.mbt.v1.HandoffStatus\"!\x82\xd3\xe4\x93\x02\x1b\x12\x19/api/mbt/handoff/callback\x12\x62\n\nDisconnect\x12\x1e.raxx.mbt.v1.DisconnectRequest\x1a\x1a.raxx.mbt.v1.HandoffStatus\"\x18\x82\xd3\xe4\x93\x02\x12*\x10/api/mbt/handoff\x12q\n\x10PrepareLiveOrder\x12$.raxx.mbt.v1.PrepareLiveOrderRequest\x1a\x16.raxx.mbt.v1.LiveOrder\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/mbt/live/orders:\x01*\x12\x80\x01\n\rSendLiveOrder\x12!.raxx.mbt.v1.SendLiveOrderRequest\x1a\x16.raxx.mbt.v1.LiveOrder\"4\x82\xd3\xe4\x93\x02.\")/api/mbt/live/orders/{live_order_id}:send:\x01*\x12w\n\x0eListLiveOrders\x12\".raxx.mbt.v1.ListLiveOrdersRequest\x1a#.raxx.mbt.v1.ListLiveOrdersResponse\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/mbt/live/orders\x12v\n\x0cGetLiveOrder\x12 .raxx.mbt.v1.GetLiveOrderRequest\x1a\x16.raxx.mbt.v1.LiveOrder\",\x82\xd3\xe4\x93\x02&\x12$/api/mbt/live/orders/{live_order_id}\x12N\n\x0cGraduateUser\x12 .raxx.mbt.v1.GraduateUserRequest\x1a\x1a.raxx.mbt.v1.HandoffStatus\"\x00\x12L\n\tRotateKek\x12\x1d.raxx.mbt.v1.RotateKekRequest\x1a\x1e.raxx.mbt.v1.RotateKekResponse\"\x00\x12S\n\x0e\x45xportUserData\x12\".raxx.mbt.v1.ExportUserDataRequest\x1a\x1b.raxx.mbt.v1.UserDataExport\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +36,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HANDOFFSERVICE'].methods_by_name['GetHandoffStatus']._loaded_options = None
   _globals['_HANDOFFSERVICE'].methods_by_name['GetHandoffStatus']._serialized_options = b'\202\323\344\223\002\022\022\020/api/mbt/handoff'
-  _globals['_GETHANDOFFSTATUSREQUEST']._serialized_start=80
-  _globals['_GETHANDOFFSTATUSREQUEST']._serialized_end=105
-  _globals['_HANDOFFSTATUS']._serialized_start=107
-  _globals['_HANDOFFSTATUS']._serialized_end=174
-  _globals['_HANDOFFSERVICE']._serialized_start=177
-  _globals['_HANDOFFSERVICE']._serialized_end=305
+  _globals['_HANDOFFSERVICE'].methods_by_name['StartConnect']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['StartConnect']._serialized_options = b'\202\323\344\223\002\035\"\030/api/mbt/handoff/connect:\001*'
+  _globals['_HANDOFFSERVICE'].methods_by_name['CompleteConnect']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['CompleteConnect']._serialized_options = b'\202\323\344\223\002\033\022\031/api/mbt/handoff/callback'
+  _globals['_HANDOFFSERVICE'].methods_by_name['Disconnect']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['Disconnect']._serialized_options = b'\202\323\344\223\002\022*\020/api/mbt/handoff'
+  _globals['_HANDOFFSERVICE'].methods_by_name['PrepareLiveOrder']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['PrepareLiveOrder']._serialized_options = b'\202\323\344\223\002\031\"\024/api/mbt/live/orders:\001*'
+  _globals['_HANDOFFSERVICE'].methods_by_name['SendLiveOrder']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['SendLiveOrder']._serialized_options = b'\202\323\344\223\002.\")/api/mbt/live/orders/{live_order_id}:send:\001*'
+  _globals['_HANDOFFSERVICE'].methods_by_name['ListLiveOrders']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['ListLiveOrders']._serialized_options = b'\202\323\344\223\002\026\022\024/api/mbt/live/orders'
+  _globals['_HANDOFFSERVICE'].methods_by_name['GetLiveOrder']._loaded_options = None
+  _globals['_HANDOFFSERVICE'].methods_by_name['GetLiveOrder']._serialized_options = b'\202\323\344\223\002&\022$/api/mbt/live/orders/{live_order_id}'
+  _globals['_GETHANDOFFSTATUSREQUEST']._serialized_start=149
+  _globals['_GETHANDOFFSTATUSREQUEST']._serialized_end=174
+  _globals['_GRADUATION']._serialized_start=177
+  _globals['_GRADUATION']._serialized_end=334
+  _globals['_HANDOFFSTATUS']._serialized_start=337
+  _globals['_HANDOFFSTATUS']._serialized_end=570
+  _globals['_STARTCONNECTREQUEST']._serialized_start=572
+  _globals['_STARTCONNECTREQUEST']._serialized_end=613
+  _globals['_CONNECTSTART']._serialized_start=615
+  _globals['_CONNECTSTART']._serialized_end=715
+  _globals['_COMPLETECONNECTREQUEST']._serialized_start=717
+  _globals['_COMPLETECONNECTREQUEST']._serialized_end=785
+  _globals['_DISCONNECTREQUEST']._serialized_start=787
+  _globals['_DISCONNECTREQUEST']._serialized_end=806
+  _globals['_PREPARELIVEORDERREQUEST']._serialized_start=808
+  _globals['_PREPARELIVEORDERREQUEST']._serialized_end=934
+  _globals['_SENDLIVEORDERREQUEST']._serialized_start=936
+  _globals['_SENDLIVEORDERREQUEST']._serialized_end=1001
+  _globals['_LIVEORDER']._serialized_start=1004
+  _globals['_LIVEORDER']._serialized_end=1436
+  _globals['_LISTLIVEORDERSREQUEST']._serialized_start=1438
+  _globals['_LISTLIVEORDERSREQUEST']._serialized_end=1461
+  _globals['_LISTLIVEORDERSRESPONSE']._serialized_start=1463
+  _globals['_LISTLIVEORDERSRESPONSE']._serialized_end=1527
+  _globals['_GETLIVEORDERREQUEST']._serialized_start=1529
+  _globals['_GETLIVEORDERREQUEST']._serialized_end=1573
+  _globals['_GRADUATEUSERREQUEST']._serialized_start=1575
+  _globals['_GRADUATEUSERREQUEST']._serialized_end=1627
+  _globals['_ROTATEKEKREQUEST']._serialized_start=1629
+  _globals['_ROTATEKEKREQUEST']._serialized_end=1647
+  _globals['_ROTATEKEKRESPONSE']._serialized_start=1649
+  _globals['_ROTATEKEKRESPONSE']._serialized_end=1741
+  _globals['_HANDOFFSERVICE']._serialized_start=1744
+  _globals['_HANDOFFSERVICE']._serialized_end=2935
 # @@protoc_insertion_point(module_scope)

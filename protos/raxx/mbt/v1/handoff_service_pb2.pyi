@@ -3,8 +3,12 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from raxx.mbt.v1 import accounts_service_pb2 as _accounts_service_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -32,29 +36,466 @@ class GetHandoffStatusRequest(_message.Message):
 Global___GetHandoffStatusRequest: _TypeAlias = GetHandoffStatusRequest  # noqa: Y015
 
 @_typing.final
+class Graduation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CYCLES_REQUIRED_FIELD_NUMBER: _builtins.int
+    CONSECUTIVE_PROFITABLE_FIELD_NUMBER: _builtins.int
+    OVERRIDDEN_FIELD_NUMBER: _builtins.int
+    OVERRIDE_REASON_FIELD_NUMBER: _builtins.int
+    CYCLES_FIELD_NUMBER: _builtins.int
+    cycles_required: _builtins.int
+    """consecutive profitable monthly paper cycles required"""
+    consecutive_profitable: _builtins.int
+    """consecutive profitable complete cycles so far"""
+    overridden: _builtins.bool
+    """an operator's override lets the user hand off without the record"""
+    override_reason: _builtins.str
+    """the override's written reason"""
+    @_builtins.property
+    def cycles(self) -> _containers.RepeatedCompositeFieldContainer[_accounts_service_pb2.MonthlyCycle]:
+        """the paper cycles, oldest first"""
+
+    def __init__(
+        self,
+        *,
+        cycles_required: _builtins.int = ...,
+        consecutive_profitable: _builtins.int = ...,
+        overridden: _builtins.bool = ...,
+        override_reason: _builtins.str = ...,
+        cycles: _abc.Iterable[_accounts_service_pb2.MonthlyCycle] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consecutive_profitable", b"consecutive_profitable", "cycles", b"cycles", "cycles_required", b"cycles_required", "overridden", b"overridden", "override_reason", b"override_reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Graduation: _TypeAlias = Graduation  # noqa: Y015
+
+@_typing.final
 class HandoffStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ELIGIBLE_FIELD_NUMBER: _builtins.int
     ENROLLED_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    GRADUATION_FIELD_NUMBER: _builtins.int
+    ACCOUNT_NUMBER_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
+    CONNECTED_AT_FIELD_NUMBER: _builtins.int
+    DISABLED_FIELD_NUMBER: _builtins.int
     eligible: _builtins.bool
     """whether this user may hand orders off to a live account"""
     enrolled: _builtins.bool
     """whether a live account is connected"""
     reason: _builtins.str
-    """plain-language reason when not eligible"""
+    """plain-language reason when not eligible (or not enrolled)"""
+    tier: _builtins.str
+    """the caller's tier (live handoff is Pro+ only)"""
+    account_number: _builtins.str
+    """the connected Alpaca account's number"""
+    scope: _builtins.str
+    """the scopes Alpaca granted"""
+    disabled: _builtins.bool
+    """whether operators have switched live handoff off (MBT_LIVE_HANDOFF_DISABLED)"""
+    @_builtins.property
+    def graduation(self) -> Global___Graduation:
+        """the graduation record"""
+
+    @_builtins.property
+    def connected_at(self) -> _timestamp_pb2.Timestamp:
+        """when the account was connected"""
+
     def __init__(
         self,
         *,
         eligible: _builtins.bool = ...,
         enrolled: _builtins.bool = ...,
         reason: _builtins.str = ...,
+        tier: _builtins.str = ...,
+        graduation: Global___Graduation | None = ...,
+        account_number: _builtins.str = ...,
+        scope: _builtins.str = ...,
+        connected_at: _timestamp_pb2.Timestamp | None = ...,
+        disabled: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["connected_at", b"connected_at", "graduation", b"graduation"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eligible", b"eligible", "enrolled", b"enrolled", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_number", b"account_number", "connected_at", b"connected_at", "disabled", b"disabled", "eligible", b"eligible", "enrolled", b"enrolled", "graduation", b"graduation", "reason", b"reason", "scope", b"scope", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HandoffStatus: _TypeAlias = HandoffStatus  # noqa: Y015
+
+@_typing.final
+class StartConnectRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STEP_UP_ID_FIELD_NUMBER: _builtins.int
+    step_up_id: _builtins.str
+    """From FinishStepUp (unbound), at most 5 minutes old; spent by this call."""
+    def __init__(
+        self,
+        *,
+        step_up_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["step_up_id", b"step_up_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartConnectRequest: _TypeAlias = StartConnectRequest  # noqa: Y015
+
+@_typing.final
+class ConnectStart(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUTHORIZE_URL_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    authorize_url: _builtins.str
+    """open this in a browser to approve MBT at Alpaca"""
+    state: _builtins.str
+    """the state the callback must return (single use, for 10 minutes)"""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """until when the callback is accepted"""
+
+    def __init__(
+        self,
+        *,
+        authorize_url: _builtins.str = ...,
+        state: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authorize_url", b"authorize_url", "expires_at", b"expires_at", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConnectStart: _TypeAlias = ConnectStart  # noqa: Y015
+
+@_typing.final
+class CompleteConnectRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """the authorization code Alpaca returned"""
+    state: _builtins.str
+    """the state StartConnect issued"""
+    error: _builtins.str
+    """set by Alpaca instead of code when the user declined (e.g. access_denied)"""
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        state: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "error", b"error", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteConnectRequest: _TypeAlias = CompleteConnectRequest  # noqa: Y015
+
+@_typing.final
+class DisconnectRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DisconnectRequest: _TypeAlias = DisconnectRequest  # noqa: Y015
+
+@_typing.final
+class PrepareLiveOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    QTY_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    TIME_IN_FORCE_FIELD_NUMBER: _builtins.int
+    LIMIT_PRICE_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    """equity symbol, e.g. AAPL"""
+    side: _builtins.str
+    """"buy" | "sell" """
+    qty: _builtins.str
+    """whole shares, positive"""
+    type: _builtins.str
+    """"market" (default) | "limit" """
+    time_in_force: _builtins.str
+    """"day" (default) | "gtc" """
+    limit_price: _builtins.str
+    """required for limit orders"""
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        side: _builtins.str = ...,
+        qty: _builtins.str = ...,
+        type: _builtins.str = ...,
+        time_in_force: _builtins.str = ...,
+        limit_price: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit_price", b"limit_price", "qty", b"qty", "side", b"side", "symbol", b"symbol", "time_in_force", b"time_in_force", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PrepareLiveOrderRequest: _TypeAlias = PrepareLiveOrderRequest  # noqa: Y015
+
+@_typing.final
+class SendLiveOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIVE_ORDER_ID_FIELD_NUMBER: _builtins.int
+    STEP_UP_ID_FIELD_NUMBER: _builtins.int
+    live_order_id: _builtins.str
+    """the id PrepareLiveOrder returned"""
+    step_up_id: _builtins.str
+    """From FinishStepUp bound to this order's payload_sha256; spent by this call."""
+    def __init__(
+        self,
+        *,
+        live_order_id: _builtins.str = ...,
+        step_up_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["live_order_id", b"live_order_id", "step_up_id", b"step_up_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SendLiveOrderRequest: _TypeAlias = SendLiveOrderRequest  # noqa: Y015
+
+@_typing.final
+class LiveOrder(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIVE_ORDER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    PAYLOAD_JSON_FIELD_NUMBER: _builtins.int
+    PAYLOAD_SHA256_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    ALPACA_ORDER_ID_FIELD_NUMBER: _builtins.int
+    FILLED_QTY_FIELD_NUMBER: _builtins.int
+    FILLED_AVG_PRICE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    QTY_FIELD_NUMBER: _builtins.int
+    live_order_id: _builtins.str
+    """MBT's id; also the client_order_id at Alpaca (Alpaca refuses a repeat)"""
+    status: _builtins.str
+    """prepared | sending | sent | new | partially_filled | filled | canceled | expired |
+    rejected
+    """
+    payload_json: _builtins.str
+    """the exact JSON body sent to Alpaca's POST /v2/orders"""
+    payload_sha256: _builtins.str
+    """hex SHA-256 of payload_json: what the step-up must be bound to"""
+    summary: _builtins.str
+    """a sentence saying what will happen, for the user to confirm"""
+    alpaca_order_id: _builtins.str
+    """the order's id at Alpaca, once sent"""
+    filled_qty: _builtins.str
+    """shares filled so far (from Alpaca's trade updates)"""
+    filled_avg_price: _builtins.str
+    """average fill price"""
+    reason: _builtins.str
+    """why it was rejected, or Alpaca's message"""
+    symbol: _builtins.str
+    """the symbol"""
+    side: _builtins.str
+    """buy | sell"""
+    qty: _builtins.str
+    """the quantity"""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """when it was prepared"""
+
+    @_builtins.property
+    def sent_at(self) -> _timestamp_pb2.Timestamp:
+        """when it was sent to Alpaca"""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """last change"""
+
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """a prepared order must be signed and sent before this"""
+
+    def __init__(
+        self,
+        *,
+        live_order_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        payload_json: _builtins.str = ...,
+        payload_sha256: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        alpaca_order_id: _builtins.str = ...,
+        filled_qty: _builtins.str = ...,
+        filled_avg_price: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        sent_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+        symbol: _builtins.str = ...,
+        side: _builtins.str = ...,
+        qty: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "expires_at", b"expires_at", "sent_at", b"sent_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpaca_order_id", b"alpaca_order_id", "created_at", b"created_at", "expires_at", b"expires_at", "filled_avg_price", b"filled_avg_price", "filled_qty", b"filled_qty", "live_order_id", b"live_order_id", "payload_json", b"payload_json", "payload_sha256", b"payload_sha256", "qty", b"qty", "reason", b"reason", "sent_at", b"sent_at", "side", b"side", "status", b"status", "summary", b"summary", "symbol", b"symbol", "updated_at", b"updated_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiveOrder: _TypeAlias = LiveOrder  # noqa: Y015
+
+@_typing.final
+class ListLiveOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLiveOrdersRequest: _TypeAlias = ListLiveOrdersRequest  # noqa: Y015
+
+@_typing.final
+class ListLiveOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___LiveOrder]:
+        """newest first"""
+
+    def __init__(
+        self,
+        *,
+        orders: _abc.Iterable[Global___LiveOrder] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["orders", b"orders"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLiveOrdersResponse: _TypeAlias = ListLiveOrdersResponse  # noqa: Y015
+
+@_typing.final
+class GetLiveOrderRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIVE_ORDER_ID_FIELD_NUMBER: _builtins.int
+    live_order_id: _builtins.str
+    """the live order's id"""
+    def __init__(
+        self,
+        *,
+        live_order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["live_order_id", b"live_order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLiveOrderRequest: _TypeAlias = GetLiveOrderRequest  # noqa: Y015
+
+@_typing.final
+class GraduateUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """the user's email"""
+    reason: _builtins.str
+    """why (required; kept in the audit log)"""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GraduateUserRequest: _TypeAlias = GraduateUserRequest  # noqa: Y015
+
+@_typing.final
+class RotateKekRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateKekRequest: _TypeAlias = RotateKekRequest  # noqa: Y015
+
+@_typing.final
+class RotateKekResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVE_KEK_ID_FIELD_NUMBER: _builtins.int
+    REWRAPPED_FIELD_NUMBER: _builtins.int
+    REMAINING_ON_OLD_KEYS_FIELD_NUMBER: _builtins.int
+    active_kek_id: _builtins.str
+    """the key-encryption key now active"""
+    rewrapped: _builtins.int
+    """tokens re-wrapped with it"""
+    remaining_on_old_keys: _builtins.int
+    """tokens still on another key (should be 0)"""
+    def __init__(
+        self,
+        *,
+        active_kek_id: _builtins.str = ...,
+        rewrapped: _builtins.int = ...,
+        remaining_on_old_keys: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_kek_id", b"active_kek_id", "remaining_on_old_keys", b"remaining_on_old_keys", "rewrapped", b"rewrapped"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RotateKekResponse: _TypeAlias = RotateKekResponse  # noqa: Y015

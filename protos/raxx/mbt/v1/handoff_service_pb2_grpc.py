@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from raxx.mbt.v1 import accounts_service_pb2 as raxx_dot_mbt_dot_v1_dot_accounts__service__pb2
 from raxx.mbt.v1 import handoff_service_pb2 as raxx_dot_mbt_dot_v1_dot_handoff__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -26,7 +27,8 @@ if _version_not_supported:
 
 
 class HandoffServiceStub:
-    """HandoffService hands Pro+ users' orders to their own live Alpaca account.
+    """HandoffService hands Pro+ users' orders to their own live Alpaca account: the graduation
+    gate, Alpaca OAuth enrollment, the encrypted token, and live orders each signed by a step-up.
     """
 
     def __init__(self, channel):
@@ -40,14 +42,139 @@ class HandoffServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.GetHandoffStatusRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.FromString,
                 _registered_method=True)
+        self.StartConnect = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/StartConnect',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.StartConnectRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.ConnectStart.FromString,
+                _registered_method=True)
+        self.CompleteConnect = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/CompleteConnect',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.CompleteConnectRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.FromString,
+                _registered_method=True)
+        self.Disconnect = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/Disconnect',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.DisconnectRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.FromString,
+                _registered_method=True)
+        self.PrepareLiveOrder = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/PrepareLiveOrder',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.PrepareLiveOrderRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.LiveOrder.FromString,
+                _registered_method=True)
+        self.SendLiveOrder = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/SendLiveOrder',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.SendLiveOrderRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.LiveOrder.FromString,
+                _registered_method=True)
+        self.ListLiveOrders = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/ListLiveOrders',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.ListLiveOrdersRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.ListLiveOrdersResponse.FromString,
+                _registered_method=True)
+        self.GetLiveOrder = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/GetLiveOrder',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.GetLiveOrderRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.LiveOrder.FromString,
+                _registered_method=True)
+        self.GraduateUser = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/GraduateUser',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.GraduateUserRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.FromString,
+                _registered_method=True)
+        self.RotateKek = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/RotateKek',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.RotateKekRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.RotateKekResponse.FromString,
+                _registered_method=True)
+        self.ExportUserData = channel.unary_unary(
+                '/raxx.mbt.v1.HandoffService/ExportUserData',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
+                _registered_method=True)
 
 
 class HandoffServiceServicer:
-    """HandoffService hands Pro+ users' orders to their own live Alpaca account.
+    """HandoffService hands Pro+ users' orders to their own live Alpaca account: the graduation
+    gate, Alpaca OAuth enrollment, the encrypted token, and live orders each signed by a step-up.
     """
 
     def GetHandoffStatus(self, request, context):
-        """Whether the caller may enroll a live broker, and why not.
+        """Whether the caller may hand off, why not, and their connection.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartConnect(self, request, context):
+        """Start connecting an Alpaca account (OAuth authorization code with PKCE); needs a step-up.
+        Open the answer's authorize_url; Alpaca sends the browser back to the callback.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteConnect(self, request, context):
+        """The OAuth callback: exchanges the code server-side and keeps the token encrypted. Only the
+        session that started the connection may complete it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Disconnect(self, request, context):
+        """Revoke the token at Alpaca and delete it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PrepareLiveOrder(self, request, context):
+        """Prepare a live order: answers exactly what will be sent to Alpaca and its SHA-256, to be
+        signed by a step-up bound to that digest (BeginStepUp with bind_sha256).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SendLiveOrder(self, request, context):
+        """Send a prepared live order with the step-up that signed it (once; a retry never sends twice).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLiveOrders(self, request, context):
+        """Your live orders, newest first (kept apart from paper).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetLiveOrder(self, request, context):
+        """One live order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GraduateUser(self, request, context):
+        """Operator: let a Pro+ user hand off without the paper record, with a written reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateKek(self, request, context):
+        """Operator: make a new key-encryption key active and re-wrap every token with it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExportUserData(self, request, context):
+        """Internal (service principal only): this service's rows about a user (GDPR export; never
+        the token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -61,6 +188,56 @@ def add_HandoffServiceServicer_to_server(servicer, server):
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.GetHandoffStatusRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.SerializeToString,
             ),
+            'StartConnect': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartConnect,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.StartConnectRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.ConnectStart.SerializeToString,
+            ),
+            'CompleteConnect': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteConnect,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.CompleteConnectRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.SerializeToString,
+            ),
+            'Disconnect': grpc.unary_unary_rpc_method_handler(
+                    servicer.Disconnect,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.DisconnectRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.SerializeToString,
+            ),
+            'PrepareLiveOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareLiveOrder,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.PrepareLiveOrderRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.LiveOrder.SerializeToString,
+            ),
+            'SendLiveOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.SendLiveOrder,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.SendLiveOrderRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.LiveOrder.SerializeToString,
+            ),
+            'ListLiveOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLiveOrders,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.ListLiveOrdersRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.ListLiveOrdersResponse.SerializeToString,
+            ),
+            'GetLiveOrder': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLiveOrder,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.GetLiveOrderRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.LiveOrder.SerializeToString,
+            ),
+            'GraduateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GraduateUser,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.GraduateUserRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.SerializeToString,
+            ),
+            'RotateKek': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKek,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.RotateKekRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.RotateKekResponse.SerializeToString,
+            ),
+            'ExportUserData': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUserData,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'raxx.mbt.v1.HandoffService', rpc_method_handlers)
@@ -70,7 +247,8 @@ def add_HandoffServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class HandoffService:
-    """HandoffService hands Pro+ users' orders to their own live Alpaca account.
+    """HandoffService hands Pro+ users' orders to their own live Alpaca account: the graduation
+    gate, Alpaca OAuth enrollment, the encrypted token, and live orders each signed by a step-up.
     """
 
     @staticmethod
@@ -90,6 +268,276 @@ class HandoffService:
             '/raxx.mbt.v1.HandoffService/GetHandoffStatus',
             raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.GetHandoffStatusRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartConnect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/StartConnect',
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.StartConnectRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.ConnectStart.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteConnect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/CompleteConnect',
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.CompleteConnectRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Disconnect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/Disconnect',
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.DisconnectRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareLiveOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/PrepareLiveOrder',
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.PrepareLiveOrderRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.LiveOrder.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SendLiveOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/SendLiveOrder',
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.SendLiveOrderRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.LiveOrder.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLiveOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/ListLiveOrders',
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.ListLiveOrdersRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.ListLiveOrdersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLiveOrder(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/GetLiveOrder',
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.GetLiveOrderRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.LiveOrder.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GraduateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/GraduateUser',
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.GraduateUserRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.HandoffStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKek(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/RotateKek',
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.RotateKekRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_handoff__service__pb2.RotateKekResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUserData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.HandoffService/ExportUserData',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
             options,
             channel_credentials,
             insecure,

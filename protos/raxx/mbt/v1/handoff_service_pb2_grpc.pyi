@@ -5,6 +5,7 @@ isort:skip_file
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from raxx.mbt.v1 import accounts_service_pb2 as _accounts_service_pb2
 from raxx.mbt.v1 import handoff_service_pb2 as _handoff_service_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -27,25 +28,87 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class HandoffServiceStub:
-    """HandoffService hands Pro+ users' orders to their own live Alpaca account."""
+    """HandoffService hands Pro+ users' orders to their own live Alpaca account: the graduation
+    gate, Alpaca OAuth enrollment, the encrypted token, and live orders each signed by a step-up.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> HandoffServiceAsyncStub: ...
     GetHandoffStatus: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.GetHandoffStatusRequest, _handoff_service_pb2.HandoffStatus]
-    """Whether the caller may enroll a live broker, and why not."""
+    """Whether the caller may hand off, why not, and their connection."""
+    StartConnect: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.StartConnectRequest, _handoff_service_pb2.ConnectStart]
+    """Start connecting an Alpaca account (OAuth authorization code with PKCE); needs a step-up.
+    Open the answer's authorize_url; Alpaca sends the browser back to the callback.
+    """
+    CompleteConnect: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.CompleteConnectRequest, _handoff_service_pb2.HandoffStatus]
+    """The OAuth callback: exchanges the code server-side and keeps the token encrypted. Only the
+    session that started the connection may complete it.
+    """
+    Disconnect: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.DisconnectRequest, _handoff_service_pb2.HandoffStatus]
+    """Revoke the token at Alpaca and delete it."""
+    PrepareLiveOrder: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.PrepareLiveOrderRequest, _handoff_service_pb2.LiveOrder]
+    """Prepare a live order: answers exactly what will be sent to Alpaca and its SHA-256, to be
+    signed by a step-up bound to that digest (BeginStepUp with bind_sha256).
+    """
+    SendLiveOrder: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.SendLiveOrderRequest, _handoff_service_pb2.LiveOrder]
+    """Send a prepared live order with the step-up that signed it (once; a retry never sends twice)."""
+    ListLiveOrders: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.ListLiveOrdersRequest, _handoff_service_pb2.ListLiveOrdersResponse]
+    """Your live orders, newest first (kept apart from paper)."""
+    GetLiveOrder: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.GetLiveOrderRequest, _handoff_service_pb2.LiveOrder]
+    """One live order."""
+    GraduateUser: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.GraduateUserRequest, _handoff_service_pb2.HandoffStatus]
+    """Operator: let a Pro+ user hand off without the paper record, with a written reason."""
+    RotateKek: _grpc.UnaryUnaryMultiCallable[_handoff_service_pb2.RotateKekRequest, _handoff_service_pb2.RotateKekResponse]
+    """Operator: make a new key-encryption key active and re-wrap every token with it."""
+    ExportUserData: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]
+    """Internal (service principal only): this service's rows about a user (GDPR export; never
+    the token).
+    """
 
 @_typing.type_check_only
 class HandoffServiceAsyncStub(HandoffServiceStub):
-    """HandoffService hands Pro+ users' orders to their own live Alpaca account."""
+    """HandoffService hands Pro+ users' orders to their own live Alpaca account: the graduation
+    gate, Alpaca OAuth enrollment, the encrypted token, and live orders each signed by a step-up.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetHandoffStatus: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.GetHandoffStatusRequest, _handoff_service_pb2.HandoffStatus]  # type: ignore[assignment]
-    """Whether the caller may enroll a live broker, and why not."""
+    """Whether the caller may hand off, why not, and their connection."""
+    StartConnect: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.StartConnectRequest, _handoff_service_pb2.ConnectStart]  # type: ignore[assignment]
+    """Start connecting an Alpaca account (OAuth authorization code with PKCE); needs a step-up.
+    Open the answer's authorize_url; Alpaca sends the browser back to the callback.
+    """
+    CompleteConnect: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.CompleteConnectRequest, _handoff_service_pb2.HandoffStatus]  # type: ignore[assignment]
+    """The OAuth callback: exchanges the code server-side and keeps the token encrypted. Only the
+    session that started the connection may complete it.
+    """
+    Disconnect: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.DisconnectRequest, _handoff_service_pb2.HandoffStatus]  # type: ignore[assignment]
+    """Revoke the token at Alpaca and delete it."""
+    PrepareLiveOrder: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.PrepareLiveOrderRequest, _handoff_service_pb2.LiveOrder]  # type: ignore[assignment]
+    """Prepare a live order: answers exactly what will be sent to Alpaca and its SHA-256, to be
+    signed by a step-up bound to that digest (BeginStepUp with bind_sha256).
+    """
+    SendLiveOrder: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.SendLiveOrderRequest, _handoff_service_pb2.LiveOrder]  # type: ignore[assignment]
+    """Send a prepared live order with the step-up that signed it (once; a retry never sends twice)."""
+    ListLiveOrders: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.ListLiveOrdersRequest, _handoff_service_pb2.ListLiveOrdersResponse]  # type: ignore[assignment]
+    """Your live orders, newest first (kept apart from paper)."""
+    GetLiveOrder: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.GetLiveOrderRequest, _handoff_service_pb2.LiveOrder]  # type: ignore[assignment]
+    """One live order."""
+    GraduateUser: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.GraduateUserRequest, _handoff_service_pb2.HandoffStatus]  # type: ignore[assignment]
+    """Operator: let a Pro+ user hand off without the paper record, with a written reason."""
+    RotateKek: _aio.UnaryUnaryMultiCallable[_handoff_service_pb2.RotateKekRequest, _handoff_service_pb2.RotateKekResponse]  # type: ignore[assignment]
+    """Operator: make a new key-encryption key active and re-wrap every token with it."""
+    ExportUserData: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]  # type: ignore[assignment]
+    """Internal (service principal only): this service's rows about a user (GDPR export; never
+    the token).
+    """
 
 class HandoffServiceServicer(metaclass=_abc_1.ABCMeta):
-    """HandoffService hands Pro+ users' orders to their own live Alpaca account."""
+    """HandoffService hands Pro+ users' orders to their own live Alpaca account: the graduation
+    gate, Alpaca OAuth enrollment, the encrypted token, and live orders each signed by a step-up.
+    """
 
     @_abc_1.abstractmethod
     def GetHandoffStatus(
@@ -53,6 +116,94 @@ class HandoffServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _handoff_service_pb2.GetHandoffStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_handoff_service_pb2.HandoffStatus, _abc.Awaitable[_handoff_service_pb2.HandoffStatus]]:
-        """Whether the caller may enroll a live broker, and why not."""
+        """Whether the caller may hand off, why not, and their connection."""
+
+    @_abc_1.abstractmethod
+    def StartConnect(
+        self,
+        request: _handoff_service_pb2.StartConnectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_handoff_service_pb2.ConnectStart, _abc.Awaitable[_handoff_service_pb2.ConnectStart]]:
+        """Start connecting an Alpaca account (OAuth authorization code with PKCE); needs a step-up.
+        Open the answer's authorize_url; Alpaca sends the browser back to the callback.
+        """
+
+    @_abc_1.abstractmethod
+    def CompleteConnect(
+        self,
+        request: _handoff_service_pb2.CompleteConnectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_handoff_service_pb2.HandoffStatus, _abc.Awaitable[_handoff_service_pb2.HandoffStatus]]:
+        """The OAuth callback: exchanges the code server-side and keeps the token encrypted. Only the
+        session that started the connection may complete it.
+        """
+
+    @_abc_1.abstractmethod
+    def Disconnect(
+        self,
+        request: _handoff_service_pb2.DisconnectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_handoff_service_pb2.HandoffStatus, _abc.Awaitable[_handoff_service_pb2.HandoffStatus]]:
+        """Revoke the token at Alpaca and delete it."""
+
+    @_abc_1.abstractmethod
+    def PrepareLiveOrder(
+        self,
+        request: _handoff_service_pb2.PrepareLiveOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_handoff_service_pb2.LiveOrder, _abc.Awaitable[_handoff_service_pb2.LiveOrder]]:
+        """Prepare a live order: answers exactly what will be sent to Alpaca and its SHA-256, to be
+        signed by a step-up bound to that digest (BeginStepUp with bind_sha256).
+        """
+
+    @_abc_1.abstractmethod
+    def SendLiveOrder(
+        self,
+        request: _handoff_service_pb2.SendLiveOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_handoff_service_pb2.LiveOrder, _abc.Awaitable[_handoff_service_pb2.LiveOrder]]:
+        """Send a prepared live order with the step-up that signed it (once; a retry never sends twice)."""
+
+    @_abc_1.abstractmethod
+    def ListLiveOrders(
+        self,
+        request: _handoff_service_pb2.ListLiveOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_handoff_service_pb2.ListLiveOrdersResponse, _abc.Awaitable[_handoff_service_pb2.ListLiveOrdersResponse]]:
+        """Your live orders, newest first (kept apart from paper)."""
+
+    @_abc_1.abstractmethod
+    def GetLiveOrder(
+        self,
+        request: _handoff_service_pb2.GetLiveOrderRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_handoff_service_pb2.LiveOrder, _abc.Awaitable[_handoff_service_pb2.LiveOrder]]:
+        """One live order."""
+
+    @_abc_1.abstractmethod
+    def GraduateUser(
+        self,
+        request: _handoff_service_pb2.GraduateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_handoff_service_pb2.HandoffStatus, _abc.Awaitable[_handoff_service_pb2.HandoffStatus]]:
+        """Operator: let a Pro+ user hand off without the paper record, with a written reason."""
+
+    @_abc_1.abstractmethod
+    def RotateKek(
+        self,
+        request: _handoff_service_pb2.RotateKekRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_handoff_service_pb2.RotateKekResponse, _abc.Awaitable[_handoff_service_pb2.RotateKekResponse]]:
+        """Operator: make a new key-encryption key active and re-wrap every token with it."""
+
+    @_abc_1.abstractmethod
+    def ExportUserData(
+        self,
+        request: _accounts_service_pb2.ExportUserDataRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.UserDataExport, _abc.Awaitable[_accounts_service_pb2.UserDataExport]]:
+        """Internal (service principal only): this service's rows about a user (GDPR export; never
+        the token).
+        """
 
 def add_HandoffServiceServicer_to_server(servicer: HandoffServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -716,3 +716,107 @@ class ErasureStatus(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ErasureStatus: _TypeAlias = ErasureStatus  # noqa: Y015
+
+@_typing.final
+class SpendStepUpRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    STEP_UP_ID_FIELD_NUMBER: _builtins.int
+    PURPOSE_FIELD_NUMBER: _builtins.int
+    BOUND_SHA256_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """whose grant it must be"""
+    step_up_id: _builtins.str
+    """the grant FinishStepUp returned"""
+    purpose: _builtins.str
+    """what it is spent on (kept with the grant): "handoff_enroll", "live_order" """
+    bound_sha256: _builtins.str
+    """hex SHA-256 the grant must be bound to; empty: any (unbound grants only)"""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        step_up_id: _builtins.str = ...,
+        purpose: _builtins.str = ...,
+        bound_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bound_sha256", b"bound_sha256", "purpose", b"purpose", "step_up_id", b"step_up_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpendStepUpRequest: _TypeAlias = SpendStepUpRequest  # noqa: Y015
+
+@_typing.final
+class SpentStepUp(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BOUND_SHA256_FIELD_NUMBER: _builtins.int
+    ASSERTION_JSON_FIELD_NUMBER: _builtins.int
+    bound_sha256: _builtins.str
+    """the content digest the passkey signed (its challenge carried it)"""
+    assertion_json: _builtins.str
+    """the WebAuthn assertion (JSON) that approved it: the user's signature, kept for the audit"""
+    def __init__(
+        self,
+        *,
+        bound_sha256: _builtins.str = ...,
+        assertion_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assertion_json", b"assertion_json", "bound_sha256", b"bound_sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpentStepUp: _TypeAlias = SpentStepUp  # noqa: Y015
+
+@_typing.final
+class LookupUserRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EMAIL_FIELD_NUMBER: _builtins.int
+    email: _builtins.str
+    """the user's email"""
+    def __init__(
+        self,
+        *,
+        email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupUserRequest: _TypeAlias = LookupUserRequest  # noqa: Y015
+
+@_typing.final
+class UserRef(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """the user's id"""
+    email: _builtins.str
+    """their email, normalised"""
+    tier: _builtins.str
+    """free | pro | pro_plus"""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        tier: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserRef: _TypeAlias = UserRef  # noqa: Y015

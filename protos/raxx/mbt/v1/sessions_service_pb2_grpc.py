@@ -100,6 +100,16 @@ class SessionsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SetUserTierRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.UserTier.FromString,
                 _registered_method=True)
+        self.SpendStepUp = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/SpendStepUp',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpendStepUpRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpentStepUp.FromString,
+                _registered_method=True)
+        self.LookupUser = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/LookupUser',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.LookupUserRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.UserRef.FromString,
+                _registered_method=True)
         self.ExportMyData = channel.unary_unary(
                 '/raxx.mbt.v1.SessionsService/ExportMyData',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ExportMyDataRequest.SerializeToString,
@@ -225,6 +235,21 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SpendStepUp(self, request, context):
+        """Service-only: spend a user's step-up grant for an action another service performs (a live
+        order, a handoff enrollment); answers what it approved and the passkey's signature.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LookupUser(self, request, context):
+        """Service-only: a user by email (operator commands name users by email).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportMyData(self, request, context):
         """GDPR: everything MBT holds about the caller, from every service, as one zip archive.
         """
@@ -327,6 +352,16 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.SetUserTier,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SetUserTierRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.UserTier.SerializeToString,
+            ),
+            'SpendStepUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.SpendStepUp,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpendStepUpRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpentStepUp.SerializeToString,
+            ),
+            'LookupUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupUser,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.LookupUserRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.UserRef.SerializeToString,
             ),
             'ExportMyData': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportMyData,
@@ -706,6 +741,60 @@ class SessionsService:
             '/raxx.mbt.v1.SessionsService/SetUserTier',
             raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SetUserTierRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.UserTier.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SpendStepUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/SpendStepUp',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpendStepUpRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpentStepUp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/LookupUser',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.LookupUserRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.UserRef.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,12 @@ class SessionsServiceStub:
     """Revoke an API key: refused by every service at once."""
     SetUserTier: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.SetUserTierRequest, _sessions_service_pb2.UserTier]
     """Operator: change a user's tier (billing lives outside MBT). Not on the HTTP gateway."""
+    SpendStepUp: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.SpendStepUpRequest, _sessions_service_pb2.SpentStepUp]
+    """Service-only: spend a user's step-up grant for an action another service performs (a live
+    order, a handoff enrollment); answers what it approved and the passkey's signature.
+    """
+    LookupUser: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.LookupUserRequest, _sessions_service_pb2.UserRef]
+    """Service-only: a user by email (operator commands name users by email)."""
     ExportMyData: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.ExportMyDataRequest, _sessions_service_pb2.DataExport]
     """GDPR: everything MBT holds about the caller, from every service, as one zip archive."""
     RequestErasure: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.RequestErasureRequest, _sessions_service_pb2.ErasureStatus]
@@ -113,6 +119,12 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Revoke an API key: refused by every service at once."""
     SetUserTier: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.SetUserTierRequest, _sessions_service_pb2.UserTier]  # type: ignore[assignment]
     """Operator: change a user's tier (billing lives outside MBT). Not on the HTTP gateway."""
+    SpendStepUp: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.SpendStepUpRequest, _sessions_service_pb2.SpentStepUp]  # type: ignore[assignment]
+    """Service-only: spend a user's step-up grant for an action another service performs (a live
+    order, a handoff enrollment); answers what it approved and the passkey's signature.
+    """
+    LookupUser: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.LookupUserRequest, _sessions_service_pb2.UserRef]  # type: ignore[assignment]
+    """Service-only: a user by email (operator commands name users by email)."""
     ExportMyData: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.ExportMyDataRequest, _sessions_service_pb2.DataExport]  # type: ignore[assignment]
     """GDPR: everything MBT holds about the caller, from every service, as one zip archive."""
     RequestErasure: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.RequestErasureRequest, _sessions_service_pb2.ErasureStatus]  # type: ignore[assignment]
@@ -236,6 +248,24 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sessions_service_pb2.UserTier, _abc.Awaitable[_sessions_service_pb2.UserTier]]:
         """Operator: change a user's tier (billing lives outside MBT). Not on the HTTP gateway."""
+
+    @_abc_1.abstractmethod
+    def SpendStepUp(
+        self,
+        request: _sessions_service_pb2.SpendStepUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.SpentStepUp, _abc.Awaitable[_sessions_service_pb2.SpentStepUp]]:
+        """Service-only: spend a user's step-up grant for an action another service performs (a live
+        order, a handoff enrollment); answers what it approved and the passkey's signature.
+        """
+
+    @_abc_1.abstractmethod
+    def LookupUser(
+        self,
+        request: _sessions_service_pb2.LookupUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.UserRef, _abc.Awaitable[_sessions_service_pb2.UserRef]]:
+        """Service-only: a user by email (operator commands name users by email)."""
 
     @_abc_1.abstractmethod
     def ExportMyData(
