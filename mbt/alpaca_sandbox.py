@@ -124,6 +124,17 @@ class SandboxBroker:
             client_secret, self.client_secret
         )
 
+    def _client_authenticated(self, request: Request, form: dict[str, str]) -> bool:
+        """client_secret_post (form fields) or client_secret_basic (RFC 6749 §2.3.1)."""
+        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("basic "):
+            try:
+                client_id, _, client_secret = base64.b64decode(auth[6:]).decode().partition(":")
+            except ValueError:
+                return False
+        return self._client_ok(client_id, client_secret)
+
     async def authorize_page(self, request: Request) -> Response:
         q = request.query_params
         problem = self._authorize_problem(dict(q))
@@ -177,14 +188,7 @@ class SandboxBroker:
 
     async def token(self, request: Request) -> Response:
         form = await _form(request)
-        client_id, client_secret = form.get("client_id", ""), form.get("client_secret", "")
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("basic "):
-            try:
-                client_id, _, client_secret = base64.b64decode(auth[6:]).decode().partition(":")
-            except ValueError:
-                return _oauth_error("invalid_client", "malformed Basic credentials", 401)
-        if not self._client_ok(client_id, client_secret):
+        if not self._client_authenticated(request, form):
             return _oauth_error("invalid_client", "client authentication failed", 401)
         if form.get("grant_type") != "authorization_code":
             return _oauth_error("unsupported_grant_type", "only authorization_code")
@@ -213,7 +217,7 @@ class SandboxBroker:
 
     async def revoke(self, request: Request) -> Response:
         form = await _form(request)
-        if not self._client_ok(form.get("client_id", ""), form.get("client_secret", "")):
+        if not self._client_authenticated(request, form):
             return _oauth_error("invalid_client", "client authentication failed", 401)
         if self.tokens.pop(form.get("token", ""), None) is not None:
             self.counters["revocations"] += 1
@@ -250,11 +254,12 @@ class SandboxBroker:
             return _error(422, 40010001, f"invalid order: {exc}")
         if order["client_order_id"] in acct.by_client_id:
             return _error(422, 40010001, "client_order_id must be unique")
-        if self.record_before_delay:
+        record_first, delay = self.record_before_delay, self.order_delay_s  # as of this request
+        if record_first:
             self._accept(acct, order)
-        if self.order_delay_s:
-            await asyncio.sleep(self.order_delay_s)
-        if not self.record_before_delay:
+        if delay:
+            await asyncio.sleep(delay)
+        if not record_first:
             if order["client_order_id"] in acct.by_client_id:
                 return _error(422, 40010001, "client_order_id must be unique")
             self._accept(acct, order)

@@ -110,6 +110,7 @@ class AlpacaOAuth:
             redirect_uri=self.cfg.redirect_uri,
             code_challenge_method="S256",
             token_endpoint_auth_method="client_secret_post",  # Alpaca takes form fields
+            revocation_endpoint_auth_method="client_secret_post",
         )
 
     def authorization(self) -> tuple[str, str, str]:

@@ -533,24 +533,31 @@ class HandoffApp:
         return await self.get(user_id, oid)
 
     async def _adopt(self, oid: str, user_id: str, answer: dict[str, Any]) -> None:
+        """Record Alpaca's answer: the order is sent (once, audited), and its status moves on
+        unless a trade update already moved it further."""
         status = str(answer.get("status", "new"))
         status = status if status in ALPACA_STATUSES else "sent"
+        now = datetime.now(UTC)
         async with self.db.begin() as conn:
-            moved = (
+            first = (
                 await conn.execute(
                     update(live_orders)
-                    .where(live_orders.c.id == oid, live_orders.c.status == "sending")
+                    .where(live_orders.c.id == oid, live_orders.c.sent_at.is_(None))
                     .values(
-                        status=status,
-                        alpaca_order_id=str(answer.get("id", ""))[:64],
-                        filled_qty=Decimal(str(answer.get("filled_qty") or "0")),
-                        filled_avg_price=_dec(answer.get("filled_avg_price")),
-                        sent_at=datetime.now(UTC),
-                        updated_at=datetime.now(UTC),
+                        alpaca_order_id=str(answer.get("id", ""))[:64], sent_at=now, updated_at=now
                     )
                 )
             ).rowcount
-            if moved:
+            await conn.execute(
+                update(live_orders)
+                .where(live_orders.c.id == oid, live_orders.c.status == "sending")
+                .values(
+                    status=status,
+                    filled_qty=Decimal(str(answer.get("filled_qty") or "0")),
+                    filled_avg_price=_dec(answer.get("filled_avg_price")),
+                )
+            )
+            if first:
                 await self._audit(
                     conn,
                     "handoff",
