@@ -24,6 +24,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from services.platform.secret import Secret
+
 __all__ = [
     "InvalidTag",
     "Keyring",
@@ -43,28 +45,8 @@ class KeyringError(RuntimeError):
     """The keyring is missing, unreadable or lacks the key a record names."""
 
 
-class SecretToken:
-    """A broker token in memory: its value is only reachable through `reveal()`; its repr,
-    str and format never show it, so it cannot leak into a log line or an exception."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "SecretToken(<redacted>)"
-
-    __str__ = __repr__
-
-    def __format__(self, spec: str) -> str:
-        return repr(self)
-
-    def __reduce__(self) -> str:  # never pickled (e.g. into a queue or a cache)
-        raise TypeError("a SecretToken is not serialisable")
+# a broker token in memory: only `reveal()` gives it; repr, str and format never show it
+SecretToken = Secret
 
 
 @dataclass(frozen=True)

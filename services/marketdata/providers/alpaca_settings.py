@@ -15,40 +15,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, final
+from typing import Final
 from urllib.parse import urlsplit
 
 from alpaca.data.enums import DataFeed
 
 from services.marketdata.providers.errors import ProviderConfigError
+from services.platform.secret import Secret
 
 __all__ = ["AlpacaSettings", "Secret"]
 
 FEEDS: Final = {"iex": DataFeed.IEX, "sip": DataFeed.SIP}
-
-
-@final
-class Secret:
-    """A credential that does not print: ``repr``, ``str`` and f-strings show ``**********``.
-
-    Only `reveal` gives the value, for handing it to the client library.
-    """
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('**********')"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> tuple[object, ...]:
-        raise TypeError("a Secret is not picklable")
 
 
 @dataclass(frozen=True, slots=True)
