@@ -122,6 +122,50 @@ def cmd_rotate_kek(ns: argparse.Namespace) -> None:
         )
 
 
+def _flag_line(f: Any) -> str:
+    who = f" by {f.set_by} at {f.set_at[:19].replace('T', ' ')} UTC: {f.reason}" if f.set_by else ""
+    target = f" ({f.email})" if f.email else ""
+    shown = {"1": "on", "0": "off"}.get(f.value, f.value) if f.key.startswith("kill.") else f.value
+    return f"{f.key:<40} {shown:<7} {f.source}{target}{who}"
+
+
+def _set_flag(ns: argparse.Namespace, name: str, value: str, email: str = "") -> None:
+    from google.protobuf import json_format
+
+    from raxx.mbt.v1 import sessions_service_pb2 as pb
+    from raxx.mbt.v1 import sessions_service_pb2_grpc as rpc
+
+    req = pb.SetRuntimeFlagRequest(name=name, value=value, email=email, reason=ns.reason)
+    reply = _call(ns, "sessions", "SetRuntimeFlag", req, rpc.SessionsServiceStub)
+    if ns.json:
+        print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True)))
+    else:
+        print(_flag_line(reply) + "\n(every service sees it within a second)")
+
+
+def cmd_kill(ns: argparse.Namespace) -> None:
+    _set_flag(ns, ns.switch, ns.state)
+
+
+def cmd_flag_set(ns: argparse.Namespace) -> None:
+    _set_flag(ns, ns.name, ns.value, ns.user or "")
+
+
+def cmd_flags(ns: argparse.Namespace) -> None:
+    from google.protobuf import json_format
+
+    from raxx.mbt.v1 import sessions_service_pb2 as pb
+    from raxx.mbt.v1 import sessions_service_pb2_grpc as rpc
+
+    reply = _call(
+        ns, "sessions", "ListRuntimeFlags", pb.ListRuntimeFlagsRequest(), rpc.SessionsServiceStub
+    )
+    if ns.json:
+        print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True)))
+    else:
+        print("\n".join(_flag_line(f) for f in reply.flags))
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     admin_common = argparse.ArgumentParser(add_help=False, parents=[common])
     admin_common.add_argument("--data-dir", help="the data dir of `mbt up` (or $MBT_DATA_DIR)")
@@ -145,3 +189,19 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "rotate-kek", parents=[admin_common], help="new key-encryption key; re-wrap every token"
     )
     r.set_defaults(func=cmd_rotate_kek)
+    k = a.add_parser("kill", parents=[admin_common], help="flip a kill switch at run time")
+    k.add_argument("switch", choices=["trading", "new-orders", "live-handoff"])
+    k.add_argument("state", choices=["on", "off", "default"], help="on refuses; default: env")
+    k.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    k.set_defaults(func=cmd_kill)
+    flag = a.add_parser("flag", help="rollout flags")
+    fs = flag.add_subparsers(dest="flag_command", required=True)
+    f = fs.add_parser("set", parents=[admin_common], help="set FLAG_MBT_PAPER_TRADING")
+    f.add_argument("name", choices=["FLAG_MBT_PAPER_TRADING"])
+    f.add_argument("value", choices=["off", "shadow", "on", "default"])
+    f.add_argument("--user", help="one user's email (default: everyone)")
+    f.add_argument("--reason", required=True, help="why (kept in the audit log)")
+    f.set_defaults(func=cmd_flag_set)
+    a.add_parser("flags", parents=[admin_common], help="every runtime flag").set_defaults(
+        func=cmd_flags
+    )

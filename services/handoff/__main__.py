@@ -42,6 +42,7 @@ async def build(rt: Runtime) -> ServiceHost:
         sessions,
         s.jwt_secret,
         cycles_required=int(os.environ.get("MBT_GRADUATION_CYCLES", "3")),
+        flags=rt.flags,
     )
     servicer = HandoffServicer(app)
 

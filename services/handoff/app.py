@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -65,6 +64,7 @@ from services.platform.errors import (
     PermissionDenied,
     Unavailable,
 )
+from services.platform.flags import RuntimeFlags
 from services.platform.privacy import actor_hash, rows_to_json
 
 __all__ = ["Eligibility", "HandoffApp"]
@@ -134,7 +134,9 @@ class HandoffApp:
         sessions: ServiceChannel,
         secret: bytes,
         cycles_required: int = 3,
+        flags: RuntimeFlags | None = None,
     ) -> None:
+        self.flags = flags or RuntimeFlags()
         self.db, self.keyring, self.cfg = db, keyring, cfg
         self.accounts, self.sessions = accounts, sessions
         self.accounts_stub = acct_grpc.AccountsServiceStub(accounts.channel)
@@ -146,9 +148,9 @@ class HandoffApp:
         self.streams: dict[str, tuple[OAuthTradeUpdates, asyncio.Task[None]]] = {}
         self._in_flight: set[str] = set()
 
-    @staticmethod
-    def disabled() -> bool:
-        return os.environ.get("MBT_LIVE_HANDOFF_DISABLED", "") == "1"
+    def disabled(self) -> bool:
+        """The live-handoff kill switch, as operators set it now."""
+        return self.flags.killed("live-handoff")
 
     # ---- eligibility ------------------------------------------------------------------------
     async def eligibility(self, user_id: str, tier: str) -> Eligibility:

@@ -42,7 +42,14 @@ async def build(rt: Runtime) -> ServiceHost:
         queue_pessimistic=os.environ.get("MBT_QUEUE_PESSIMISTIC", "") == "1",
     )
     app = OrdersApp(
-        rt.engine, box, MatchingEngine(calendar, config), accounts, marketdata, s, ownership
+        rt.engine,
+        box,
+        MatchingEngine(calendar, config),
+        accounts,
+        marketdata,
+        s,
+        ownership,
+        rt.flags,
     )
     servicer = OrdersServicer(app, calendar, rt.bus)
 

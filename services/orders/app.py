@@ -47,6 +47,7 @@ from services.platform.auth import Principal
 from services.platform.clients import ServiceChannel
 from services.platform.db import UnitOfWork
 from services.platform.errors import FailedPrecondition, MbtError, Unavailable
+from services.platform.flags import RuntimeFlags
 from services.platform.outbox import Outbox
 from services.platform.settings import Settings
 
@@ -65,6 +66,7 @@ class OrdersApp:
         marketdata: ServiceChannel,
         settings: Settings,
         ownership: Ownership | None = None,
+        flags: RuntimeFlags | None = None,
     ) -> None:
 
         self.db = engine
@@ -75,6 +77,8 @@ class OrdersApp:
         self.marketdata = marketdata
         self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
         self.settings = settings
+        # kill switches and FLAG_MBT_PAPER_TRADING, changed at run time (NATS KV)
+        self.flags = flags or RuntimeFlags.from_settings(settings)
         # the partitions this process owns; every write checks the fence first
         self.ownership = ownership or Ownership()
         self.fence = self.ownership.fence
@@ -104,15 +108,24 @@ class OrdersApp:
                 await self.persist(events)
 
     # ---- commands -----------------------------------------------------------------------
-    async def submit(
-        self, user: Principal, intent: OrderIntent, replaces: str | None = None
-    ) -> dict[str, Any]:
-        if self.settings.trading_disabled:
+    def check_new_orders(self) -> None:
+        """The kill switches, as they are now (operators flip them at run time)."""
+        if self.flags.killed("trading"):
             raise Unavailable("trading is disabled (read-only mode)", reason="TRADING_DISABLED")
-        if self.settings.new_orders_disabled:
+        if self.flags.killed("new-orders"):
             raise Unavailable(
                 "new orders are disabled; views and cancels still work",
                 reason="NEW_ORDERS_DISABLED",
+            )
+
+    async def submit(
+        self, user: Principal, intent: OrderIntent, replaces: str | None = None
+    ) -> dict[str, Any]:
+        self.check_new_orders()
+        if self.flags.paper_mode(user.user_id) == "off":
+            raise FailedPrecondition(
+                "paper trading on MBT is not switched on for your account yet",
+                reason="PAPER_TRADING_OFF",
             )
         if self.feed_stale_reason:
             raise Unavailable(
@@ -157,7 +170,7 @@ class OrdersApp:
         row = await self.get_for_user(user.user_id, order_id)
         if row["status"] not in records.OPEN_STATUSES:
             return row
-        if self.settings.trading_disabled:
+        if self.flags.killed("trading"):
             raise Unavailable("trading is disabled (read-only mode)", reason="TRADING_DISABLED")
         async with self.lock:
             events = self.matching.cancel(order_id, self.sim_now)
@@ -204,11 +217,7 @@ class OrdersApp:
         Like Alpaca, this is cancel-then-submit: the old order leaves the book first (and its
         hold is released), so a replacement never needs buying power for both.
         """
-        if self.settings.trading_disabled or self.settings.new_orders_disabled:
-            raise Unavailable(
-                "new orders are disabled; views and cancels still work",
-                reason="NEW_ORDERS_DISABLED",
-            )
+        self.check_new_orders()
         old = await self.get_for_user(user.user_id, order_id)
         if old["legs"]:
             raise FailedPrecondition(

@@ -52,10 +52,13 @@ class Peers:
                 request, metadata=md, timeout=TIMEOUT_S, wait_for_ready=True
             )
         except grpc.aio.AioRpcError as err:
-            if err.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+            typed = error_from_rpc(err)
+            # the owner's own refusal (a kill switch, stale data) carries its reason through;
+            # a bare transport failure means the owner is not reachable
+            if typed.reason in ("UNAVAILABLE", "DEADLINE_EXCEEDED"):
                 raise Unavailable(
                     f"the orders instance for this account ({addr}) is not reachable; retry",
                     reason="PARTITION_UNAVAILABLE",
                 ) from None
-            raise error_from_rpc(err) from None
+            raise typed from None
         return reply

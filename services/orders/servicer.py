@@ -109,6 +109,7 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
         self, request: pb.ReplayOrdersRequest, context: Ctx
     ) -> pb.ReplayOrdersResponse:
         require_user()
+        self.app.check_new_orders()  # a replay is new orders too, if simulated ones
         return await run_replay(request, self.app.marketdata, self.calendar)
 
     async def SubmitOrder(self, request: pb.SubmitOrderRequest, context: Ctx) -> pb.Order:

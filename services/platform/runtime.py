@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.platform.bus import Bus
 from services.platform.credentials import CredentialRegistry
 from services.platform.db import SchemaMigrations, make_engine, migrate
+from services.platform.flags import RuntimeFlags
 from services.platform.grpc_server import ServiceHost, configure_logging
 from services.platform.ratelimit import RateLimiter, default_limits
 from services.platform.settings import Settings
@@ -27,6 +28,8 @@ class Runtime:
     bus: Bus
     registry: CredentialRegistry = field(default_factory=CredentialRegistry)
     limiter: RateLimiter | None = None
+    # kill switches and FLAG_MBT_PAPER_TRADING, watched from NATS KV (env: start-up defaults)
+    flags: RuntimeFlags = field(default_factory=RuntimeFlags)
 
 
 async def start_runtime(
@@ -41,7 +44,14 @@ async def start_runtime(
     if settings.rate_limits:
         await _ensure_stream_racing_peers(bus)
         limiter = RateLimiter(bus, tier_limits=settings.tier_limits or default_limits())
-    return Runtime(name=name, settings=settings, engine=engine, bus=bus, limiter=limiter)
+    return Runtime(
+        name=name,
+        settings=settings,
+        engine=engine,
+        bus=bus,
+        limiter=limiter,
+        flags=RuntimeFlags.from_settings(settings),
+    )
 
 
 async def _ensure_stream_racing_peers(bus: Bus) -> None:
@@ -72,6 +82,7 @@ async def serve(
     host.limiter = rt.limiter
     host.operator_token = settings.operator_token
     host.background.append(lambda: rt.registry.follow(rt.bus))
+    host.background.append(lambda: rt.flags.follow(rt.bus))
 
     async def close() -> None:
         if rt.limiter is not None:

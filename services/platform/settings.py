@@ -34,6 +34,11 @@ class Settings:
     """MBT_TRADING_DISABLED=1: read-only; submits answer UNAVAILABLE (503)."""
     new_orders_disabled: bool = False
     """MBT_NEW_ORDERS_DISABLED=1: views and cancels work, new submits refused."""
+    live_handoff_disabled: bool = False
+    """MBT_LIVE_HANDOFF_DISABLED=1: live enrollment and live orders refused."""
+    paper_trading: str = "on"
+    """FLAG_MBT_PAPER_TRADING: off | shadow | on. These four are start-up defaults; operators
+    change them at run time (services/platform/flags.py)."""
     rp_id: str = "localhost"
     origins: tuple[str, ...] = ("http://localhost:8080",)
     replay_speed: float = 1.0
@@ -65,6 +70,8 @@ class Settings:
             service_addrs=addrs,
             trading_disabled=_flag(e, "MBT_TRADING_DISABLED"),
             new_orders_disabled=_flag(e, "MBT_NEW_ORDERS_DISABLED"),
+            live_handoff_disabled=_flag(e, "MBT_LIVE_HANDOFF_DISABLED"),
+            paper_trading=e.get("FLAG_MBT_PAPER_TRADING", "on").strip().lower(),
             rp_id=e.get("MBT_RP_ID", "localhost"),
             origins=tuple(
                 o.strip()

@@ -44,7 +44,9 @@ async def build(rt: Runtime) -> ServiceHost:
     projected = await lifecycle.project_all() + await keys.project_all()
     log.info("credential registry: %d sessions and keys projected", projected)
     handoff = ServiceChannel(s.service_addrs["handoff"], caller="sessions", secret=s.jwt_secret)
-    servicer = SessionsServicer(handlers, accounts, rt.bus, orders, lifecycle, keys, handoff)
+    servicer = SessionsServicer(
+        handlers, accounts, rt.bus, orders, lifecycle, keys, handoff, rt.flags
+    )
     engine = rt.engine
 
     async def on_job(msg: Msg) -> None:

@@ -350,6 +350,19 @@ class SessionsHandlers:
             )
         return grant
 
+    async def audit_detail(self, actor: str, action: str, detail: dict[str, Any]) -> None:
+        async with self.db.begin() as conn:
+            await conn.execute(
+                audit_log.insert().values(actor=actor[:80], action=action, detail=detail)
+            )
+
+    async def email_of(self, user_id: str) -> str:
+        async with self.db.connect() as conn:
+            return str(
+                (await conn.execute(select(users.c.email).where(users.c.id == user_id))).scalar()
+                or ""
+            )
+
     async def audit(self, actor: str, action: str) -> None:
         async with self.db.begin() as conn:
             await conn.execute(audit_log.insert().values(actor=actor, action=action, detail={}))

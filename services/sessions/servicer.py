@@ -23,6 +23,7 @@ from services.platform.bus import Bus
 from services.platform.clients import ServiceChannel
 from services.platform.credentials import UserEntry
 from services.platform.errors import InvalidArgument
+from services.platform.flags import KILL_SWITCHES, PAPER_MODES, FlagValue, RuntimeFlags, flag_key
 from services.platform.wire import ts_to_wire
 from services.sessions import privacy
 from services.sessions.api_keys import ApiKeys, spend_step_up
@@ -69,6 +70,18 @@ def _api_key(row: dict[str, Any], secret: str = "") -> pb.ApiKey:
     )
 
 
+def _flag(key: str, v: FlagValue, email: str) -> pb.RuntimeFlag:
+    return pb.RuntimeFlag(
+        key=key,
+        value=v.value,
+        set_by=v.by,
+        reason=v.reason,
+        set_at=v.at,
+        source=v.source,
+        email=email,
+    )
+
+
 class SessionsServicer(pb_grpc.SessionsServiceServicer):
     def __init__(
         self,
@@ -79,7 +92,9 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         lifecycle: SessionLifecycle,
         keys: ApiKeys,
         handoff: ServiceChannel | None = None,
+        flags: RuntimeFlags | None = None,
     ) -> None:
+        self.flags = flags or RuntimeFlags()
         self.handoff = handoff
         self.handoff_stub = (
             handoff_grpc.HandoffServiceStub(handoff.channel) if handoff is not None else None
@@ -229,6 +244,57 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         return pb.SpentStepUp(
             bound_sha256=str(row["bound_to"]), assertion_json=str(row["assertion"] or "")
         )
+
+    async def SetRuntimeFlag(
+        self, request: pb.SetRuntimeFlagRequest, context: Ctx
+    ) -> pb.RuntimeFlag:
+        operator = require_operator()
+        name, value = request.name.strip().lower(), request.value.strip().lower()
+        if not request.reason.strip():
+            raise InvalidArgument("reason", "is required: say why (it is kept in the audit log)")
+        user_id = email = ""
+        if name in ("flag_mbt_paper_trading", "paper"):
+            if value not in (*PAPER_MODES, "default"):
+                raise InvalidArgument("value", f"must be off, shadow, on or default; got {value!r}")
+            if request.email:
+                user_id, email, _ = await self.h.lookup(request.email)
+            key = flag_key("paper", user_id)
+            stored = value
+        elif name in KILL_SWITCHES:
+            if request.email:
+                raise InvalidArgument("email", "kill switches are for everyone, not one user")
+            if value not in ("on", "off", "default"):
+                raise InvalidArgument("value", f"must be on, off or default; got {value!r}")
+            key, stored = flag_key(name), "1" if value == "on" else "0"
+        else:
+            raise InvalidArgument(
+                "name",
+                f"must be one of {', '.join(KILL_SWITCHES)} or FLAG_MBT_PAPER_TRADING; "
+                f"got {request.name!r}",
+            )
+        if value == "default":
+            await self.flags.clear(self.bus, key)
+            v = self.flags.get(key) if not user_id else FlagValue("", source="default")
+        else:
+            v = await self.flags.put(self.bus, key, stored, operator.user_id, request.reason)
+        await self.h.audit_detail(
+            operator.user_id,
+            "flag_change",
+            {"key": key, "value": value, "user_id": user_id, "reason": request.reason[:500]},
+        )
+        return _flag(key, v, email)
+
+    async def ListRuntimeFlags(
+        self, request: pb.ListRuntimeFlagsRequest, context: Ctx
+    ) -> pb.ListRuntimeFlagsResponse:
+        require_operator()
+        out = pb.ListRuntimeFlagsResponse()
+        for key, v in self.flags.describe():
+            email = ""
+            if key.startswith("paper.user."):
+                email = await self.h.email_of(key.removeprefix("paper.user."))
+            out.flags.append(_flag(key, v, email))
+        return out
 
     async def LookupUser(self, request: pb.LookupUserRequest, context: Ctx) -> pb.UserRef:
         require_service()

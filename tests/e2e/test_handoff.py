@@ -73,7 +73,12 @@ class User:
         )
         return str(grant["step_up_id"])
 
-    def connect(self) -> Any:
+    def connect(self, **consent: str) -> Any:
+        landed = self.authorize(**consent)
+        return self.ok("GET", "/api/mbt/handoff/callback", params=dict(landed.params))
+
+    def authorize(self, **consent: str) -> httpx.URL:
+        """Start connecting and approve at the sandbox; where the broker sends the browser."""
         start = self.ok("POST", "/api/mbt/handoff/connect", json={"step_up_id": self.step_up()})
         url = httpx.URL(start["authorize_url"])
         params = dict(url.params)
@@ -81,11 +86,12 @@ class User:
         with httpx.Client() as h:  # the user approves at the sandbox broker
             page = h.get(url)
             assert page.status_code == 200 and "Approve" in page.text
-            back = h.post(url.copy_with(query=None), data={**params, "decision": "approve"})
+            form = {**params, "decision": "approve", **consent}
+            back = h.post(url.copy_with(query=None), data=form)
         assert back.status_code == 302
         landed = httpx.URL(back.headers["location"])
         assert landed.path == "/api/mbt/handoff/callback"
-        return self.ok("GET", "/api/mbt/handoff/callback", params=dict(landed.params))
+        return landed
 
     def prepare(self, symbol: str = "AAPL", qty: str = "1", **extra: str) -> Any:
         body = {"symbol": symbol, "side": "buy", "qty": qty, **extra}
@@ -208,6 +214,43 @@ def test_the_gate_then_connect_and_a_signed_live_order_fills_apart_from_paper(
     assert challenge[16:].hex() == order["payload_sha256"]
 
 
+def test_oauth_state_scope_and_session_are_checked(live: RunningSystem, tmp_path: Path) -> None:
+    u = graduated(live, tmp_path, "oauth@example.com")
+    # a grant without trading (the user unticked it) is refused and nothing is kept
+    landed = u.authorize(granted_scope="data")
+    r = u.call("GET", "/api/mbt/handoff/callback", params=dict(landed.params))
+    assert r.status_code == 400 and "without trading" in r.json()["error"]["message"]
+    assert not u.ok("GET", "/api/mbt/handoff")["enrolled"]
+    # the callback is single use: replaying it (same state and code) is refused
+    r = u.call("GET", "/api/mbt/handoff/callback", params=dict(landed.params))
+    assert r.status_code == 400 and "state" in r.json()["error"]["message"]
+    # another session of the same user may not complete this session's authorization
+    landed = u.authorize()
+    cid = u.ok("POST", "/api/mbt/sessions/logins", json={"email": u.email})
+    cred = u.key.get(cid["options_json"], origin_for(u.url))
+    fin = httpx.post(
+        f"{u.url}/api/mbt/sessions/logins/{cid['ceremony_id']}:finish",
+        json={"credential_json": cred},
+    )
+    assert fin.status_code == 200, fin.text
+    second = fin.headers["set-cookie"].split("mbt_session=", 1)[1].split(";", 1)[0]
+    r = httpx.get(
+        f"{u.url}/api/mbt/handoff/callback",
+        params=dict(landed.params),
+        headers={"authorization": f"Bearer {second}"},
+    )
+    assert r.status_code == 403 and "another session" in r.json()["error"]["message"]
+    # a declined authorization says so
+    start = u.ok("POST", "/api/mbt/handoff/connect", json={"step_up_id": u.step_up()})
+    r = u.call(
+        "GET",
+        "/api/mbt/handoff/callback",
+        params={"state": start["state"], "error": "access_denied"},
+    )
+    assert r.status_code == 400 and "access_denied" in r.json()["error"]["message"]
+    assert not u.ok("GET", "/api/mbt/handoff")["enrolled"]
+
+
 def test_tampered_or_replayed_step_ups_are_refused(live: RunningSystem, tmp_path: Path) -> None:
     u = graduated(live, tmp_path, "tamper@example.com")
     u.connect()
@@ -328,3 +371,21 @@ def test_the_cli_walkthrough(live: RunningSystem, tmp_path: Path) -> None:
     table = run_cli(cfg, live.url, "live", "orders").stdout
     assert o["live_order_id"][:8] in table and "filled" in table
     assert "disconnected" in run_cli(cfg, live.url, "handoff", "disconnect").stdout
+
+
+def test_the_live_handoff_kill_switch_flips_at_run_time(
+    live: RunningSystem, tmp_path: Path
+) -> None:
+    u = graduated(live, tmp_path, "switch@example.com")
+    u.connect()
+    admin(live, tmp_path / "ops", "kill", "live-handoff", "on", "--reason", "e2e: broker incident")
+    st = wait_for(
+        lambda: (s := u.ok("GET", "/api/mbt/handoff"))["disabled"] and s, timeout=5, what="off"
+    )
+    assert not st["eligible"] and "switched off" in st["reason"]
+    r = u.call("POST", "/api/mbt/live/orders", json={"symbol": "AAPL", "side": "buy", "qty": "1"})
+    assert r.status_code == 400 and "switched off" in r.json()["error"]["message"]
+    admin(live, tmp_path / "ops", "kill", "live-handoff", "off", "--reason", "e2e: resolved")
+    wait_for(lambda: u.ok("GET", "/api/mbt/handoff")["eligible"], timeout=5, what="back on")
+    order = u.prepare()
+    assert u.send(order, u.step_up(order["payload_sha256"])).status_code == 200

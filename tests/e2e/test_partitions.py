@@ -151,3 +151,131 @@ def test_two_instances_trade_survive_a_kill_and_fence_a_stale_owner(two: Running
         assert {x.id for x in listed(stub, victim)} == before | {o.id}
     log = (two.data_dir / "logs" / "orders-1.log").read_text()
     assert "fenced out" in log
+
+
+def _admin(system: RunningSystem, *args: str) -> Any:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
+    p = subprocess.run(
+        [sys.executable, "-m", "mbt.cli", "admin", *args, "--operator", "sre-pat", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def _refusal(stub: Any, token: str) -> str | None:
+    """The reason a submit is refused with, or None if it was accepted."""
+    try:
+        submit(stub, token, f"probe-{uuid.uuid4()}")
+    except grpc.RpcError as err:
+        return f"{err.code().name}: {err.details()}"
+    return None
+
+
+def test_kill_switches_flip_at_run_time_on_every_instance(two: RunningSystem) -> None:
+    import httpx
+
+    token = signup_http(two.url, "kill-switch@example.com")[0]
+    h = {"authorization": f"Bearer {token}"}
+    resting = [
+        httpx.post(
+            f"{two.url}/api/mbt/orders",
+            headers=h,
+            json={
+                "symbol": "IBM",
+                "side": "buy",
+                "qty": "1",
+                "order_type": "limit",
+                "limit_price": "1.00",
+                "time_in_force": "gtc",
+            },
+        ).json()["data"]["id"]
+        for _ in range(2)
+    ]
+    addrs = json.loads((two.data_dir / "endpoints.json").read_text())["orders_instances"]
+    channels = [grpc.insecure_channel(a) for a in addrs]
+    stubs = [ogrpc.OrdersServiceStub(c) for c in channels]
+    try:
+        assert all(_refusal(s, token) is None for s in stubs)
+
+        t0 = time.monotonic()
+        _admin(two, "kill", "new-orders", "on", "--reason", "e2e: incident drill")
+        seen = []
+        for s in stubs:  # every instance refuses, within a second of the flip
+            wait_for(lambda s=s: _refusal(s, token), timeout=5, what="new orders refused")
+            seen.append(time.monotonic() - t0)
+        assert max(seen) <= 1.0, seen
+        why = _refusal(stubs[0], token) or ""
+        assert why.startswith("UNAVAILABLE") and "new orders are disabled" in why, why
+        r = httpx.delete(f"{two.url}/api/mbt/orders/{resting[0]}", headers=h)
+        assert r.status_code == 200 and r.json()["data"]["status"] == "canceled"  # cancels work
+        replay = httpx.post(
+            f"{two.url}/api/mbt/replays",
+            headers=h,
+            json={
+                "start_time": "2013-10-07T15:00:00Z",
+                "end_time": "2013-10-07T15:10:00Z",
+                "orders": [{"symbol": "IBM", "side": "buy", "qty": "1"}],
+            },
+        )
+        assert replay.status_code == 503, replay.text  # replays are new orders too
+
+        _admin(two, "kill", "trading", "on", "--reason", "e2e: read-only")
+        wait_for(
+            lambda: (
+                httpx.delete(f"{two.url}/api/mbt/orders/{resting[1]}", headers=h).status_code == 503
+            ),
+            timeout=5,
+            what="cancels refused in read-only mode",
+        )
+        flags = {f["key"]: f for f in _admin(two, "flags")["flags"]}
+        assert (
+            flags["kill.trading"]["value"] == "1" and flags["kill.trading"]["source"] == "runtime"
+        )
+        assert flags["kill.new-orders"]["set_by"].endswith("sre-pat")
+
+        _admin(two, "kill", "trading", "off", "--reason", "e2e: over")
+        _admin(two, "kill", "new-orders", "default", "--reason", "e2e: back to the environment")
+        t1 = time.monotonic()
+        for s in stubs:
+            wait_for(lambda s=s: _refusal(s, token) is None, timeout=5, what="submits accepted")
+        assert time.monotonic() - t1 <= 2.0
+        r = httpx.delete(f"{two.url}/api/mbt/orders/{resting[1]}", headers=h)
+        assert r.status_code == 200 and r.json()["data"]["status"] == "canceled"
+
+        # FLAG_MBT_PAPER_TRADING for one user: off refuses that user only; shadow keeps MBT writing
+        other = signup_http(two.url, "still-on@example.com")[0]
+        _admin(
+            two,
+            "flag",
+            "set",
+            "FLAG_MBT_PAPER_TRADING",
+            "off",
+            "--user",
+            "kill-switch@example.com",
+            "--reason",
+            "e2e: not migrated",
+        )
+        wait_for(lambda: "paper trading" in (_refusal(stubs[0], token) or ""), timeout=5)
+        assert _refusal(stubs[0], other) is None and _refusal(stubs[1], other) is None
+        _admin(
+            two,
+            "flag",
+            "set",
+            "FLAG_MBT_PAPER_TRADING",
+            "shadow",
+            "--user",
+            "kill-switch@example.com",
+            "--reason",
+            "e2e: shadow",
+        )
+        wait_for(lambda: _refusal(stubs[1], token) is None, timeout=5, what="shadow writes")
+    finally:
+        for c in channels:
+            c.close()

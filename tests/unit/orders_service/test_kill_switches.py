@@ -14,7 +14,8 @@ from services.orders.app import OrdersApp
 from services.orders.domain.model import OrderType, Side, TimeInForce
 from services.orders.validation import OrderIntent
 from services.platform.auth import Principal
-from services.platform.errors import Unavailable
+from services.platform.errors import FailedPrecondition, Unavailable
+from services.platform.flags import FlagValue, RuntimeFlags
 from services.platform.settings import Settings
 
 pytestmark = pytest.mark.anyio
@@ -26,6 +27,7 @@ def app(**flags: Any) -> OrdersApp:
     settings = Settings(database_url="", nats_url="", jwt_secret=b"x" * 32, **flags)
     a = OrdersApp.__new__(OrdersApp)
     a.settings = settings
+    a.flags = RuntimeFlags.from_settings(settings)  # the environment's start-up defaults
     a.feed_stale_reason = ""
     return a
 
@@ -48,3 +50,15 @@ async def test_stale_market_data_pauses_new_orders() -> None:
     with pytest.raises(Unavailable, match="market data is stale") as ei:
         await a.submit(USER, INTENT)
     assert ei.value.reason == "MARKET_DATA_STALE"
+
+
+async def test_a_runtime_flip_wins_over_the_environment_and_flips_back() -> None:
+    a = app()
+    a.flags.values["kill.new-orders"] = FlagValue("1", by="operator:pat")  # as the watch applies
+    with pytest.raises(Unavailable, match="new orders are disabled"):
+        await a.submit(USER, INTENT)
+    a.flags.values["kill.new-orders"] = FlagValue("0", by="operator:pat")
+    a.flags.values["paper.user.u1"] = FlagValue("off")
+    with pytest.raises(FailedPrecondition) as ei:  # this user is not on MBT yet
+        await a.submit(USER, INTENT)
+    assert ei.value.reason == "PAPER_TRADING_OFF"

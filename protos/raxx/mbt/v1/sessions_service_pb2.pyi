@@ -820,3 +820,118 @@ class UserRef(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UserRef: _TypeAlias = UserRef  # noqa: Y015
+
+@_typing.final
+class SetRuntimeFlagRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """a kill switch ("trading", "new-orders", "live-handoff") or "FLAG_MBT_PAPER_TRADING" """
+    value: _builtins.str
+    """kill switches: "on" (refuse) | "off"; the paper flag: "off" | "shadow" | "on"; "default"
+    drops the runtime value (the start-up environment applies again)
+    """
+    email: _builtins.str
+    """the paper flag only: one user's email (empty: everyone)"""
+    reason: _builtins.str
+    """why (required; kept in the audit log)"""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        value: _builtins.str = ...,
+        email: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "reason", b"reason", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetRuntimeFlagRequest: _TypeAlias = SetRuntimeFlagRequest  # noqa: Y015
+
+@_typing.final
+class RuntimeFlag(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    SET_BY_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    SET_AT_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    """the flag's key in the MBT_FLAGS bucket (kill.trading, paper, paper.user.<id>)"""
+    value: _builtins.str
+    """kill switches "1" (on) or "0"; the paper flag off | shadow | on"""
+    set_by: _builtins.str
+    """the operator who set it"""
+    reason: _builtins.str
+    """why"""
+    set_at: _builtins.str
+    """when (RFC 3339)"""
+    source: _builtins.str
+    """"runtime" (set by an operator) or "environment" (the start-up default)"""
+    email: _builtins.str
+    """the user a per-user value is for"""
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        value: _builtins.str = ...,
+        set_by: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        set_at: _builtins.str = ...,
+        source: _builtins.str = ...,
+        email: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "key", b"key", "reason", b"reason", "set_at", b"set_at", "set_by", b"set_by", "source", b"source", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RuntimeFlag: _TypeAlias = RuntimeFlag  # noqa: Y015
+
+@_typing.final
+class ListRuntimeFlagsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRuntimeFlagsRequest: _TypeAlias = ListRuntimeFlagsRequest  # noqa: Y015
+
+@_typing.final
+class ListRuntimeFlagsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FLAGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def flags(self) -> _containers.RepeatedCompositeFieldContainer[Global___RuntimeFlag]:
+        """every flag with a value, by key"""
+
+    def __init__(
+        self,
+        *,
+        flags: _abc.Iterable[Global___RuntimeFlag] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flags", b"flags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRuntimeFlagsResponse: _TypeAlias = ListRuntimeFlagsResponse  # noqa: Y015

@@ -105,6 +105,16 @@ class SessionsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpendStepUpRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpentStepUp.FromString,
                 _registered_method=True)
+        self.SetRuntimeFlag = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/SetRuntimeFlag',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SetRuntimeFlagRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RuntimeFlag.FromString,
+                _registered_method=True)
+        self.ListRuntimeFlags = channel.unary_unary(
+                '/raxx.mbt.v1.SessionsService/ListRuntimeFlags',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListRuntimeFlagsRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListRuntimeFlagsResponse.FromString,
+                _registered_method=True)
         self.LookupUser = channel.unary_unary(
                 '/raxx.mbt.v1.SessionsService/LookupUser',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.LookupUserRequest.SerializeToString,
@@ -243,6 +253,21 @@ class SessionsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetRuntimeFlag(self, request, context):
+        """Operator: set a kill switch, or FLAG_MBT_PAPER_TRADING for everyone or one user, at run
+        time; every replica of every service sees it within a second. Audited with who and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuntimeFlags(self, request, context):
+        """Operator: every runtime flag, its value and where it comes from.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LookupUser(self, request, context):
         """Service-only: a user by email (operator commands name users by email).
         """
@@ -357,6 +382,16 @@ def add_SessionsServiceServicer_to_server(servicer, server):
                     servicer.SpendStepUp,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpendStepUpRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpentStepUp.SerializeToString,
+            ),
+            'SetRuntimeFlag': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetRuntimeFlag,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SetRuntimeFlagRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RuntimeFlag.SerializeToString,
+            ),
+            'ListRuntimeFlags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuntimeFlags,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListRuntimeFlagsRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListRuntimeFlagsResponse.SerializeToString,
             ),
             'LookupUser': grpc.unary_unary_rpc_method_handler(
                     servicer.LookupUser,
@@ -768,6 +803,60 @@ class SessionsService:
             '/raxx.mbt.v1.SessionsService/SpendStepUp',
             raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpendStepUpRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SpentStepUp.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetRuntimeFlag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/SetRuntimeFlag',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.SetRuntimeFlagRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.RuntimeFlag.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuntimeFlags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.SessionsService/ListRuntimeFlags',
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListRuntimeFlagsRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_sessions__service__pb2.ListRuntimeFlagsResponse.FromString,
             options,
             channel_credentials,
             insecure,

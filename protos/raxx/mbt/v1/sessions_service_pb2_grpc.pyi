@@ -69,6 +69,12 @@ class SessionsServiceStub:
     """Service-only: spend a user's step-up grant for an action another service performs (a live
     order, a handoff enrollment); answers what it approved and the passkey's signature.
     """
+    SetRuntimeFlag: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.SetRuntimeFlagRequest, _sessions_service_pb2.RuntimeFlag]
+    """Operator: set a kill switch, or FLAG_MBT_PAPER_TRADING for everyone or one user, at run
+    time; every replica of every service sees it within a second. Audited with who and why.
+    """
+    ListRuntimeFlags: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.ListRuntimeFlagsRequest, _sessions_service_pb2.ListRuntimeFlagsResponse]
+    """Operator: every runtime flag, its value and where it comes from."""
     LookupUser: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.LookupUserRequest, _sessions_service_pb2.UserRef]
     """Service-only: a user by email (operator commands name users by email)."""
     ExportMyData: _grpc.UnaryUnaryMultiCallable[_sessions_service_pb2.ExportMyDataRequest, _sessions_service_pb2.DataExport]
@@ -123,6 +129,12 @@ class SessionsServiceAsyncStub(SessionsServiceStub):
     """Service-only: spend a user's step-up grant for an action another service performs (a live
     order, a handoff enrollment); answers what it approved and the passkey's signature.
     """
+    SetRuntimeFlag: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.SetRuntimeFlagRequest, _sessions_service_pb2.RuntimeFlag]  # type: ignore[assignment]
+    """Operator: set a kill switch, or FLAG_MBT_PAPER_TRADING for everyone or one user, at run
+    time; every replica of every service sees it within a second. Audited with who and why.
+    """
+    ListRuntimeFlags: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.ListRuntimeFlagsRequest, _sessions_service_pb2.ListRuntimeFlagsResponse]  # type: ignore[assignment]
+    """Operator: every runtime flag, its value and where it comes from."""
     LookupUser: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.LookupUserRequest, _sessions_service_pb2.UserRef]  # type: ignore[assignment]
     """Service-only: a user by email (operator commands name users by email)."""
     ExportMyData: _aio.UnaryUnaryMultiCallable[_sessions_service_pb2.ExportMyDataRequest, _sessions_service_pb2.DataExport]  # type: ignore[assignment]
@@ -258,6 +270,24 @@ class SessionsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Service-only: spend a user's step-up grant for an action another service performs (a live
         order, a handoff enrollment); answers what it approved and the passkey's signature.
         """
+
+    @_abc_1.abstractmethod
+    def SetRuntimeFlag(
+        self,
+        request: _sessions_service_pb2.SetRuntimeFlagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.RuntimeFlag, _abc.Awaitable[_sessions_service_pb2.RuntimeFlag]]:
+        """Operator: set a kill switch, or FLAG_MBT_PAPER_TRADING for everyone or one user, at run
+        time; every replica of every service sees it within a second. Audited with who and why.
+        """
+
+    @_abc_1.abstractmethod
+    def ListRuntimeFlags(
+        self,
+        request: _sessions_service_pb2.ListRuntimeFlagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sessions_service_pb2.ListRuntimeFlagsResponse, _abc.Awaitable[_sessions_service_pb2.ListRuntimeFlagsResponse]]:
+        """Operator: every runtime flag, its value and where it comes from."""
 
     @_abc_1.abstractmethod
     def LookupUser(
