@@ -100,6 +100,9 @@ class Account:
     by_client_id: dict[str, str] = field(default_factory=dict)
     positions: dict[str, Decimal] = field(default_factory=dict)
     listeners: set[asyncio.Queue[dict[str, Any]]] = field(default_factory=set)
+    cost_basis: dict[str, Decimal] = field(default_factory=dict)  # avg entry price by symbol
+    activities: list[dict[str, Any]] = field(default_factory=list)
+    history: dict[str, Any] = field(default_factory=dict)  # portfolio history, as Alpaca's
 
 
 class SandboxBroker:
@@ -111,6 +114,7 @@ class SandboxBroker:
         self.redirect_uris = set(redirect_uris)
         self.grants: dict[str, Grant] = {}
         self.tokens: dict[str, tuple[str, str]] = {}  # token -> (account id, scope)
+        self.api_keys: dict[str, tuple[str, str]] = {}  # key id -> (account id, secret)
         self.accounts: dict[str, Account] = {}
         self.prices: dict[str, Decimal] = {}
         self.order_delay_s = 0.0
@@ -226,6 +230,13 @@ class SandboxBroker:
     # ---- Trading API ------------------------------------------------------------------------
     def _account_of(self, request: Request, scope: str = "") -> Account | None:
         auth = request.headers.get("authorization", "")
+        key_id = request.headers.get("apca-api-key-id", "")
+        if key_id:  # a paper account's API key (the importer's and shadow mode's credentials)
+            found_key = self.api_keys.get(key_id)
+            secret = request.headers.get("apca-api-secret-key", "")
+            if found_key is None or not secrets.compare_digest(found_key[1], secret):
+                return None
+            return self.accounts[found_key[0]]
         if not auth.startswith("Bearer "):
             return None
         found = self.tokens.get(auth[7:])
@@ -379,6 +390,9 @@ class SandboxBroker:
             orders = [o for o in orders if o["status"] in ("new", "accepted", "partially_filled")]
         elif status == "closed":
             orders = [o for o in orders if o["status"] in ("filled", "canceled", "rejected")]
+        orders.sort(
+            key=lambda o: o["submitted_at"], reverse=request.query_params.get("direction") != "asc"
+        )
         return JSONResponse(orders)
 
     async def get_order(self, request: Request) -> Response:
@@ -404,6 +418,81 @@ class SandboxBroker:
         if oid is None:
             return _error(404, 40410000, "order not found")
         return JSONResponse(acct.orders[oid])
+
+    async def positions(self, request: Request) -> Response:
+        acct = self._account_of(request)
+        if acct is None:
+            return _error(401, 40110000, "request is not authorized")
+        out = []
+        for sym, qty in sorted(acct.positions.items()):
+            if qty == 0:
+                continue
+            price = self.prices.get(sym, DEFAULT_PRICE)
+            basis = acct.cost_basis.get(sym, price)
+            out.append(
+                {
+                    "asset_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sandbox:{sym}")),
+                    "symbol": sym,
+                    "exchange": "NASDAQ",
+                    "asset_class": "us_option" if len(sym) > 12 else "us_equity",
+                    "avg_entry_price": str(basis),
+                    "qty": str(qty),
+                    "qty_available": str(qty),
+                    "side": "long" if qty > 0 else "short",
+                    "market_value": str(qty * price),
+                    "cost_basis": str(qty * basis),
+                    "unrealized_pl": str(qty * (price - basis)),
+                    "current_price": str(price),
+                    "asset_marginable": True,
+                }
+            )
+        return JSONResponse(out)
+
+    async def account_activities(self, request: Request) -> Response:
+        acct = self._account_of(request)
+        if acct is None:
+            return _error(401, 40110000, "request is not authorized")
+        q = request.query_params
+        rows = sorted(acct.activities, key=lambda a: a["id"], reverse=q.get("direction") != "asc")
+        if q.get("page_token"):
+            token = q["page_token"]
+            rows = [
+                a
+                for a in rows
+                if (a["id"] < token if q.get("direction") != "asc" else a["id"] > token)
+            ]
+        return JSONResponse(rows[: int(q.get("page_size", "100"))])
+
+    async def portfolio_history(self, request: Request) -> Response:
+        acct = self._account_of(request)
+        if acct is None:
+            return _error(401, 40110000, "request is not authorized")
+        h = acct.history or {
+            "timestamp": [],
+            "equity": [],
+            "profit_loss": [],
+            "profit_loss_pct": [],
+        }
+        return JSONResponse({"base_value": h.get("base_value", 0), "timeframe": "1D", **h})
+
+    async def control_paper_account(self, request: Request) -> Response:
+        """Pre-populate a paper account reachable with an API key (what the importer reads)."""
+        body = await request.json()
+        acct = Account(str(uuid.uuid4()), "PA" + secrets.token_hex(5).upper())
+        acct.cash = Decimal(str(body.get("cash", "100000")))
+        for p in body.get("positions", []):
+            acct.positions[p["symbol"]] = Decimal(str(p["qty"]))
+            acct.cost_basis[p["symbol"]] = Decimal(str(p["avg_entry_price"]))
+        for o in body.get("orders", []):
+            order = {**self._new_order(o), **{k: v for k, v in o.items() if k != "qty"}}
+            acct.orders[order["id"]] = order
+            acct.by_client_id[order["client_order_id"]] = order["id"]
+        acct.activities = list(body.get("activities", []))
+        acct.history = dict(body.get("history", {}))
+        self.prices.update({k: Decimal(str(v)) for k, v in body.get("prices", {}).items()})
+        self.accounts[acct.id] = acct
+        self.api_keys[str(body["key_id"])] = (acct.id, str(body["secret_key"]))
+        return JSONResponse({"account_id": acct.id, "account_number": acct.number})
 
     # ---- the trade_updates stream -----------------------------------------------------------
     async def stream(self, ws: WebSocket) -> None:
@@ -504,6 +593,9 @@ def build_app(broker: SandboxBroker) -> Starlette:
             Route("/oauth/token", broker.token, methods=["POST"]),
             Route("/oauth/revoke", broker.revoke, methods=["POST"]),
             Route("/v2/account", broker.account, methods=["GET"]),
+            Route("/v2/positions", broker.positions, methods=["GET"]),
+            Route("/v2/account/activities", broker.account_activities, methods=["GET"]),
+            Route("/v2/account/portfolio/history", broker.portfolio_history, methods=["GET"]),
             Route("/v2/orders", broker.submit, methods=["POST"]),
             Route("/v2/orders", broker.list_orders, methods=["GET"]),
             Route("/v2/orders:by_client_order_id", broker.by_client_id, methods=["GET"]),
@@ -512,6 +604,7 @@ def build_app(broker: SandboxBroker) -> Starlette:
             Route("/sandbox/prices", broker.control_prices, methods=["POST"]),
             Route("/sandbox/faults", broker.control_faults, methods=["POST"]),
             Route("/sandbox/orders", broker.control_orders, methods=["GET"]),
+            Route("/sandbox/paper-accounts", broker.control_paper_account, methods=["POST"]),
         ]
     )
 

@@ -44,12 +44,19 @@ def operator_channel(
     return grpc.insecure_channel(addr), md
 
 
-def _call(ns: argparse.Namespace, service: str, method: str, request: Any, stub_cls: Any) -> Any:
+def _call(
+    ns: argparse.Namespace,
+    service: str,
+    method: str,
+    request: Any,
+    stub_cls: Any,
+    timeout: float = 15,
+) -> Any:
     import grpc
 
     channel, md = operator_channel(ns, service)
     try:
-        return getattr(stub_cls(channel), method)(request, metadata=md, timeout=15)
+        return getattr(stub_cls(channel), method)(request, metadata=md, timeout=timeout)
     except grpc.RpcError as err:
         code = err.code()
         if code == grpc.StatusCode.UNAVAILABLE:
@@ -166,6 +173,53 @@ def cmd_flags(ns: argparse.Namespace) -> None:
         print("\n".join(_flag_line(f) for f in reply.flags))
 
 
+def cmd_import_alpaca(ns: argparse.Namespace) -> None:
+    from google.protobuf import json_format
+
+    from raxx.mbt.v1 import accounts_service_pb2 as apb
+    from raxx.mbt.v1 import accounts_service_pb2_grpc as arpc
+    from raxx.mbt.v1 import sessions_service_pb2 as spb
+    from raxx.mbt.v1 import sessions_service_pb2_grpc as srpc
+
+    try:
+        secret = Path(ns.secret_file).read_text().strip()
+    except OSError as exc:
+        raise CliError(
+            f"cannot read the Alpaca secret from {ns.secret_file}: {exc.strerror}"
+        ) from None
+    user = _call(
+        ns,
+        "sessions",
+        "LookupUser",
+        spb.LookupUserRequest(email=ns.email),
+        srpc.SessionsServiceStub,
+    )
+    req = apb.ImportAlpacaAccountRequest(
+        user_id=user.user_id,
+        alpaca_key_id=ns.key_id,
+        alpaca_secret_key=secret,
+        alpaca_url=ns.alpaca_url or "",
+    )
+    r = _call(ns, "accounts", "ImportAlpacaAccount", req, arpc.AccountsServiceStub, timeout=300)
+    if ns.json:
+        data = json_format.MessageToDict(
+            r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    done = ", ".join(r.steps_done) or "nothing (every step was done before)"
+    print(
+        f"{ns.email} <- Alpaca paper {r.alpaca_account_number}: did {done}\n"
+        f"  cash {r.cash}, {r.positions} positions, +{r.activities_added} activities, "
+        f"+{r.snapshots_added} daily equity points, +{r.orders_added} orders"
+        + (
+            f"\n  {r.open_orders_skipped} open orders at Alpaca not carried over: re-enter them"
+            if r.open_orders_skipped
+            else ""
+        )
+    )
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     admin_common = argparse.ArgumentParser(add_help=False, parents=[common])
     admin_common.add_argument("--data-dir", help="the data dir of `mbt up` (or $MBT_DATA_DIR)")
@@ -205,3 +259,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     a.add_parser("flags", parents=[admin_common], help="every runtime flag").set_defaults(
         func=cmd_flags
     )
+    im = a.add_parser(
+        "import-alpaca", parents=[admin_common], help="import a user's Alpaca paper account"
+    )
+    im.add_argument("email")
+    im.add_argument("--key-id", required=True, help="the Alpaca paper account's API key id")
+    im.add_argument("--secret-file", required=True, help="a file holding its secret key")
+    im.add_argument("--alpaca-url", help="Trading API base (default paper-api.alpaca.markets)")
+    im.set_defaults(func=cmd_import_alpaca)

@@ -23,7 +23,8 @@ async def build(rt: Runtime) -> ServiceHost:
     engine, s = rt.engine, rt.settings
     md = ServiceChannel(s.service_addrs["marketdata"], caller="accounts", secret=s.jwt_secret)
     calendar = MarketCalendar()
-    servicer = AccountsServicer(engine, md, calendar)
+    orders = ServiceChannel(s.service_addrs["orders"], caller="accounts", secret=s.jwt_secret)
+    servicer = AccountsServicer(engine, md, calendar, orders)
     consumer = TradeEventConsumer(engine)
     stream = TRADES_STREAM.name or "MBT_TRADES"
 
@@ -60,7 +61,7 @@ async def build(rt: Runtime) -> ServiceHost:
         ],
         service_names=[SERVICE],
         background=[consume, run_jobs, follow],
-        on_shutdown=[md.close],
+        on_shutdown=[md.close, orders.close],
     )
 
 

@@ -12,11 +12,12 @@ from services.accounts.adapters.tables import (
     activities,
     eod_snapshots,
     holds,
+    imports,
     positions,
 )
 from services.platform.privacy import rows_to_json
 
-OWNED = (activities, positions, holds, eod_snapshots)
+OWNED = (activities, positions, holds, eod_snapshots, imports)
 
 
 async def export_user(engine: AsyncEngine, user_id: str) -> str:

@@ -21,7 +21,7 @@ from services.accounts.ledger_batch import multiplier_of
 from services.accounts.settlement import NEW_YORK, unsettled_proceeds
 from services.conventions.calendar import MarketCalendar
 from services.conventions.decimals import dec_to_wire, money
-from services.platform.auth import require_service, require_user
+from services.platform.auth import require_operator, require_service, require_user
 from services.platform.clients import ServiceChannel
 from services.platform.errors import FailedPrecondition, InvalidArgument, MbtError, NotFound
 from services.platform.pagination import next_page_token, page_bounds
@@ -50,7 +50,9 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         engine: AsyncEngine,
         marketdata: ServiceChannel,
         calendar: MarketCalendar | None = None,
+        orders: ServiceChannel | None = None,
     ) -> None:
+        self.orders = orders
         self.calendar = calendar
         self.engine = engine
         self.md = marketdata
@@ -506,6 +508,35 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                 for c in cycles
             ],
             consecutive_profitable=consecutive_profitable(cycles),
+        )
+
+    async def ImportAlpacaAccount(
+        self, request: pb.ImportAlpacaAccountRequest, context: Ctx
+    ) -> pb.ImportAlpacaAccountResponse:
+        require_operator()
+        from services.accounts.alpaca_import import import_alpaca
+        from services.platform.secret import Secret
+
+        if self.orders is None:
+            raise FailedPrecondition("this accounts process has no orders channel")
+        r = await import_alpaca(
+            self.engine,
+            self.orders,
+            request.user_id,
+            request.alpaca_key_id,
+            Secret(request.alpaca_secret_key),
+            request.alpaca_url,
+        )
+        return pb.ImportAlpacaAccountResponse(
+            alpaca_account_number=r.source_account,
+            steps_done=r.done,
+            steps_already_done=r.already,
+            cash=money(r.cash),
+            positions=r.positions,
+            activities_added=r.activities_added,
+            snapshots_added=r.snapshots_added,
+            orders_added=r.orders_added,
+            open_orders_skipped=r.open_orders_skipped,
         )
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: Ctx) -> pb.Account:

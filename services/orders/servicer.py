@@ -67,6 +67,14 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
         require_service()
         return acct_pb.UserDataExport(json=await privacy.export_user(self.app.db, request.user_id))
 
+    async def ImportOrders(
+        self, request: pb.ImportOrdersRequest, context: Ctx
+    ) -> pb.ImportOrdersResponse:
+        require_service()
+        from services.orders.importer import import_orders
+
+        return await import_orders(self.app.db, request)
+
     async def ReplaceOrder(self, request: pb.ReplaceOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()
         if not self.app.ownership.owns(user.user_id):

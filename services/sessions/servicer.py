@@ -14,6 +14,7 @@ from raxx.mbt.v1 import orders_service_pb2_grpc as orders_grpc
 from raxx.mbt.v1 import sessions_service_pb2 as pb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as pb_grpc
 from services.platform.auth import (
+    current_principal,
     require_operator,
     require_passkey_session,
     require_service,
@@ -22,7 +23,7 @@ from services.platform.auth import (
 from services.platform.bus import Bus
 from services.platform.clients import ServiceChannel
 from services.platform.credentials import UserEntry
-from services.platform.errors import InvalidArgument
+from services.platform.errors import InvalidArgument, PermissionDenied
 from services.platform.flags import KILL_SWITCHES, PAPER_MODES, FlagValue, RuntimeFlags, flag_key
 from services.platform.wire import ts_to_wire
 from services.sessions import privacy
@@ -297,7 +298,9 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
         return out
 
     async def LookupUser(self, request: pb.LookupUserRequest, context: Ctx) -> pb.UserRef:
-        require_service()
+        p = current_principal()
+        if p is None or not (p.is_service or p.is_operator):
+            raise PermissionDenied("internal method: MBT services and operators only")
         user_id, email, tier = await self.h.lookup(request.email)
         return pb.UserRef(user_id=user_id, email=email, tier=tier)
 

@@ -123,6 +123,23 @@ eod_snapshots = Table(
 
 outbox = outbox_table(metadata)
 
+# One row per account imported from Alpaca paper: which source account, and the steps done
+# (services/accounts/alpaca_import.py); a rerun skips them, a crashed run resumes after them.
+imports = Table(
+    "imports",
+    metadata,
+    Column("account_id", String(36), ForeignKey(accounts.c.id), primary_key=True),
+    Column("source_account", Text, nullable=False),
+    Column("steps", JSONB, nullable=False, server_default="[]"),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+)
+IMPORTS_DDL = (
+    "CREATE TABLE IF NOT EXISTS accounts.imports (account_id varchar(36) PRIMARY KEY "
+    "REFERENCES accounts.accounts (id), source_account text NOT NULL, steps jsonb NOT NULL "
+    "DEFAULT '[]', started_at timestamptz NOT NULL DEFAULT now(), finished_at timestamptz)"
+)
+
 EOD_SNAPSHOTS_DDL = """
 CREATE TABLE IF NOT EXISTS accounts.eod_snapshots (
     account_id varchar(36) NOT NULL REFERENCES accounts.accounts (id),
@@ -189,5 +206,6 @@ MIGRATIONS = SchemaMigrations(
         sql("ALTER TABLE accounts.activities ADD COLUMN IF NOT EXISTS realized_pl numeric(20, 6)"),
         sql(*HELD_CASH_DDL),
         sql("ALTER TABLE accounts.outbox ADD COLUMN IF NOT EXISTS partition smallint"),
+        sql(IMPORTS_DDL),
     ],
 )

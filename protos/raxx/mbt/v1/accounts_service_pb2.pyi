@@ -908,3 +908,91 @@ class ListMonthlyCyclesResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListMonthlyCyclesResponse: _TypeAlias = ListMonthlyCyclesResponse  # noqa: Y015
+
+@_typing.final
+class ImportAlpacaAccountRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ALPACA_KEY_ID_FIELD_NUMBER: _builtins.int
+    ALPACA_SECRET_KEY_FIELD_NUMBER: _builtins.int
+    ALPACA_URL_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """the MBT user to import into"""
+    alpaca_key_id: _builtins.str
+    """the Alpaca paper account's API key id"""
+    alpaca_secret_key: _builtins.str
+    """its secret (used for this call only; never stored or logged)"""
+    alpaca_url: _builtins.str
+    """the Trading API's base URL (default https://paper-api.alpaca.markets)"""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        alpaca_key_id: _builtins.str = ...,
+        alpaca_secret_key: _builtins.str = ...,
+        alpaca_url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpaca_key_id", b"alpaca_key_id", "alpaca_secret_key", b"alpaca_secret_key", "alpaca_url", b"alpaca_url", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportAlpacaAccountRequest: _TypeAlias = ImportAlpacaAccountRequest  # noqa: Y015
+
+@_typing.final
+class ImportAlpacaAccountResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALPACA_ACCOUNT_NUMBER_FIELD_NUMBER: _builtins.int
+    STEPS_DONE_FIELD_NUMBER: _builtins.int
+    STEPS_ALREADY_DONE_FIELD_NUMBER: _builtins.int
+    CASH_FIELD_NUMBER: _builtins.int
+    POSITIONS_FIELD_NUMBER: _builtins.int
+    ACTIVITIES_ADDED_FIELD_NUMBER: _builtins.int
+    SNAPSHOTS_ADDED_FIELD_NUMBER: _builtins.int
+    ORDERS_ADDED_FIELD_NUMBER: _builtins.int
+    OPEN_ORDERS_SKIPPED_FIELD_NUMBER: _builtins.int
+    alpaca_account_number: _builtins.str
+    """the Alpaca account imported"""
+    cash: _builtins.str
+    """the MBT account's cash after the import"""
+    positions: _builtins.int
+    """positions in the MBT account"""
+    activities_added: _builtins.int
+    """activities added by this run"""
+    snapshots_added: _builtins.int
+    """daily equity points added by this run"""
+    orders_added: _builtins.int
+    """closed orders added by this run"""
+    open_orders_skipped: _builtins.int
+    """orders open at Alpaca, not carried over (re-enter them on MBT)"""
+    @_builtins.property
+    def steps_done(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """steps done by this run (account, positions, activities, history, orders)"""
+
+    @_builtins.property
+    def steps_already_done(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """steps an earlier run had already done"""
+
+    def __init__(
+        self,
+        *,
+        alpaca_account_number: _builtins.str = ...,
+        steps_done: _abc.Iterable[_builtins.str] | None = ...,
+        steps_already_done: _abc.Iterable[_builtins.str] | None = ...,
+        cash: _builtins.str = ...,
+        positions: _builtins.int = ...,
+        activities_added: _builtins.int = ...,
+        snapshots_added: _builtins.int = ...,
+        orders_added: _builtins.int = ...,
+        open_orders_skipped: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activities_added", b"activities_added", "alpaca_account_number", b"alpaca_account_number", "cash", b"cash", "open_orders_skipped", b"open_orders_skipped", "orders_added", b"orders_added", "positions", b"positions", "snapshots_added", b"snapshots_added", "steps_already_done", b"steps_already_done", "steps_done", b"steps_done"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportAlpacaAccountResponse: _TypeAlias = ImportAlpacaAccountResponse  # noqa: Y015

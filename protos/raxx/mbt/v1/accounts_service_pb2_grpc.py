@@ -105,6 +105,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesResponse.FromString,
                 _registered_method=True)
+        self.ImportAlpacaAccount = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/ImportAlpacaAccount',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountResponse.FromString,
+                _registered_method=True)
 
 
 class AccountsServiceServicer:
@@ -213,6 +218,15 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportAlpacaAccount(self, request, context):
+        """Operator: import a user's Alpaca paper account (cash, positions with cost basis, order and
+        fill history, activities, daily equity) through alpaca-py. One-shot, idempotent,
+        resumable: each step is recorded when done; a rerun changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -285,6 +299,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.ListMonthlyCycles,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesResponse.SerializeToString,
+            ),
+            'ImportAlpacaAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportAlpacaAccount,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -666,6 +685,33 @@ class AccountsService:
             '/raxx.mbt.v1.AccountsService/ListMonthlyCycles',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListMonthlyCyclesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportAlpacaAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/ImportAlpacaAccount',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,11 @@ class AccountsServiceStub:
     """Internal (service principal only): a user's monthly paper cycles from the end-of-day
     snapshots (the graduation record live handoff checks).
     """
+    ImportAlpacaAccount: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ImportAlpacaAccountRequest, _accounts_service_pb2.ImportAlpacaAccountResponse]
+    """Operator: import a user's Alpaca paper account (cash, positions with cost basis, order and
+    fill history, activities, daily equity) through alpaca-py. One-shot, idempotent,
+    resumable: each step is recorded when done; a rerun changes nothing.
+    """
 
 @_typing.type_check_only
 class AccountsServiceAsyncStub(AccountsServiceStub):
@@ -108,6 +113,11 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     ListMonthlyCycles: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ListMonthlyCyclesRequest, _accounts_service_pb2.ListMonthlyCyclesResponse]  # type: ignore[assignment]
     """Internal (service principal only): a user's monthly paper cycles from the end-of-day
     snapshots (the graduation record live handoff checks).
+    """
+    ImportAlpacaAccount: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ImportAlpacaAccountRequest, _accounts_service_pb2.ImportAlpacaAccountResponse]  # type: ignore[assignment]
+    """Operator: import a user's Alpaca paper account (cash, positions with cost basis, order and
+    fill history, activities, daily equity) through alpaca-py. One-shot, idempotent,
+    resumable: each step is recorded when done; a rerun changes nothing.
     """
 
 class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -230,6 +240,17 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_service_pb2.ListMonthlyCyclesResponse, _abc.Awaitable[_accounts_service_pb2.ListMonthlyCyclesResponse]]:
         """Internal (service principal only): a user's monthly paper cycles from the end-of-day
         snapshots (the graduation record live handoff checks).
+        """
+
+    @_abc_1.abstractmethod
+    def ImportAlpacaAccount(
+        self,
+        request: _accounts_service_pb2.ImportAlpacaAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.ImportAlpacaAccountResponse, _abc.Awaitable[_accounts_service_pb2.ImportAlpacaAccountResponse]]:
+        """Operator: import a user's Alpaca paper account (cash, positions with cost basis, order and
+        fill history, activities, daily equity) through alpaca-py. One-shot, idempotent,
+        resumable: each step is recorded when done; a rerun changes nothing.
         """
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -694,3 +694,183 @@ class ReplayOrdersResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReplayOrdersResponse: _TypeAlias = ReplayOrdersResponse  # noqa: Y015
+
+@_typing.final
+class ImportedFill(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXECUTION_ID_FIELD_NUMBER: _builtins.int
+    QTY_FIELD_NUMBER: _builtins.int
+    PRICE_FIELD_NUMBER: _builtins.int
+    FILLED_AT_FIELD_NUMBER: _builtins.int
+    execution_id: _builtins.str
+    """the execution's id at the source (kept as the fill's id, so a rerun adds nothing)"""
+    qty: _builtins.str
+    """shares or contracts"""
+    price: _builtins.str
+    """the fill price"""
+    @_builtins.property
+    def filled_at(self) -> _timestamp_pb2.Timestamp:
+        """when it filled"""
+
+    def __init__(
+        self,
+        *,
+        execution_id: _builtins.str = ...,
+        qty: _builtins.str = ...,
+        price: _builtins.str = ...,
+        filled_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filled_at", b"filled_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["execution_id", b"execution_id", "filled_at", b"filled_at", "price", b"price", "qty", b"qty"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportedFill: _TypeAlias = ImportedFill  # noqa: Y015
+
+@_typing.final
+class ImportedOrder(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ALPACA_ORDER_ID_FIELD_NUMBER: _builtins.int
+    CLIENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
+    QTY_FIELD_NUMBER: _builtins.int
+    ORDER_TYPE_FIELD_NUMBER: _builtins.int
+    TIME_IN_FORCE_FIELD_NUMBER: _builtins.int
+    LIMIT_PRICE_FIELD_NUMBER: _builtins.int
+    STOP_PRICE_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    FILLED_QTY_FIELD_NUMBER: _builtins.int
+    FILLED_AVG_PRICE_FIELD_NUMBER: _builtins.int
+    SUBMITTED_AT_FIELD_NUMBER: _builtins.int
+    FILLED_AT_FIELD_NUMBER: _builtins.int
+    CANCELED_AT_FIELD_NUMBER: _builtins.int
+    FILLS_FIELD_NUMBER: _builtins.int
+    alpaca_order_id: _builtins.str
+    """the order's id at Alpaca"""
+    client_order_id: _builtins.str
+    """its client_order_id there"""
+    symbol: _builtins.str
+    """symbol"""
+    side: _builtins.str
+    """buy | sell"""
+    qty: _builtins.str
+    """quantity ordered"""
+    order_type: _builtins.str
+    """market | limit | stop | stop_limit"""
+    time_in_force: _builtins.str
+    """day | gtc | ..."""
+    limit_price: _builtins.str
+    """limit price, if any"""
+    stop_price: _builtins.str
+    """stop price, if any"""
+    status: _builtins.str
+    """its final status at Alpaca (filled, canceled, expired, rejected, ...)"""
+    filled_qty: _builtins.str
+    """quantity filled"""
+    filled_avg_price: _builtins.str
+    """average fill price"""
+    @_builtins.property
+    def submitted_at(self) -> _timestamp_pb2.Timestamp:
+        """when it was submitted"""
+
+    @_builtins.property
+    def filled_at(self) -> _timestamp_pb2.Timestamp:
+        """when it filled, if it did"""
+
+    @_builtins.property
+    def canceled_at(self) -> _timestamp_pb2.Timestamp:
+        """when it was canceled or expired, if it was"""
+
+    @_builtins.property
+    def fills(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportedFill]:
+        """its executions"""
+
+    def __init__(
+        self,
+        *,
+        alpaca_order_id: _builtins.str = ...,
+        client_order_id: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        side: _builtins.str = ...,
+        qty: _builtins.str = ...,
+        order_type: _builtins.str = ...,
+        time_in_force: _builtins.str = ...,
+        limit_price: _builtins.str = ...,
+        stop_price: _builtins.str = ...,
+        status: _builtins.str = ...,
+        filled_qty: _builtins.str = ...,
+        filled_avg_price: _builtins.str = ...,
+        submitted_at: _timestamp_pb2.Timestamp | None = ...,
+        filled_at: _timestamp_pb2.Timestamp | None = ...,
+        canceled_at: _timestamp_pb2.Timestamp | None = ...,
+        fills: _abc.Iterable[Global___ImportedFill] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["canceled_at", b"canceled_at", "filled_at", b"filled_at", "submitted_at", b"submitted_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpaca_order_id", b"alpaca_order_id", "canceled_at", b"canceled_at", "client_order_id", b"client_order_id", "filled_at", b"filled_at", "filled_avg_price", b"filled_avg_price", "filled_qty", b"filled_qty", "fills", b"fills", "limit_price", b"limit_price", "order_type", b"order_type", "qty", b"qty", "side", b"side", "status", b"status", "stop_price", b"stop_price", "submitted_at", b"submitted_at", "symbol", b"symbol", "time_in_force", b"time_in_force"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportedOrder: _TypeAlias = ImportedOrder  # noqa: Y015
+
+@_typing.final
+class ImportOrdersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    ORDERS_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """whose"""
+    account_id: _builtins.str
+    """their MBT account"""
+    @_builtins.property
+    def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImportedOrder]:
+        """closed orders, oldest first"""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        orders: _abc.Iterable[Global___ImportedOrder] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "orders", b"orders", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportOrdersRequest: _TypeAlias = ImportOrdersRequest  # noqa: Y015
+
+@_typing.final
+class ImportOrdersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ADDED_FIELD_NUMBER: _builtins.int
+    EXISTING_FIELD_NUMBER: _builtins.int
+    FILLS_ADDED_FIELD_NUMBER: _builtins.int
+    added: _builtins.int
+    """orders newly written"""
+    existing: _builtins.int
+    """orders already there from an earlier run"""
+    fills_added: _builtins.int
+    """fills newly written"""
+    def __init__(
+        self,
+        *,
+        added: _builtins.int = ...,
+        existing: _builtins.int = ...,
+        fills_added: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["added", b"added", "existing", b"existing", "fills_added", b"fills_added"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportOrdersResponse: _TypeAlias = ImportOrdersResponse  # noqa: Y015

@@ -81,6 +81,11 @@ class OrdersServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
                 _registered_method=True)
+        self.ImportOrders = channel.unary_unary(
+                '/raxx.mbt.v1.OrdersService/ImportOrders',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ImportOrdersRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ImportOrdersResponse.FromString,
+                _registered_method=True)
         self.StreamTradeUpdates = channel.unary_stream(
                 '/raxx.mbt.v1.OrdersService/StreamTradeUpdates',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.StreamTradeUpdatesRequest.SerializeToString,
@@ -156,6 +161,14 @@ class OrdersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportOrders(self, request, context):
+        """Internal (service principal only): a user's order history imported from Alpaca paper,
+        kept as closed MBT orders with their fills, never matched again. Idempotent by Alpaca's ids.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamTradeUpdates(self, request, context):
         """The caller's order updates and fills, pushed as they are committed. Each carries a
         sequence that only grows; reconnect with the last one seen (`after_sequence`) to get
@@ -212,6 +225,11 @@ def add_OrdersServiceServicer_to_server(servicer, server):
                     servicer.ExportUserData,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.SerializeToString,
+            ),
+            'ImportOrders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportOrders,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ImportOrdersRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ImportOrdersResponse.SerializeToString,
             ),
             'StreamTradeUpdates': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamTradeUpdates,
@@ -463,6 +481,33 @@ class OrdersService:
             '/raxx.mbt.v1.OrdersService/ExportUserData',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UserDataExport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportOrders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.OrdersService/ImportOrders',
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ImportOrdersRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.ImportOrdersResponse.FromString,
             options,
             channel_credentials,
             insecure,

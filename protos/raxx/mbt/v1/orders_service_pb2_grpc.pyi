@@ -54,6 +54,10 @@ class OrdersServiceStub:
     """
     ExportUserData: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]
     """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
+    ImportOrders: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ImportOrdersRequest, _orders_service_pb2.ImportOrdersResponse]
+    """Internal (service principal only): a user's order history imported from Alpaca paper,
+    kept as closed MBT orders with their fills, never matched again. Idempotent by Alpaca's ids.
+    """
     StreamTradeUpdates: _grpc.UnaryStreamMultiCallable[_orders_service_pb2.StreamTradeUpdatesRequest, _orders_service_pb2.TradeUpdate]
     """The caller's order updates and fills, pushed as they are committed. Each carries a
     sequence that only grows; reconnect with the last one seen (`after_sequence`) to get
@@ -85,6 +89,10 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     """
     ExportUserData: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]  # type: ignore[assignment]
     """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
+    ImportOrders: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ImportOrdersRequest, _orders_service_pb2.ImportOrdersResponse]  # type: ignore[assignment]
+    """Internal (service principal only): a user's order history imported from Alpaca paper,
+    kept as closed MBT orders with their fills, never matched again. Idempotent by Alpaca's ids.
+    """
     StreamTradeUpdates: _aio.UnaryStreamMultiCallable[_orders_service_pb2.StreamTradeUpdatesRequest, _orders_service_pb2.TradeUpdate]  # type: ignore[assignment]
     """The caller's order updates and fills, pushed as they are committed. Each carries a
     sequence that only grows; reconnect with the last one seen (`after_sequence`) to get
@@ -167,6 +175,16 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.UserDataExport, _abc.Awaitable[_accounts_service_pb2.UserDataExport]]:
         """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
+
+    @_abc_1.abstractmethod
+    def ImportOrders(
+        self,
+        request: _orders_service_pb2.ImportOrdersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orders_service_pb2.ImportOrdersResponse, _abc.Awaitable[_orders_service_pb2.ImportOrdersResponse]]:
+        """Internal (service principal only): a user's order history imported from Alpaca paper,
+        kept as closed MBT orders with their fills, never matched again. Idempotent by Alpaca's ids.
+        """
 
     @_abc_1.abstractmethod
     def StreamTradeUpdates(

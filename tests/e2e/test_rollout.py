@@ -1,0 +1,290 @@
+"""Rollout from Alpaca paper (seeds §10): `mbt admin import-alpaca` pulls a populated paper
+account from the sandbox broker through alpaca-py and reproduces it in MBT, and a rerun
+changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.e2e.conftest import RunningSystem, running_system
+from tests.e2e.helpers import signup_http
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def system() -> Iterator[RunningSystem]:
+    with running_system("--speed", "1", "--live-sandbox") as s:
+        yield s
+
+
+def sandbox(system: RunningSystem) -> str:
+    return str(json.loads((system.data_dir / "endpoints.json").read_text())["alpaca_sandbox"])
+
+
+def day(d: str) -> int:
+    return int(datetime.fromisoformat(d).replace(tzinfo=UTC).timestamp())
+
+
+PAPER = {
+    "key_id": "PKIMPORTTEST0001",
+    "secret_key": "import-secret-0001",
+    "cash": "75432.10",
+    "positions": [
+        {"symbol": "AAPL", "qty": "10", "avg_entry_price": "150.25"},
+        {"symbol": "MSFT", "qty": "5", "avg_entry_price": "300.10"},
+    ],
+    "prices": {"AAPL": "151.00", "MSFT": "301.00"},
+    "orders": [
+        {
+            "id": "a-1",
+            "client_order_id": "c-1",
+            "symbol": "AAPL",
+            "qty": "10",
+            "side": "buy",
+            "type": "market",
+            "status": "filled",
+            "filled_qty": "10",
+            "filled_avg_price": "150.25",
+            "submitted_at": "2024-03-04T15:00:00Z",
+            "filled_at": "2024-03-04T15:00:01Z",
+        },
+        {
+            "id": "a-2",
+            "client_order_id": "c-2",
+            "symbol": "MSFT",
+            "qty": "5",
+            "side": "buy",
+            "type": "limit",
+            "limit_price": "300.10",
+            "status": "filled",
+            "filled_qty": "5",
+            "filled_avg_price": "300.10",
+            "submitted_at": "2024-03-05T15:00:00Z",
+            "filled_at": "2024-03-05T15:30:00Z",
+        },
+        {
+            "id": "a-3",
+            "client_order_id": "c-3",
+            "symbol": "TSLA",
+            "qty": "1",
+            "side": "buy",
+            "type": "limit",
+            "limit_price": "1.00",
+            "status": "canceled",
+            "filled_qty": "0",
+            "submitted_at": "2024-03-05T16:00:00Z",
+            "canceled_at": "2024-03-05T17:00:00Z",
+        },
+        {
+            "id": "a-4",
+            "client_order_id": "c-4",
+            "symbol": "AAPL",
+            "qty": "1",
+            "side": "sell",
+            "type": "limit",
+            "limit_price": "999.00",
+            "status": "new",
+            "filled_qty": "0",
+            "submitted_at": "2024-03-06T15:00:00Z",
+        },
+    ],
+    "activities": [
+        {
+            "id": "20240304150001000::f1",
+            "activity_type": "FILL",
+            "order_id": "a-1",
+            "symbol": "AAPL",
+            "side": "buy",
+            "qty": "10",
+            "price": "150.25",
+            "type": "fill",
+            "transaction_time": "2024-03-04T15:00:01Z",
+        },
+        {
+            "id": "20240305153000000::f2",
+            "activity_type": "FILL",
+            "order_id": "a-2",
+            "symbol": "MSFT",
+            "side": "buy",
+            "qty": "5",
+            "price": "300.10",
+            "type": "fill",
+            "transaction_time": "2024-03-05T15:30:00Z",
+        },
+        {
+            "id": "20240306000000000::d1",
+            "activity_type": "DIV",
+            "symbol": "AAPL",
+            "net_amount": "2.40",
+            "qty": "10",
+            "per_share_amount": "0.24",
+            "date": "2024-03-06",
+            "description": "Cash DIV @ 0.24",
+        },
+    ],
+    "history": {
+        "timestamp": [day("2024-03-04"), day("2024-03-05"), day("2024-03-06")],
+        "equity": [100000.0, 99990.5, 100002.4],
+        "profit_loss": [0, -9.5, 11.9],
+        "profit_loss_pct": [0, -0.0001, 0.0001],
+        "base_value": 100000,
+    },
+}
+
+
+def import_alpaca(system: RunningSystem, tmp_path: Path, email: str) -> Any:
+    secret = tmp_path / "alpaca-secret"
+    secret.write_text(PAPER["secret_key"] + "\n")  # type: ignore[operator]
+    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
+    args = [
+        "admin",
+        "import-alpaca",
+        email,
+        "--key-id",
+        str(PAPER["key_id"]),
+        "--secret-file",
+        str(secret),
+        "--alpaca-url",
+        sandbox(system),
+        "--json",
+    ]
+    p = subprocess.run(
+        [sys.executable, "-m", "mbt.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    assert str(PAPER["secret_key"]) not in p.stdout + p.stderr
+    return json.loads(p.stdout)
+
+
+def state(url: str, token: str) -> dict[str, Any]:
+    h = {"authorization": f"Bearer {token}"}
+
+    def get(path: str, **params: str) -> Any:
+        r = httpx.get(f"{url}{path}", headers=h, params=params)
+        assert r.status_code == 200, r.text
+        return r.json()["data"]
+
+    return {
+        "account": get("/api/mbt/account")["cash"],
+        "positions": get("/api/mbt/positions")["positions"],
+        "activities": get("/api/mbt/activities")["activities"],
+        "history": get("/api/mbt/account/history")["points"],
+        "orders": get("/api/mbt/orders", status="all")["orders"],
+        "fills": get("/api/mbt/fills")["fills"],
+    }
+
+
+def test_import_reproduces_the_paper_account_exactly_and_twice_changes_nothing(
+    system: RunningSystem, tmp_path: Path
+) -> None:
+    r = httpx.post(f"{sandbox(system)}/sandbox/paper-accounts", json=PAPER)
+    assert r.status_code == 200, r.text
+    number = r.json()["account_number"]
+    token, _ = signup_http(system.url, "migrating@example.com")
+
+    first = import_alpaca(system, tmp_path, "migrating@example.com")
+    assert first["alpaca_account_number"] == number
+    assert first["steps_done"] == ["account", "positions", "activities", "history", "orders"]
+    assert first["open_orders_skipped"] == 1  # the resting sell is not carried over
+    s = state(system.url, token)
+    assert Decimal(s["account"]) == Decimal(PAPER["cash"])  # type: ignore[arg-type]
+    held = {p["symbol"]: (Decimal(p["qty"]), Decimal(p["avg_entry_price"])) for p in s["positions"]}
+    assert held == {
+        p["symbol"]: (Decimal(p["qty"]), Decimal(p["avg_entry_price"]))
+        for p in PAPER["positions"]  # type: ignore[attr-defined]
+    }
+    kinds = sorted(a["activity_type"] for a in s["activities"])
+    assert kinds == ["dividend", "fill", "fill"]
+    div = next(a for a in s["activities"] if a["activity_type"] == "dividend")
+    assert Decimal(div["amount"]) == Decimal("2.40")
+    fill_amounts = sorted(
+        Decimal(a["amount"]) for a in s["activities"] if a["activity_type"] == "fill"
+    )
+    assert fill_amounts == [Decimal("-1502.50"), Decimal("-1500.50")]  # 5 x 300.10, 10 x 150.25
+    equity = [Decimal(p["equity"]) for p in s["history"]]
+    assert [p["date"] for p in s["history"]] == ["2024-03-04", "2024-03-05", "2024-03-06"]
+    assert equity == [Decimal("100000.00"), Decimal("99990.50"), Decimal("100002.40")]
+    closed = {o["client_order_id"]: o for o in s["orders"]}
+    assert set(closed) == {"c-1", "c-2", "c-3"}
+    assert closed["c-1"]["status"] == "filled" and Decimal(closed["c-1"]["filled_qty"]) == 10
+    assert closed["c-3"]["status"] == "canceled"
+    assert sorted(Decimal(f["price"]) for f in s["fills"]) == [Decimal("150.25"), Decimal("300.10")]
+
+    second = import_alpaca(system, tmp_path, "migrating@example.com")
+    assert second["steps_done"] == [] and second["steps_already_done"] == first["steps_done"]
+    assert state(system.url, token) == s  # a rerun changes nothing
+
+    # another Alpaca account into the same MBT account is refused, naming both
+    other = {**PAPER, "key_id": "PKIMPORTTEST0002"}
+    httpx.post(f"{sandbox(system)}/sandbox/paper-accounts", json=other)
+    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
+    secret = tmp_path / "alpaca-secret"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mbt.cli",
+            "admin",
+            "import-alpaca",
+            "migrating@example.com",
+            "--key-id",
+            "PKIMPORTTEST0002",
+            "--secret-file",
+            str(secret),
+            "--alpaca-url",
+            sandbox(system),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode != 0 and number in p.stderr
+
+
+def test_import_with_bad_credentials_is_refused_and_writes_nothing(
+    system: RunningSystem, tmp_path: Path
+) -> None:
+    token, _ = signup_http(system.url, "wrong-key@example.com")
+    before = state(system.url, token)
+    secret = tmp_path / "bad"
+    secret.write_text("not-the-secret")
+    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mbt.cli",
+            "admin",
+            "import-alpaca",
+            "wrong-key@example.com",
+            "--key-id",
+            "PKNOSUCHKEY",
+            "--secret-file",
+            str(secret),
+            "--alpaca-url",
+            sandbox(system),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode != 0 and "Alpaca refused" in p.stderr and "not-the-secret" not in p.stderr
+    assert state(system.url, token) == before
