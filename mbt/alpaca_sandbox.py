@@ -494,6 +494,16 @@ class SandboxBroker:
         self.api_keys[str(body["key_id"])] = (acct.id, str(body["secret_key"]))
         return JSONResponse({"account_id": acct.id, "account_number": acct.number})
 
+    async def control_adjust(self, request: Request) -> Response:
+        """Move a paper account's cash (to inject a divergence the parity report must catch)."""
+        body = await request.json()
+        found = self.api_keys.get(str(body.get("key_id", "")))
+        if found is None:
+            return _error(404, 40410000, "no paper account with that key")
+        acct = self.accounts[found[0]]
+        acct.cash += Decimal(str(body.get("cash_delta", "0")))
+        return JSONResponse({"cash": str(acct.cash)})
+
     # ---- the trade_updates stream -----------------------------------------------------------
     async def stream(self, ws: WebSocket) -> None:
         await ws.accept()
@@ -605,6 +615,7 @@ def build_app(broker: SandboxBroker) -> Starlette:
             Route("/sandbox/faults", broker.control_faults, methods=["POST"]),
             Route("/sandbox/orders", broker.control_orders, methods=["GET"]),
             Route("/sandbox/paper-accounts", broker.control_paper_account, methods=["POST"]),
+            Route("/sandbox/adjust", broker.control_adjust, methods=["POST"]),
         ]
     )
 

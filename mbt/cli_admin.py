@@ -220,6 +220,71 @@ def cmd_import_alpaca(ns: argparse.Namespace) -> None:
     )
 
 
+def cmd_parity(ns: argparse.Namespace) -> None:
+    from google.protobuf import json_format
+
+    from raxx.mbt.v1 import accounts_service_pb2 as apb
+    from raxx.mbt.v1 import accounts_service_pb2_grpc as arpc
+
+    req = apb.VerifyParityRequest(date=ns.date or "")
+    r = _call(ns, "accounts", "VerifyParity", req, arpc.AccountsServiceStub, timeout=300)
+    if ns.json:
+        data = json_format.MessageToDict(
+            r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    lines = [
+        f"parity {r.date}: {r.users_compared} shadow users, {r.diverging} diverging, "
+        f"max {r.max_divergence_pct}%, {r.orders_compared} orders at Alpaca"
+    ]
+    for u in r.users:
+        state = "ok " if u.ok else "DIVERGES"
+        lines.append(
+            f"  {state} {u.user_id}  equity MBT {u.mbt_equity} / Alpaca {u.alpaca_equity} "
+            f"({u.divergence_pct}%), cash {u.mbt_cash} / {u.alpaca_cash}"
+            + (f"; positions: {', '.join(u.position_diffs)}" if u.position_diffs else "")
+            + (f"; {u.problem}" if u.problem else "")
+        )
+    lines.append(f"criterion (< 0.1% across 10k orders): {r.criterion}")
+    print("\n".join(lines))
+
+
+def cmd_shadow_credentials(ns: argparse.Namespace) -> None:
+    from raxx.mbt.v1 import sessions_service_pb2 as spb
+    from raxx.mbt.v1 import sessions_service_pb2_grpc as srpc
+
+    try:
+        secret = Path(ns.secret_file).read_text().strip()
+    except OSError as exc:
+        raise CliError(
+            f"cannot read the Alpaca secret from {ns.secret_file}: {exc.strerror}"
+        ) from None
+    user = _call(
+        ns,
+        "sessions",
+        "LookupUser",
+        spb.LookupUserRequest(email=ns.email),
+        srpc.SessionsServiceStub,
+    )
+    path = _data_dir(ns) / "shadow-credentials.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        doc = {"users": {}}
+    doc.setdefault("users", {})[user.user_id] = {
+        "key_id": ns.key_id,
+        "secret_key": secret,
+        "url": ns.alpaca_url or "https://paper-api.alpaca.markets",
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(doc, f)
+    os.replace(tmp, path)
+    print(f"{ns.email}: shadow orders go to Alpaca paper key {ns.key_id} (kept in {path}, 0600)")
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     admin_common = argparse.ArgumentParser(add_help=False, parents=[common])
     admin_common.add_argument("--data-dir", help="the data dir of `mbt up` (or $MBT_DATA_DIR)")
@@ -267,3 +332,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     im.add_argument("--secret-file", required=True, help="a file holding its secret key")
     im.add_argument("--alpaca-url", help="Trading API base (default paper-api.alpaca.markets)")
     im.set_defaults(func=cmd_import_alpaca)
+    pa = a.add_parser("parity", parents=[admin_common], help="shadow users: MBT against Alpaca")
+    pa.add_argument("--date", help="the report's day, YYYY-MM-DD (default today)")
+    pa.set_defaults(func=cmd_parity)
+    sc = a.add_parser("shadow-credentials", help="shadow mode's Alpaca paper keys")
+    scs = sc.add_subparsers(dest="shadow_command", required=True)
+    scset = scs.add_parser("set", parents=[admin_common], help="a user's Alpaca paper key")
+    scset.add_argument("email")
+    scset.add_argument("--key-id", required=True)
+    scset.add_argument("--secret-file", required=True, help="a file holding the secret key")
+    scset.add_argument("--alpaca-url", help="Trading API base (default paper-api.alpaca.markets)")
+    scset.set_defaults(func=cmd_shadow_credentials)

@@ -26,6 +26,7 @@ JOBS: dict[str, tuple[str, ...]] = {
     "margin-interest": ("accounts",),
     "option-expiration": ("accounts",),
     "gdpr-erasure": ("sessions",),
+    "verify-parity": ("accounts",),  # shadow users: MBT against Alpaca paper, a report a day
 }
 
 
@@ -113,6 +114,7 @@ class Scheduler:
                 ):
                     await trigger(bus, "mark-to-market", now.date(), now)
                     await trigger(bus, "margin-interest", now.date(), now)
+                    await trigger(bus, "verify-parity", now.date(), now)  # shadow users only
                     last_close_done = now.date()
                 wall = datetime.now(UTC)
                 if last_purge is None or wall - last_purge >= timedelta(hours=1):

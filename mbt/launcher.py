@@ -182,6 +182,8 @@ class System:
         # handoff's key-encryption keyring: a 0600 file in the data dir here, a Secret in k8s
         self.env["MBT_KEK_FILE"] = str(o.data_dir / "handoff-keks.json")
         self.env["MBT_KEK_CREATE"] = "1"
+        # shadow mode's per-user Alpaca paper credentials (`mbt admin shadow-credentials set`)
+        self.env["MBT_SHADOW_CREDENTIALS_FILE"] = str(o.data_dir / "shadow-credentials.json")
         redirect = f"http://127.0.0.1:{o.gateway_port}/api/mbt/handoff/callback"
         self.env["MBT_HANDOFF_REDIRECT_URI"] = redirect
         sandbox_url = ""

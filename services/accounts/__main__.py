@@ -25,6 +25,7 @@ async def build(rt: Runtime) -> ServiceHost:
     calendar = MarketCalendar()
     orders = ServiceChannel(s.service_addrs["orders"], caller="accounts", secret=s.jwt_secret)
     servicer = AccountsServicer(engine, md, calendar, orders)
+    servicer.flags = rt.flags
     consumer = TradeEventConsumer(engine)
     stream = TRADES_STREAM.name or "MBT_TRADES"
 
@@ -34,6 +35,7 @@ async def build(rt: Runtime) -> ServiceHost:
         )
 
     runner = AccountJobRunner(engine, md, calendar)
+    runner.parity = servicer.parity
 
     async def run_jobs() -> None:
         await rt.bus.ensure_stream(JOBS_STREAM)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from nats.aio.msg import Msg
 from sqlalchemy import distinct, select
@@ -34,6 +36,8 @@ class AccountJobRunner:
         self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
         self.calendar = calendar
         self.done: list[str] = []
+        # the nightly shadow parity report (set by the entrypoint: the servicer's)
+        self.parity: Callable[[date], Awaitable[Any]] | None = None
 
     async def closing_marks(self, as_of: date, only: list[str] | None = None) -> dict[str, Decimal]:
         """Mid of each symbol's last quote before the close of `as_of` (default: held ones)."""
@@ -130,6 +134,15 @@ class AccountJobRunner:
         elif job == "retention-purge":
             n = await jobs.purge_retention(self.engine, datetime.fromisoformat(body["now"]))
             log.info("retention purge: %d rows deleted", n)
+        elif job == "verify-parity" and self.parity is not None:
+            report = await self.parity(as_of)
+            log.info(
+                "verify-parity %s: %d users, %d diverging; %s",
+                as_of,
+                report.users_compared,
+                report.diverging,
+                report.criterion,
+            )
         else:
             log.warning("job %s is not implemented yet; trigger acknowledged and ignored", job)
         self.done.append(job)

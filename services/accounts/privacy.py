@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.accounts.adapters.tables import (
@@ -47,4 +47,6 @@ async def erase_user(engine: AsyncEngine, user_id: str) -> int:
         for t in OWNED:
             n += (await conn.execute(delete(t).where(t.c.account_id.in_(ids)))).rowcount or 0
         n += (await conn.execute(delete(accounts).where(accounts.c.id.in_(ids)))).rowcount or 0
+        parity = text("DELETE FROM accounts.parity_reports WHERE user_id = :u")
+        n += (await conn.execute(parity, {"u": user_id})).rowcount or 0
     return n

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +24,7 @@ from services.conventions.decimals import dec_to_wire, money
 from services.platform.auth import require_operator, require_service, require_user
 from services.platform.clients import ServiceChannel
 from services.platform.errors import FailedPrecondition, InvalidArgument, MbtError, NotFound
+from services.platform.flags import RuntimeFlags
 from services.platform.pagination import next_page_token, page_bounds
 from services.platform.wire import (
     parse_date,
@@ -53,6 +54,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         orders: ServiceChannel | None = None,
     ) -> None:
         self.orders = orders
+        self.flags = RuntimeFlags()  # the runtime's, set by the entrypoint
         self.calendar = calendar
         self.engine = engine
         self.md = marketdata
@@ -537,6 +539,42 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             snapshots_added=r.snapshots_added,
             orders_added=r.orders_added,
             open_orders_skipped=r.open_orders_skipped,
+        )
+
+    async def VerifyParity(self, request: pb.VerifyParityRequest, context: Ctx) -> pb.ParityReport:
+        require_operator()
+        day = parse_date("date", request.date) or datetime.now(UTC).date()
+        return await self.parity(day)
+
+    async def parity(self, day: date) -> pb.ParityReport:
+        from services.accounts.parity import verify_parity
+        from services.platform.shadow_credentials import ShadowCredentials
+
+        r = await verify_parity(self.engine, self.flags, ShadowCredentials(), self._mark, day)
+        return pb.ParityReport(
+            date=day.isoformat(),
+            users=[
+                pb.UserParity(
+                    user_id=u.user_id,
+                    ok=u.ok,
+                    mbt_cash=money(u.mbt_cash),
+                    alpaca_cash=money(u.alpaca_cash),
+                    mbt_equity=money(u.mbt_equity),
+                    alpaca_equity=money(u.alpaca_equity),
+                    divergence_pct=str(u.divergence_pct),
+                    position_diffs=[
+                        f"{s} mbt={m} alpaca={a}" for s, (m, a) in u.position_diffs.items()
+                    ],
+                    orders_compared=u.orders_compared,
+                    problem=u.problem,
+                )
+                for u in r.users
+            ],
+            users_compared=len(r.users),
+            diverging=r.diverging,
+            max_divergence_pct=str(r.max_divergence_pct),
+            orders_compared=r.orders_compared,
+            criterion=r.criterion,
         )
 
     async def OpenAccount(self, request: pb.OpenAccountRequest, context: Ctx) -> pb.Account:

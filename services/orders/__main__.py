@@ -12,6 +12,7 @@ from services.orders.domain.engine import EngineConfig, MatchingEngine
 from services.orders.feed import run_market_feed
 from services.orders.partitions import Ownership
 from services.orders.servicer import OrdersServicer
+from services.orders.shadow import ShadowRelay
 from services.platform.bus import TRADES_STREAM
 from services.platform.clients import ServiceChannel
 from services.platform.grpc_server import ServiceHost
@@ -52,6 +53,7 @@ async def build(rt: Runtime) -> ServiceHost:
         rt.flags,
     )
     servicer = OrdersServicer(app, calendar, rt.bus)
+    shadow = ShadowRelay(rt.engine, rt.flags, ownership.owns)
 
     async def relay() -> None:
         assert rt.engine is not None
@@ -82,7 +84,7 @@ async def build(rt: Runtime) -> ServiceHost:
             lambda srv: orders_service_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, srv)
         ],
         service_names=[SERVICE],
-        background=[relay, market, follow, app.run_accepts],
+        background=[relay, market, follow, app.run_accepts, shadow.run_forever],
         on_shutdown=[close],
     )
 

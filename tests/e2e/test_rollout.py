@@ -288,3 +288,125 @@ def test_import_with_bad_credentials_is_refused_and_writes_nothing(
     )
     assert p.returncode != 0 and "Alpaca refused" in p.stderr and "not-the-secret" not in p.stderr
     assert state(system.url, token) == before
+
+
+def admin(system: RunningSystem, *args: str) -> Any:
+    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
+    p = subprocess.run(
+        [sys.executable, "-m", "mbt.cli", "admin", *args, "--operator", "sre-pat"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_a_shadow_day_mirrors_orders_and_parity_catches_a_divergence(
+    system: RunningSystem, tmp_path: Path
+) -> None:
+    from tests.e2e.helpers import set_tier, wait_for
+
+    paper = {"key_id": "PKSHADOW0001", "secret_key": "shadow-secret-0001", "cash": "100000"}
+    httpx.post(f"{sandbox(system)}/sandbox/paper-accounts", json=paper)
+    email = "shadow@example.com"
+    token, _ = signup_http(system.url, email)
+    set_tier(system.data_dir, email, "pro")  # real-time quotes, as the mirror prices them
+    h = {"authorization": f"Bearer {token}"}
+    secret = tmp_path / "shadow-secret"
+    secret.write_text(paper["secret_key"])
+    admin(
+        system,
+        "shadow-credentials",
+        "set",
+        email,
+        "--key-id",
+        paper["key_id"],
+        "--secret-file",
+        str(secret),
+        "--alpaca-url",
+        sandbox(system),
+    )
+    admin(
+        system,
+        "flag",
+        "set",
+        "FLAG_MBT_PAPER_TRADING",
+        "shadow",
+        "--user",
+        email,
+        "--reason",
+        "e2e: shadow day",
+    )
+
+    q = httpx.get(f"{system.url}/api/mbt/quotes/IBM", headers=h).json()["data"]
+    httpx.post(f"{sandbox(system)}/sandbox/prices", json={"IBM": q["ask"]})
+    buy = httpx.post(
+        f"{system.url}/api/mbt/orders",
+        headers=h,
+        json={"symbol": "IBM", "side": "buy", "qty": "10", "order_type": "market"},
+    ).json()["data"]
+    rest = httpx.post(
+        f"{system.url}/api/mbt/orders",
+        headers=h,
+        json={
+            "symbol": "IBM",
+            "side": "buy",
+            "qty": "1",
+            "order_type": "limit",
+            "limit_price": "1.00",
+            "time_in_force": "gtc",
+        },
+    ).json()["data"]
+
+    def at_alpaca(oid: str) -> dict[str, Any] | None:
+        orders = httpx.get(f"{sandbox(system)}/sandbox/orders").json()["orders"]
+        return next((o for o in orders if o["client_order_id"] == oid), None)
+
+    mirrored = wait_for(lambda: at_alpaca(buy["id"]), timeout=30, what="the mirrored buy")
+    assert mirrored["symbol"] == "IBM" and mirrored["qty"] == "10" and mirrored["side"] == "buy"
+    wait_for(lambda: (a := at_alpaca(buy["id"])) and a["status"] == "filled", timeout=30)
+    wait_for(lambda: at_alpaca(rest["id"]), timeout=30, what="the mirrored limit")
+    httpx.delete(f"{system.url}/api/mbt/orders/{rest['id']}", headers=h)
+    wait_for(
+        lambda: (a := at_alpaca(rest["id"])) and a["status"] == "canceled",
+        timeout=30,
+        what="the cancel mirrored",
+    )
+    wait_for(
+        lambda: httpx.get(f"{system.url}/api/mbt/positions", headers=h).json()["data"]["positions"],
+        timeout=30,
+        what="MBT's fill in the ledger",
+    )
+
+    report = json.loads(admin(system, "parity", "--json"))
+    me = [u for u in report["users"] if u["mbt_cash"] and u["alpaca_cash"]]
+    assert len(me) == 1 and me[0]["ok"], report
+    assert Decimal(me[0]["divergence_pct"]) < Decimal("0.1") and not me[0]["position_diffs"]
+    assert me[0]["orders_compared"] >= 2 and "criterion needs 10,000" in report["criterion"]
+
+    httpx.post(
+        f"{sandbox(system)}/sandbox/adjust", json={"key_id": paper["key_id"], "cash_delta": "-500"}
+    )
+    report = json.loads(admin(system, "parity", "--json"))
+    bad = report["users"][0]
+    assert not bad["ok"] and Decimal(bad["divergence_pct"]) >= Decimal("0.5"), report
+    assert report["criterion"].startswith("not met") and report["diverging"] == 1
+    assert "DIVERGES" in admin(system, "parity")
+
+    # cutover, then rollback to shadow: MBT kept writing, nothing of the user's state is lost
+    admin(system, "flag", "set", "FLAG_MBT_PAPER_TRADING", "on", "--user", email, "--reason", "go")
+    before = state(system.url, token)
+    admin(
+        system,
+        "flag",
+        "set",
+        "FLAG_MBT_PAPER_TRADING",
+        "shadow",
+        "--user",
+        email,
+        "--reason",
+        "e2e: rollback",
+    )
+    assert state(system.url, token) == before

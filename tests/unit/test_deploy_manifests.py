@@ -954,6 +954,8 @@ JOBS: dict[str, tuple[str, Callable[[tuple[set[int], ...]], bool]]] = {
     "mark-to-market": ("16:05 on weekdays", lambda f: f == ({5}, {16}, *WEEKDAYS)),
     "option-expiration": ("16:15 on weekdays", lambda f: f == ({15}, {16}, *WEEKDAYS)),
     "dividends": ("09:00 every day", lambda f: f == ({0}, {9}, *ANY_DAY)),
+    # shadow parity after the close's mark-to-market (seeds §10: the nightly verify_parity)
+    "verify-parity": ("16:30 on weekdays", lambda f: f == ({30}, {16}, *WEEKDAYS)),
     "retention-purge": (
         "once an hour",
         lambda f: len(f[0]) == 1 and f[1:] == (set(range(24)), *ANY_DAY),

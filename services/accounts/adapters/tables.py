@@ -134,6 +134,12 @@ imports = Table(
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
 )
+# shadow parity (services/accounts/parity.py): one row per day and shadow user
+PARITY_DDL = (
+    "CREATE TABLE IF NOT EXISTS accounts.parity_reports (report_date date NOT NULL, "
+    "user_id varchar(36) NOT NULL, ok boolean NOT NULL, detail jsonb NOT NULL, "
+    "created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (report_date, user_id))"
+)
 IMPORTS_DDL = (
     "CREATE TABLE IF NOT EXISTS accounts.imports (account_id varchar(36) PRIMARY KEY "
     "REFERENCES accounts.accounts (id), source_account text NOT NULL, steps jsonb NOT NULL "
@@ -207,5 +213,6 @@ MIGRATIONS = SchemaMigrations(
         sql(*HELD_CASH_DDL),
         sql("ALTER TABLE accounts.outbox ADD COLUMN IF NOT EXISTS partition smallint"),
         sql(IMPORTS_DDL),
+        sql(PARITY_DDL),
     ],
 )

@@ -24,6 +24,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from services.platform.db import SchemaMigrations, create_tables, sql
 from services.platform.outbox import outbox_table
 
+# the shadow relay's table, in DDL (the relay reads and writes it with plain SQL)
+SHADOW_DDL = (
+    "CREATE TABLE IF NOT EXISTS orders.shadow_orders (order_id varchar(36) PRIMARY KEY, "
+    "user_id varchar(36) NOT NULL, status text NOT NULL, alpaca_order_id text, "
+    "error text NOT NULL DEFAULT '', sent_at timestamptz NOT NULL DEFAULT now(), "
+    "canceled_at timestamptz)"
+)
+
 SCHEMA = "orders"
 metadata = MetaData(schema=SCHEMA)
 PRICE = Numeric(20, 6)
@@ -127,5 +135,7 @@ MIGRATIONS = SchemaMigrations(
             "epoch bigint NOT NULL, owner text NOT NULL, claimed_at timestamptz)",
             "ALTER TABLE orders.outbox ADD COLUMN IF NOT EXISTS partition smallint",
         ),
+        # shadow mode (services/orders/shadow.py): what was mirrored to Alpaca paper
+        sql(SHADOW_DDL),
     ],
 )

@@ -996,3 +996,127 @@ class ImportAlpacaAccountResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ImportAlpacaAccountResponse: _TypeAlias = ImportAlpacaAccountResponse  # noqa: Y015
+
+@_typing.final
+class VerifyParityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """the report's day, YYYY-MM-DD (default: today, UTC)"""
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date", b"date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyParityRequest: _TypeAlias = VerifyParityRequest  # noqa: Y015
+
+@_typing.final
+class UserParity(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    OK_FIELD_NUMBER: _builtins.int
+    MBT_CASH_FIELD_NUMBER: _builtins.int
+    ALPACA_CASH_FIELD_NUMBER: _builtins.int
+    MBT_EQUITY_FIELD_NUMBER: _builtins.int
+    ALPACA_EQUITY_FIELD_NUMBER: _builtins.int
+    DIVERGENCE_PCT_FIELD_NUMBER: _builtins.int
+    POSITION_DIFFS_FIELD_NUMBER: _builtins.int
+    ORDERS_COMPARED_FIELD_NUMBER: _builtins.int
+    PROBLEM_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """the shadow user"""
+    ok: _builtins.bool
+    """within 0.1% of Alpaca's equity with identical positions"""
+    mbt_cash: _builtins.str
+    """MBT's cash"""
+    alpaca_cash: _builtins.str
+    """Alpaca's cash"""
+    mbt_equity: _builtins.str
+    """MBT's equity (cash + positions at MBT's marks)"""
+    alpaca_equity: _builtins.str
+    """Alpaca's equity"""
+    divergence_pct: _builtins.str
+    """|MBT - Alpaca| / Alpaca equity, in percent"""
+    orders_compared: _builtins.int
+    """the user's orders at Alpaca that day"""
+    problem: _builtins.str
+    """why the user could not be compared"""
+    @_builtins.property
+    def position_diffs(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """symbols whose quantities differ, as "SYMBOL mbt=Q alpaca=Q" """
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        ok: _builtins.bool = ...,
+        mbt_cash: _builtins.str = ...,
+        alpaca_cash: _builtins.str = ...,
+        mbt_equity: _builtins.str = ...,
+        alpaca_equity: _builtins.str = ...,
+        divergence_pct: _builtins.str = ...,
+        position_diffs: _abc.Iterable[_builtins.str] | None = ...,
+        orders_compared: _builtins.int = ...,
+        problem: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["alpaca_cash", b"alpaca_cash", "alpaca_equity", b"alpaca_equity", "divergence_pct", b"divergence_pct", "mbt_cash", b"mbt_cash", "mbt_equity", b"mbt_equity", "ok", b"ok", "orders_compared", b"orders_compared", "position_diffs", b"position_diffs", "problem", b"problem", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UserParity: _TypeAlias = UserParity  # noqa: Y015
+
+@_typing.final
+class ParityReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATE_FIELD_NUMBER: _builtins.int
+    USERS_FIELD_NUMBER: _builtins.int
+    USERS_COMPARED_FIELD_NUMBER: _builtins.int
+    DIVERGING_FIELD_NUMBER: _builtins.int
+    MAX_DIVERGENCE_PCT_FIELD_NUMBER: _builtins.int
+    ORDERS_COMPARED_FIELD_NUMBER: _builtins.int
+    CRITERION_FIELD_NUMBER: _builtins.int
+    date: _builtins.str
+    """YYYY-MM-DD"""
+    users_compared: _builtins.int
+    """users compared"""
+    diverging: _builtins.int
+    """users diverging"""
+    max_divergence_pct: _builtins.str
+    """the largest divergence, in percent"""
+    orders_compared: _builtins.int
+    """orders compared, all users"""
+    criterion: _builtins.str
+    """the seeds' criterion (< 0.1% across 10k orders): met, not met, or not enough orders yet"""
+    @_builtins.property
+    def users(self) -> _containers.RepeatedCompositeFieldContainer[Global___UserParity]:
+        """per user"""
+
+    def __init__(
+        self,
+        *,
+        date: _builtins.str = ...,
+        users: _abc.Iterable[Global___UserParity] | None = ...,
+        users_compared: _builtins.int = ...,
+        diverging: _builtins.int = ...,
+        max_divergence_pct: _builtins.str = ...,
+        orders_compared: _builtins.int = ...,
+        criterion: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["criterion", b"criterion", "date", b"date", "diverging", b"diverging", "max_divergence_pct", b"max_divergence_pct", "orders_compared", b"orders_compared", "users", b"users", "users_compared", b"users_compared"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ParityReport: _TypeAlias = ParityReport  # noqa: Y015

@@ -110,6 +110,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountResponse.FromString,
                 _registered_method=True)
+        self.VerifyParity = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/VerifyParity',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.VerifyParityRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ParityReport.FromString,
+                _registered_method=True)
 
 
 class AccountsServiceServicer:
@@ -227,6 +232,15 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def VerifyParity(self, request, context):
+        """Operator: compare every shadow user's MBT account with their Alpaca paper account
+        (positions, cash, equity), store the day's report and return it (the nightly
+        verify-parity job runs the same).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -304,6 +318,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.ImportAlpacaAccount,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountResponse.SerializeToString,
+            ),
+            'VerifyParity': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyParity,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.VerifyParityRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ParityReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -712,6 +731,33 @@ class AccountsService:
             '/raxx.mbt.v1.AccountsService/ImportAlpacaAccount',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ImportAlpacaAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyParity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/VerifyParity',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.VerifyParityRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ParityReport.FromString,
             options,
             channel_credentials,
             insecure,

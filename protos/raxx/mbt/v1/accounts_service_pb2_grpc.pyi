@@ -73,6 +73,11 @@ class AccountsServiceStub:
     fill history, activities, daily equity) through alpaca-py. One-shot, idempotent,
     resumable: each step is recorded when done; a rerun changes nothing.
     """
+    VerifyParity: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.VerifyParityRequest, _accounts_service_pb2.ParityReport]
+    """Operator: compare every shadow user's MBT account with their Alpaca paper account
+    (positions, cash, equity), store the day's report and return it (the nightly
+    verify-parity job runs the same).
+    """
 
 @_typing.type_check_only
 class AccountsServiceAsyncStub(AccountsServiceStub):
@@ -118,6 +123,11 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """Operator: import a user's Alpaca paper account (cash, positions with cost basis, order and
     fill history, activities, daily equity) through alpaca-py. One-shot, idempotent,
     resumable: each step is recorded when done; a rerun changes nothing.
+    """
+    VerifyParity: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.VerifyParityRequest, _accounts_service_pb2.ParityReport]  # type: ignore[assignment]
+    """Operator: compare every shadow user's MBT account with their Alpaca paper account
+    (positions, cash, equity), store the day's report and return it (the nightly
+    verify-parity job runs the same).
     """
 
 class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -251,6 +261,17 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Operator: import a user's Alpaca paper account (cash, positions with cost basis, order and
         fill history, activities, daily equity) through alpaca-py. One-shot, idempotent,
         resumable: each step is recorded when done; a rerun changes nothing.
+        """
+
+    @_abc_1.abstractmethod
+    def VerifyParity(
+        self,
+        request: _accounts_service_pb2.VerifyParityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.ParityReport, _abc.Awaitable[_accounts_service_pb2.ParityReport]]:
+        """Operator: compare every shadow user's MBT account with their Alpaca paper account
+        (positions, cash, equity), store the day's report and return it (the nightly
+        verify-parity job runs the same).
         """
 
 def add_AccountsServiceServicer_to_server(servicer: AccountsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
