@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from gateway.alpaca import AlpacaError, TradeUpdatesSocket, alpaca_routes
@@ -27,7 +27,7 @@ from gateway.browser_stream import trade_updates_sse
 from gateway.observability import RequestLog, metrics
 from gateway.openapi import build_openapi
 from gateway.routes import HttpRoute, build_routes
-from gateway.security import SecurityHeaders, docs_routes
+from gateway.security import SecurityHeaders, console_page, console_routes, docs_routes
 from gateway.sessions import (
     ACCESS_COOKIE,
     REFRESH_COOKIE,
@@ -220,6 +220,9 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         return JSONResponse({"data": {"status": "ok"}, "meta": {}})
 
     async def index(request: Request) -> Response:
+        # a browser gets the web console; programs get the JSON map of the surfaces
+        if "text/html" in request.headers.get("accept", ""):
+            return HTMLResponse(console_page())
         return JSONResponse(
             {
                 "data": {
@@ -249,6 +252,7 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             Route("/openapi.json", openapi),
             Route("/metrics", metrics),
             *docs_routes(),
+            *console_routes(),
             Route(
                 "/api/mbt/stream/trade-updates",
                 trade_updates_sse(gw.channel, gw.config.allowed_origins, vouch),

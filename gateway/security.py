@@ -20,12 +20,17 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["SecurityHeaders", "docs_routes"]
+__all__ = ["SecurityHeaders", "console_routes", "docs_routes"]
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 DOCS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'"
+)
+# the web console at / (its own scripts and styles from /console/, no inline code, no CDN)
+CONSOLE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 PRIVATE_PREFIXES = ("/api/", "/v2/", "/v1beta1/")
 
@@ -40,6 +45,8 @@ class SecurityHeaders:
             return
         path: str = scope.get("path", "")
         csp = DOCS_CSP if path == "/docs" or path.startswith("/docs/") else API_CSP
+        if path == "/" or path.startswith("/console/"):
+            csp = CONSOLE_CSP
         private = path.startswith(PRIVATE_PREFIXES)
 
         async def with_headers(message: Message) -> None:
@@ -89,3 +96,15 @@ def docs_routes() -> list[Route | Mount]:
         Route("/docs/init.js", init),
         Mount("/docs/static", StaticFiles(directory=Path(swagger_ui_path)), name="docs-static"),
     ]
+
+
+CONSOLE_DIR = Path(__file__).parent / "console"
+
+
+def console_routes() -> list[Route | Mount]:
+    """The web console's static assets (shipped in the package; no build step)."""
+    return [Mount("/console", app=StaticFiles(directory=CONSOLE_DIR), name="console")]
+
+
+def console_page() -> str:
+    return (CONSOLE_DIR / "index.html").read_text()
