@@ -163,6 +163,11 @@ def cmd_account(ns: argparse.Namespace) -> None:
                 f"equity       {money(a['equity'])}   "
                 f"(long market value {money(a['long_market_value'])})",
             ]
+            + (
+                ["source       Alpaca paper (shadow mode: MBT keeps its own books too)"]
+                if a.get("source") == "alpaca_paper"
+                else []
+            )
         ),
     )
 

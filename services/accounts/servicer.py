@@ -182,22 +182,43 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             currency="USD",
             default_fill_preference=str(acct["fill_preference"]),
             created_at=ts_to_wire(acct["created_at"]),
+            source="mbt",
         )
+
+    def _shadow_source(self, user_id: str) -> Any:
+        """The user's Alpaca paper credentials while they are in shadow mode (reads come from
+        Alpaca then), else None."""
+        if self.flags.paper_mode(user_id) != "shadow":
+            return None
+        from services.platform.shadow_credentials import ShadowCredentials
+
+        return ShadowCredentials().of(user_id)
 
     async def GetAccount(self, request: pb.GetAccountRequest, context: Ctx) -> pb.Account:
         user = require_user()
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
             held = await handlers.held_amount(conn, str(acct["id"]))
-        return await self._account_message(acct, held)
+        mine = await self._account_message(acct, held)
+        if (creds := self._shadow_source(user.user_id)) is not None:
+            from services.accounts.shadow_reads import alpaca_account
+
+            return await alpaca_account(creds, mine)
+        return mine
 
     async def ListPositions(
         self, request: pb.ListPositionsRequest, context: Ctx
     ) -> pb.ListPositionsResponse:
         user = require_user()
+        if (creds := self._shadow_source(user.user_id)) is not None:
+            from services.accounts.shadow_reads import SOURCE, alpaca_positions
+
+            return pb.ListPositionsResponse(positions=await alpaca_positions(creds), source=SOURCE)
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
-        return pb.ListPositionsResponse(positions=await self._positions(str(acct["id"])))
+        return pb.ListPositionsResponse(
+            positions=await self._positions(str(acct["id"])), source="mbt"
+        )
 
     async def GetPosition(self, request: pb.GetPositionRequest, context: Ctx) -> pb.Position:
         user = require_user()

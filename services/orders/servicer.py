@@ -164,12 +164,20 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
             raise InvalidArgument(
                 "status", f"must be open, closed, all or a status name; got {request.status!r}"
             )
+        if self.app.flags.paper_mode(user.user_id) == "shadow":
+            from services.orders.shadow import alpaca_orders
+            from services.platform.shadow_credentials import ShadowCredentials
+
+            if (creds := ShadowCredentials().of(user.user_id)) is not None:
+                listed = await alpaca_orders(creds, status)
+                return pb.ListOrdersResponse(orders=listed[:size], source="alpaca_paper")
         q = q.order_by(orders.c.submitted_at.desc(), orders.c.id).offset(offset).limit(size + 1)
         async with self.app.db.connect() as conn:
             rows = (await conn.execute(q)).mappings().all()
         return pb.ListOrdersResponse(
             orders=[order_to_pb(r) for r in rows[:size]],
             next_page_token=next_page_token(offset, size, len(rows)),
+            source="mbt",
         )
 
     async def ListFills(self, request: pb.ListFillsRequest, context: Ctx) -> pb.ListFillsResponse:

@@ -208,3 +208,57 @@ def _submit(creds: AlpacaPaperCredentials, body: dict[str, Any]) -> dict[str, An
 
 def _cancel(creds: AlpacaPaperCredentials, alpaca_order_id: str) -> None:
     _client(creds).cancel_order_by_id(alpaca_order_id)
+
+
+def _wire_ts(v: Any) -> Any:
+    from services.platform.wire import ts_to_wire
+
+    if not v:
+        return None
+    return ts_to_wire(datetime.fromisoformat(str(v).replace("Z", "+00:00")))
+
+
+def _order_pb(o: dict[str, Any]) -> Any:
+    from raxx.mbt.v1 import orders_service_pb2 as pb
+
+    return pb.Order(
+        id=str(o.get("client_order_id") or o.get("id")),
+        client_order_id=str(o.get("client_order_id") or ""),
+        symbol=str(o.get("symbol") or ""),
+        side=str(o.get("side") or ""),
+        qty=str(o.get("qty") or ""),
+        order_type=str(o.get("type") or o.get("order_type") or ""),
+        time_in_force=str(o.get("time_in_force") or ""),
+        limit_price=str(o.get("limit_price") or ""),
+        stop_price=str(o.get("stop_price") or ""),
+        status=str(o.get("status") or ""),
+        filled_qty=str(o.get("filled_qty") or "0"),
+        filled_avg_price=str(o.get("filled_avg_price") or ""),
+        status_reason=f"from Alpaca paper (shadow mode; Alpaca order {o.get('id')})",
+        submitted_at=_wire_ts(o.get("submitted_at")),
+        filled_at=_wire_ts(o.get("filled_at")),
+        canceled_at=_wire_ts(o.get("canceled_at")),
+        updated_at=_wire_ts(o.get("updated_at")),
+    )
+
+
+async def alpaca_orders(creds: AlpacaPaperCredentials, status: str) -> list[Any]:
+    """A shadow user's orders as Alpaca paper has them (their reads come from Alpaca)."""
+    from services.platform.errors import Unavailable
+
+    wanted = status if status in ("open", "closed", "all") else "all"
+
+    def call() -> Any:
+        return _client(creds).get("/orders", {"status": wanted, "limit": 500})
+
+    try:
+        listed = await asyncio.to_thread(call)
+    except (APIError, OSError) as err:
+        raise Unavailable(
+            f"shadow mode reads from Alpaca paper, which did not answer ({type(err).__name__})",
+            reason="SHADOW_SOURCE_UNAVAILABLE",
+        ) from None
+    rows = [dict(o) for o in listed]
+    if status not in ("open", "closed", "all"):
+        rows = [o for o in rows if o.get("status") == status]
+    return [_order_pb(o) for o in rows]

@@ -395,9 +395,44 @@ def test_a_shadow_day_mirrors_orders_and_parity_catches_a_divergence(
     assert report["criterion"].startswith("not met") and report["diverging"] == 1
     assert "DIVERGES" in admin(system, "parity")
 
-    # cutover, then rollback to shadow: MBT kept writing, nothing of the user's state is lost
+    # while in shadow, the user's reads come from Alpaca paper (their source of truth)
+    alp = httpx.get(
+        f"{sandbox(system)}/v2/account",
+        headers={"APCA-API-KEY-ID": paper["key_id"], "APCA-API-SECRET-KEY": paper["secret_key"]},
+    ).json()
+    acct = httpx.get(f"{system.url}/api/mbt/account", headers=h).json()["data"]
+    assert acct["source"] == "alpaca_paper" and Decimal(acct["cash"]) == Decimal(alp["cash"])
+    pos = httpx.get(f"{system.url}/api/mbt/positions", headers=h).json()["data"]
+    assert pos["source"] == "alpaca_paper" and [p["qty"] for p in pos["positions"]] == ["10"]
+    listed = httpx.get(f"{system.url}/api/mbt/orders", headers=h, params={"status": "all"})
+    shown = listed.json()["data"]
+    assert shown["source"] == "alpaca_paper" and buy["id"] in [o["id"] for o in shown["orders"]]
+
+    # cutover: MBT is the source; a rollback to shadow and back loses nothing (MBT kept writing)
     admin(system, "flag", "set", "FLAG_MBT_PAPER_TRADING", "on", "--user", email, "--reason", "go")
-    before = state(system.url, token)
+
+    def ledger() -> dict[str, Any]:  # what the user owns, without the moving marks
+        s = state(system.url, token)
+        return {
+            "cash": s["account"],
+            "positions": [(p["symbol"], p["qty"], p["avg_entry_price"]) for p in s["positions"]],
+            "orders": sorted((o["id"], o["status"]) for o in s["orders"]),
+            "fills": sorted(f["id"] for f in s["fills"]),
+            "activities": sorted(a["id"] for a in s["activities"]),
+        }
+
+    from tests.e2e.helpers import wait_for as wait
+
+    wait(
+        lambda: (
+            httpx.get(f"{system.url}/api/mbt/account", headers=h).json()["data"]["source"] == "mbt"
+        ),
+        timeout=5,
+        what="reads from MBT after cutover",
+    )
+    before = ledger()
+    assert before["positions"] == [("IBM", "10", before["positions"][0][2])]
+    assert Decimal(before["cash"]) != Decimal(alp["cash"])  # MBT's own books, not Alpaca's
     admin(
         system,
         "flag",
@@ -409,4 +444,13 @@ def test_a_shadow_day_mirrors_orders_and_parity_catches_a_divergence(
         "--reason",
         "e2e: rollback",
     )
-    assert state(system.url, token) == before
+    wait(
+        lambda: (
+            httpx.get(f"{system.url}/api/mbt/account", headers=h).json()["data"]["source"]
+            == "alpaca_paper"
+        ),
+        timeout=5,
+        what="reads from Alpaca in shadow",
+    )
+    admin(system, "flag", "set", "FLAG_MBT_PAPER_TRADING", "on", "--user", email, "--reason", "go")
+    wait(lambda: ledger() == before, timeout=5, what="the same MBT state after the rollback")

@@ -41,6 +41,7 @@ class Account(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     INITIAL_MARGIN_FIELD_NUMBER: _builtins.int
     MAINTENANCE_MARGIN_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """the account's id"""
     user_id: _builtins.str
@@ -73,6 +74,10 @@ class Account(_message.Message):
     """margin accounts: Reg-T requirements on the current positions"""
     maintenance_margin: _builtins.str
     """Reg-T maintenance requirement (margin accounts; empty otherwise)"""
+    source: _builtins.str
+    """where these figures come from: "mbt", or "alpaca_paper" while the user is in shadow mode
+    (FLAG_MBT_PAPER_TRADING=shadow: Alpaca is the source of truth; MBT keeps its own books)
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """when the account was opened"""
@@ -97,10 +102,11 @@ class Account(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         initial_margin: _builtins.str = ...,
         maintenance_margin: _builtins.str = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "buying_power", b"buying_power", "cash", b"cash", "created_at", b"created_at", "currency", b"currency", "default_fill_preference", b"default_fill_preference", "equity", b"equity", "held_for_orders", b"held_for_orders", "id", b"id", "initial_margin", b"initial_margin", "long_market_value", b"long_market_value", "maintenance_margin", b"maintenance_margin", "profile", b"profile", "short_market_value", b"short_market_value", "status", b"status", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "buying_power", b"buying_power", "cash", b"cash", "created_at", b"created_at", "currency", b"currency", "default_fill_preference", b"default_fill_preference", "equity", b"equity", "held_for_orders", b"held_for_orders", "id", b"id", "initial_margin", b"initial_margin", "long_market_value", b"long_market_value", "maintenance_margin", b"maintenance_margin", "profile", b"profile", "short_market_value", b"short_market_value", "source", b"source", "status", b"status", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -199,6 +205,9 @@ class ListPositionsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     POSITIONS_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """"mbt", or "alpaca_paper" while the user is in shadow mode"""
     @_builtins.property
     def positions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Position]:
         """by symbol"""
@@ -207,10 +216,11 @@ class ListPositionsResponse(_message.Message):
         self,
         *,
         positions: _abc.Iterable[Global___Position] | None = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["positions", b"positions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["positions", b"positions", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

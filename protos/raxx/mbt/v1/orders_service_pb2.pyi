@@ -364,8 +364,13 @@ class ListOrdersResponse(_message.Message):
 
     ORDERS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
     """pass as page_token for the next page (empty: no more)"""
+    source: _builtins.str
+    """"mbt", or "alpaca_paper" while the user is in shadow mode (Alpaca is the source of truth;
+    an order's id there is its client_order_id, the MBT order id it mirrors)
+    """
     @_builtins.property
     def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]:
         """newest first"""
@@ -375,10 +380,11 @@ class ListOrdersResponse(_message.Message):
         *,
         orders: _abc.Iterable[Global___Order] | None = ...,
         next_page_token: _builtins.str = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "orders", b"orders"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "orders", b"orders", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
