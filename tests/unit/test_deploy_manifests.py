@@ -163,7 +163,7 @@ POD_SPEC = {
                 "name": R(str),
                 "emptyDir": O({"sizeLimit": O(str), "medium": O(str)}),
                 "configMap": O({"name": R(str)}),
-                "secret": O({"secretName": R(str)}),
+                "secret": O({"secretName": R(str), "optional": O(bool)}),
             }
         ]
     ),
@@ -544,6 +544,7 @@ def load_source() -> Source:
     readers.append(ROOT / "services/orders/partitions.py")  # the orders instance's own env
     readers.append(ROOT / "services/platform/metrics.py")  # MBT_METRICS_PORT
     readers += sorted((ROOT / "services/handoff").glob("*.py"))  # Alpaca OAuth, the KEK file
+    readers.append(ROOT / "services/platform/shadow_credentials.py")  # shadow mode's keys
     jobs = ROOT / "mbt" / "jobs"
     readers += sorted(jobs.rglob("*.py")) if jobs.is_dir() else []
     readers += [p for p in [ROOT / "mbt" / "jobs.py"] if p.exists()]
