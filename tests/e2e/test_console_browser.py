@@ -148,6 +148,16 @@ def test_a_person_trades_in_the_browser_with_a_passkey(system: RunningSystem, br
     wait(d, ec.presence_of_element_located((By.CSS_SELECTOR, "#equity-chart canvas")))
     shot(d, "console.png")
 
+    # an API key needs a passkey step-up (the virtual authenticator signs it); shown once
+    d.find_element(By.ID, "key-name").send_keys("bot")
+    click(d, By.CSS_SELECTOR, "#key-form button[type=submit]")
+    wait(d, text_in("key-secret", "APCA-API-SECRET-KEY"))
+    wait(d, text_in("keys", "bot"))
+    click(d, By.XPATH, "//table[@id='keys']//button[text()='Revoke']")
+    wait(d, text_in("keys", "revoked"))
+    assert "this one" in d.find_element(By.ID, "sessions").text
+    assert "Pro+" in d.find_element(By.ID, "handoff").text  # the handoff status, and why not
+
     d.find_element(By.ID, "logout").click()
     wait(d, ec.visibility_of_element_located((By.ID, "signed-out")))
     # and back in with the same passkey
