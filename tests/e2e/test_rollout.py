@@ -182,7 +182,11 @@ def state(url: str, token: str) -> dict[str, Any]:
 
     return {
         "account": get("/api/mbt/account")["cash"],
-        "positions": get("/api/mbt/positions")["positions"],
+        # what is owned, not its moving marks (current price, market value)
+        "positions": [
+            {k: p[k] for k in ("symbol", "asset_class", "qty", "avg_entry_price")}
+            for p in get("/api/mbt/positions")["positions"]
+        ],
         "activities": get("/api/mbt/activities")["activities"],
         "history": get("/api/mbt/account/history")["points"],
         "orders": get("/api/mbt/orders", status="all")["orders"],
