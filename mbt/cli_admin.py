@@ -173,11 +173,8 @@ def cmd_flags(ns: argparse.Namespace) -> None:
         print("\n".join(_flag_line(f) for f in reply.flags))
 
 
-def cmd_import_alpaca(ns: argparse.Namespace) -> None:
-    from google.protobuf import json_format
-
-    from raxx.mbt.v1 import accounts_service_pb2 as apb
-    from raxx.mbt.v1 import accounts_service_pb2_grpc as arpc
+def _secret_and_user(ns: argparse.Namespace) -> tuple[str, Any]:
+    """The Alpaca secret from ``--secret-file`` and the user ``ns.email`` names."""
     from raxx.mbt.v1 import sessions_service_pb2 as spb
     from raxx.mbt.v1 import sessions_service_pb2_grpc as srpc
 
@@ -194,6 +191,16 @@ def cmd_import_alpaca(ns: argparse.Namespace) -> None:
         spb.LookupUserRequest(email=ns.email),
         srpc.SessionsServiceStub,
     )
+    return secret, user
+
+
+def cmd_import_alpaca(ns: argparse.Namespace) -> None:
+    from google.protobuf import json_format
+
+    from raxx.mbt.v1 import accounts_service_pb2 as apb
+    from raxx.mbt.v1 import accounts_service_pb2_grpc as arpc
+
+    secret, user = _secret_and_user(ns)
     req = apb.ImportAlpacaAccountRequest(
         user_id=user.user_id,
         alpaca_key_id=ns.key_id,
@@ -251,22 +258,8 @@ def cmd_parity(ns: argparse.Namespace) -> None:
 
 
 def cmd_shadow_credentials(ns: argparse.Namespace) -> None:
-    from raxx.mbt.v1 import sessions_service_pb2 as spb
-    from raxx.mbt.v1 import sessions_service_pb2_grpc as srpc
 
-    try:
-        secret = Path(ns.secret_file).read_text().strip()
-    except OSError as exc:
-        raise CliError(
-            f"cannot read the Alpaca secret from {ns.secret_file}: {exc.strerror}"
-        ) from None
-    user = _call(
-        ns,
-        "sessions",
-        "LookupUser",
-        spb.LookupUserRequest(email=ns.email),
-        srpc.SessionsServiceStub,
-    )
+    secret, user = _secret_and_user(ns)
     path = _data_dir(ns) / "shadow-credentials.json"
     try:
         doc = json.loads(path.read_text())

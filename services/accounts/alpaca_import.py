@@ -24,7 +24,6 @@ from decimal import Decimal
 from typing import Any
 
 from alpaca.common.exceptions import APIError
-from alpaca.trading.client import TradingClient
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -42,6 +41,7 @@ from services.accounts.adapters.tables import (
 from services.platform.clients import ServiceChannel
 from services.platform.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.platform.secret import Secret
+from services.platform.shadow_credentials import AlpacaPaperCredentials, trading_client
 from services.platform.wire import ts_to_wire
 
 __all__ = ["STEPS", "AlpacaSnapshot", "ImportReport", "import_alpaca", "read_alpaca"]
@@ -105,9 +105,7 @@ def _ts(v: Any) -> datetime | None:
 
 def read_alpaca(key_id: str, secret: Secret, url: str) -> AlpacaSnapshot:
     """Read the whole paper account through alpaca-py (blocking: run it in a thread)."""
-    client = TradingClient(
-        api_key=key_id, secret_key=secret.reveal(), paper=True, raw_data=True, url_override=url
-    )
+    client = trading_client(AlpacaPaperCredentials(key_id, secret, url))
     raw: Any = client  # raw_data=True: alpaca-py hands back Alpaca's JSON as dicts
     account = dict(raw.get_account())
     held = [dict(p) for p in raw.get_all_positions()]

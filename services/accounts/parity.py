@@ -17,14 +17,17 @@ from decimal import Decimal
 from typing import Any
 
 from alpaca.common.exceptions import APIError
-from alpaca.trading.client import TradingClient
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.accounts.adapters.tables import accounts, positions
 from services.conventions.occ import is_occ_symbol
 from services.platform.flags import RuntimeFlags
-from services.platform.shadow_credentials import AlpacaPaperCredentials, ShadowCredentials
+from services.platform.shadow_credentials import (
+    AlpacaPaperCredentials,
+    ShadowCredentials,
+    trading_client,
+)
 
 __all__ = ["ParityReport", "UserParity", "verify_parity"]
 
@@ -90,13 +93,7 @@ class ParityReport:
 
 
 def _read_alpaca(creds: AlpacaPaperCredentials, day: date) -> tuple[Any, Any, int]:
-    client: Any = TradingClient(
-        api_key=creds.key_id,
-        secret_key=creds.secret.reveal(),
-        paper=True,
-        raw_data=True,
-        url_override=creds.url,
-    )
+    client = trading_client(creds)
     start = datetime.combine(day, time(0), UTC)
     day_orders = client.get(
         "/orders",

@@ -11,31 +11,20 @@ from decimal import Decimal
 from typing import Any
 
 from alpaca.common.exceptions import APIError
-from alpaca.trading.client import TradingClient
 
 from raxx.mbt.v1 import accounts_service_pb2 as pb
 from services.conventions.decimals import money
 from services.platform.errors import Unavailable
-from services.platform.shadow_credentials import AlpacaPaperCredentials
+from services.platform.shadow_credentials import AlpacaPaperCredentials, trading_client
 
 __all__ = ["SOURCE", "alpaca_account", "alpaca_positions"]
 
 SOURCE = "alpaca_paper"
 
 
-def _client(creds: AlpacaPaperCredentials) -> Any:
-    return TradingClient(
-        api_key=creds.key_id,
-        secret_key=creds.secret.reveal(),
-        paper=True,
-        raw_data=True,
-        url_override=creds.url,
-    )
-
-
 async def _read(creds: AlpacaPaperCredentials, what: str) -> Any:
     def call() -> Any:
-        c = _client(creds)
+        c = trading_client(creds)
         return c.get_account() if what == "account" else c.get_all_positions()
 
     try:

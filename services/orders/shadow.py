@@ -19,12 +19,15 @@ from decimal import Decimal
 from typing import Any
 
 from alpaca.common.exceptions import APIError
-from alpaca.trading.client import TradingClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.platform.flags import RuntimeFlags
-from services.platform.shadow_credentials import AlpacaPaperCredentials, ShadowCredentials
+from services.platform.shadow_credentials import (
+    AlpacaPaperCredentials,
+    ShadowCredentials,
+    trading_client,
+)
 
 __all__ = ["ShadowRelay"]
 
@@ -186,18 +189,8 @@ class ShadowRelay:
             )
 
 
-def _client(creds: AlpacaPaperCredentials) -> Any:
-    return TradingClient(
-        api_key=creds.key_id,
-        secret_key=creds.secret.reveal(),
-        paper=True,
-        raw_data=True,
-        url_override=creds.url,
-    )
-
-
 def _submit(creds: AlpacaPaperCredentials, body: dict[str, Any]) -> dict[str, Any]:
-    client = _client(creds)
+    client = trading_client(creds)
     try:
         return dict(client.post("/orders", body))
     except APIError as err:
@@ -207,7 +200,7 @@ def _submit(creds: AlpacaPaperCredentials, body: dict[str, Any]) -> dict[str, An
 
 
 def _cancel(creds: AlpacaPaperCredentials, alpaca_order_id: str) -> None:
-    _client(creds).cancel_order_by_id(alpaca_order_id)
+    trading_client(creds).cancel_order_by_id(alpaca_order_id)
 
 
 def _wire_ts(v: Any) -> Any:
@@ -249,7 +242,7 @@ async def alpaca_orders(creds: AlpacaPaperCredentials, status: str) -> list[Any]
     wanted = status if status in ("open", "closed", "all") else "all"
 
     def call() -> Any:
-        return _client(creds).get("/orders", {"status": wanted, "limit": 500})
+        return trading_client(creds).get("/orders", {"status": wanted, "limit": 500})
 
     try:
         listed = await asyncio.to_thread(call)

@@ -11,10 +11,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.platform.secret import Secret
 
-__all__ = ["AlpacaPaperCredentials", "ShadowCredentials"]
+__all__ = ["AlpacaPaperCredentials", "ShadowCredentials", "trading_client"]
 
 PAPER_URL = "https://paper-api.alpaca.markets"
 
@@ -24,6 +25,19 @@ class AlpacaPaperCredentials:
     key_id: str
     secret: Secret
     url: str = PAPER_URL
+
+
+def trading_client(creds: AlpacaPaperCredentials) -> Any:
+    """alpaca-py's TradingClient on this paper account, answering Alpaca's JSON as dicts."""
+    from alpaca.trading.client import TradingClient
+
+    return TradingClient(
+        api_key=creds.key_id,
+        secret_key=creds.secret.reveal(),
+        paper=True,
+        raw_data=True,
+        url_override=creds.url,
+    )
 
 
 class ShadowCredentials:

@@ -73,15 +73,23 @@ def ts(s: str) -> datetime:
     return datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
-def set_tier(data_dir: Path, email: str, tier: str) -> None:
-    """`mbt admin tier set` as an operator of the system whose data dir is ``data_dir``."""
+def run_admin(
+    data_dir: Path, *args: str, ok: bool = True, operator: str = "ci"
+) -> subprocess.CompletedProcess[str]:
+    """`mbt admin ...` as an operator of the system whose data dir is ``data_dir``."""
     env = {**os.environ, "MBT_DATA_DIR": str(data_dir)}
-    args = ["admin", "tier", "set", email, tier, "--reason", "test", "--operator", "ci"]
     p = subprocess.run(
-        [sys.executable, "-m", "mbt.cli", *args],
+        [sys.executable, "-m", "mbt.cli", "admin", *args, "--operator", operator],
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
-    assert p.returncode == 0, p.stderr
+    if ok:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def set_tier(data_dir: Path, email: str, tier: str) -> None:
+    """`mbt admin tier set` as an operator of the system whose data dir is ``data_dir``."""
+    run_admin(data_dir, "tier", "set", email, tier, "--reason", "test")

@@ -21,7 +21,7 @@ from raxx.mbt.v1 import orders_service_pb2 as opb
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
 from services.orders.partitions import DEFAULT_PARTITIONS, partition_of
 from tests.e2e.conftest import RunningSystem, running_system
-from tests.e2e.helpers import signup_http, wait_for
+from tests.e2e.helpers import run_admin, signup_http, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -154,19 +154,7 @@ def test_two_instances_trade_survive_a_kill_and_fence_a_stale_owner(two: Running
 
 
 def _admin(system: RunningSystem, *args: str) -> Any:
-    import subprocess
-    import sys
-
-    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
-    p = subprocess.run(
-        [sys.executable, "-m", "mbt.cli", "admin", *args, "--operator", "sre-pat", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert p.returncode == 0, p.stderr
-    return json.loads(p.stdout)
+    return json.loads(run_admin(system.data_dir, *args, "--json", operator="sre-pat").stdout)
 
 
 def _refusal(stub: Any, token: str) -> str | None:

@@ -5,9 +5,6 @@ changes nothing."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -18,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import RunningSystem, running_system
-from tests.e2e.helpers import signup_http
+from tests.e2e.helpers import run_admin, signup_http
 
 pytestmark = pytest.mark.e2e
 
@@ -146,10 +143,9 @@ PAPER = {
 
 def import_alpaca(system: RunningSystem, tmp_path: Path, email: str) -> Any:
     secret = tmp_path / "alpaca-secret"
-    secret.write_text(PAPER["secret_key"] + "\n")  # type: ignore[operator]
-    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
-    args = [
-        "admin",
+    secret.write_text(str(PAPER["secret_key"]) + "\n")
+    p = run_admin(
+        system.data_dir,
         "import-alpaca",
         email,
         "--key-id",
@@ -159,15 +155,7 @@ def import_alpaca(system: RunningSystem, tmp_path: Path, email: str) -> Any:
         "--alpaca-url",
         sandbox(system),
         "--json",
-    ]
-    p = subprocess.run(
-        [sys.executable, "-m", "mbt.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
-    assert p.returncode == 0, p.stderr
     assert str(PAPER["secret_key"]) not in p.stdout + p.stderr
     return json.loads(p.stdout)
 
@@ -237,27 +225,18 @@ def test_import_reproduces_the_paper_account_exactly_and_twice_changes_nothing(
     # another Alpaca account into the same MBT account is refused, naming both
     other = {**PAPER, "key_id": "PKIMPORTTEST0002"}
     httpx.post(f"{sandbox(system)}/sandbox/paper-accounts", json=other)
-    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
     secret = tmp_path / "alpaca-secret"
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbt.cli",
-            "admin",
-            "import-alpaca",
-            "migrating@example.com",
-            "--key-id",
-            "PKIMPORTTEST0002",
-            "--secret-file",
-            str(secret),
-            "--alpaca-url",
-            sandbox(system),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    p = run_admin(
+        system.data_dir,
+        "import-alpaca",
+        "migrating@example.com",
+        "--key-id",
+        "PKIMPORTTEST0002",
+        "--secret-file",
+        str(secret),
+        "--alpaca-url",
+        sandbox(system),
+        ok=False,
     )
     assert p.returncode != 0 and number in p.stderr
 
@@ -269,42 +248,24 @@ def test_import_with_bad_credentials_is_refused_and_writes_nothing(
     before = state(system.url, token)
     secret = tmp_path / "bad"
     secret.write_text("not-the-secret")
-    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mbt.cli",
-            "admin",
-            "import-alpaca",
-            "wrong-key@example.com",
-            "--key-id",
-            "PKNOSUCHKEY",
-            "--secret-file",
-            str(secret),
-            "--alpaca-url",
-            sandbox(system),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    p = run_admin(
+        system.data_dir,
+        "import-alpaca",
+        "wrong-key@example.com",
+        "--key-id",
+        "PKNOSUCHKEY",
+        "--secret-file",
+        str(secret),
+        "--alpaca-url",
+        sandbox(system),
+        ok=False,
     )
     assert p.returncode != 0 and "Alpaca refused" in p.stderr and "not-the-secret" not in p.stderr
     assert state(system.url, token) == before
 
 
-def admin(system: RunningSystem, *args: str) -> Any:
-    env = {**os.environ, "MBT_DATA_DIR": str(system.data_dir)}
-    p = subprocess.run(
-        [sys.executable, "-m", "mbt.cli", "admin", *args, "--operator", "sre-pat"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert p.returncode == 0, p.stderr
-    return p.stdout
+def admin(system: RunningSystem, *args: str) -> str:
+    return run_admin(system.data_dir, *args, operator="sre-pat").stdout
 
 
 def test_a_shadow_day_mirrors_orders_and_parity_catches_a_divergence(
