@@ -184,7 +184,9 @@ class System:
         self.env["MBT_KEK_CREATE"] = "1"
         # shadow mode's per-user Alpaca paper credentials (`mbt admin shadow-credentials set`)
         self.env["MBT_SHADOW_CREDENTIALS_FILE"] = str(o.data_dir / "shadow-credentials.json")
-        redirect = f"http://127.0.0.1:{o.gateway_port}/api/mbt/handoff/callback"
+        # Alpaca sends the browser back to the console's page, which completes the connection
+        # with the session cookie (SameSite=Strict keeps it off the cross-site redirect itself)
+        redirect = f"http://localhost:{o.gateway_port}/console/handoff.html"
         self.env["MBT_HANDOFF_REDIRECT_URI"] = redirect
         sandbox_url = ""
         if o.live_sandbox:

@@ -291,7 +291,19 @@ async function showSecurity() {
   ]));
   try {
     const h = await api("GET", "/api/mbt/handoff");
-    $("handoff").textContent = h.eligible ? (h.enrolled ? `connected to Alpaca ${h.account_number}` : h.reason) : h.reason;
+    const p = $("handoff");
+    p.textContent = h.eligible ? (h.enrolled ? `connected to Alpaca ${h.account_number} ` : `${h.reason} `) : h.reason;
+    if (h.eligible && !h.enrolled) {
+      p.append(button("Connect Alpaca (confirm with passkey)", async () => {
+        try {
+          const start = await api("POST", "/api/mbt/handoff/connect", { step_up_id: await stepUp("") });
+          location.assign(start.authorize_url);  // Alpaca asks you, then sends you back here
+        } catch (e) { say(e.message, true); }
+      }));
+    }
+    if (h.enrolled) {
+      p.append(button("Disconnect", async () => { await api("DELETE", "/api/mbt/handoff"); showSecurity(); }, "danger"));
+    }
   } catch (e) { $("handoff").textContent = e.message; }
 }
 

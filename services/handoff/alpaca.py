@@ -71,7 +71,7 @@ class AlpacaConfig:
             client_id=env("MBT_ALPACA_CLIENT_ID", ""),
             client_secret=secret,
             redirect_uri=env(
-                "MBT_HANDOFF_REDIRECT_URI", "http://127.0.0.1:8080/api/mbt/handoff/callback"
+                "MBT_HANDOFF_REDIRECT_URI", "http://localhost:8080/console/handoff.html"
             ),
         )
 

@@ -166,3 +166,27 @@ def test_a_person_trades_in_the_browser_with_a_passkey(system: RunningSystem, br
     email.send_keys("browser@example.com")
     d.find_element(By.ID, "login").click()
     wait(d, text_in("positions", "IBM"))
+
+
+def test_connecting_alpaca_from_the_browser(browser: Any, tmp_path: Path) -> None:
+    """OAuth in the browser against the sandbox broker: the session cookie is SameSite=Strict,
+    so the broker's redirect lands on the console's page, which completes it same-site."""
+    from tests.e2e.helpers import run_admin
+
+    with running_system("--speed", "1", "--live-sandbox") as live:
+        d = browser
+        d.delete_all_cookies()
+        d.get(f"http://localhost:{live.gateway_port}/")
+        wait(d, ec.visibility_of_element_located((By.ID, "email"))).send_keys("live@example.com")
+        d.find_element(By.ID, "signup").click()
+        wait(d, text_in("account", "$100,000.00"))
+        run_admin(live.data_dir, "tier", "set", "live@example.com", "pro_plus", "--reason", "e2e")
+        run_admin(live.data_dir, "graduate", "live@example.com", "--reason", "e2e")
+        d.refresh()
+        click(d, By.XPATH, "//p[@id='handoff']//button[starts-with(text(), 'Connect Alpaca')]")
+        wait(d, ec.element_to_be_clickable((By.XPATH, "//button[text()='Approve']"))).click()
+        wait(d, text_in("result", "Connected: Alpaca account"))
+        assert "code=" not in d.current_url  # the code does not stay in the address bar
+        shot(d, "console-handoff-connected.png")
+        d.get(f"http://localhost:{live.gateway_port}/")
+        wait(d, text_in("handoff", "connected to Alpaca"))

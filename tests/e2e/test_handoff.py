@@ -90,7 +90,7 @@ class User:
             back = h.post(url.copy_with(query=None), data=form)
         assert back.status_code == 302
         landed = httpx.URL(back.headers["location"])
-        assert landed.path == "/api/mbt/handoff/callback"
+        assert landed.path == "/console/handoff.html"  # the console page finishes it
         return landed
 
     def prepare(self, symbol: str = "AAPL", qty: str = "1", **extra: str) -> Any:
