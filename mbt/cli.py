@@ -225,6 +225,7 @@ def _order_line(o: dict[str, Any]) -> list[str]:
     )
     return [
         o["id"][:8],
+        et(o.get("accepted_at") or o.get("submitted_at") or ""),
         o["side"],
         o["qty"],
         o["symbol"],
@@ -240,6 +241,7 @@ def _order_line(o: dict[str, Any]) -> list[str]:
 
 ORDER_HEADERS = [
     "id",
+    "accepted (market)",
     "side",
     "qty",
     "symbol",
