@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.orders.adapters.tables import audit_log, fills, orders, outbox
@@ -17,6 +17,15 @@ async def export_user(engine: AsyncEngine, user_id: str) -> str:
         o = (await conn.execute(select(orders).where(orders.c.user_id == user_id))).mappings().all()
         f = (await conn.execute(select(fills).where(fills.c.user_id == user_id))).mappings().all()
         ids = [r["id"] for r in o]
+        mirrored = (
+            (
+                await conn.execute(
+                    text("SELECT * FROM orders.shadow_orders WHERE user_id = :u"), {"u": user_id}
+                )
+            )
+            .mappings()
+            .all()
+        )
         a = (
             (
                 await conn.execute(
@@ -29,6 +38,7 @@ async def export_user(engine: AsyncEngine, user_id: str) -> str:
             .all()
         )
     out: dict[str, list[dict[str, Any]]] = {
+        "shadow_orders": [dict(r) for r in mirrored],
         "orders": [dict(r) for r in o],
         "fills": [dict(r) for r in f],
         "audit_log": [dict(r) for r in a],
@@ -75,6 +85,8 @@ async def erase_user(engine: AsyncEngine, bus: Bus | None, secret: bytes, user_i
             .values(actor=actor_hash(secret, user_id))
         )
         n += (await conn.execute(delete(orders).where(orders.c.user_id == user_id))).rowcount or 0
+        shadow = text("DELETE FROM orders.shadow_orders WHERE user_id = :u")
+        n += (await conn.execute(shadow, {"u": user_id})).rowcount or 0
     if bus is not None:
         stream = TRADES_STREAM.name or "MBT_TRADES"
         for acct in account_ids:

@@ -95,7 +95,9 @@ class ShadowRelay:
                         text(
                             "SELECT o.* FROM orders.orders o LEFT JOIN orders.shadow_orders s "
                             "ON s.order_id = o.id WHERE s.order_id IS NULL AND o.legs IS NULL "
-                            "AND o.status NOT IN ('rejected') AND o.status_reason NOT LIKE "
+                            # accepted ones only: a submit whose hold is refused never leaves
+                            "AND o.accepted_at IS NOT NULL AND o.status <> 'rejected' "
+                            "AND o.status_reason NOT LIKE "
                             f"'imported%' {where} AND o.submitted_at >= :since "
                             "ORDER BY o.submitted_at LIMIT 200"
                         ),
