@@ -494,6 +494,14 @@ class SandboxBroker:
         self.api_keys[str(body["key_id"])] = (acct.id, str(body["secret_key"]))
         return JSONResponse({"account_id": acct.id, "account_number": acct.number})
 
+    async def control_revoke_account(self, request: Request) -> Response:
+        """The user revokes MBT's access in Alpaca's dashboard: every token of that account dies."""
+        number = str((await request.json()).get("account_number", ""))
+        dead = [t for t, (aid, _) in self.tokens.items() if self.accounts[aid].number == number]
+        for t in dead:
+            del self.tokens[t]
+        return JSONResponse({"revoked": len(dead)})
+
     async def control_adjust(self, request: Request) -> Response:
         """Move a paper account's cash (to inject a divergence the parity report must catch)."""
         body = await request.json()
@@ -616,6 +624,7 @@ def build_app(broker: SandboxBroker) -> Starlette:
             Route("/sandbox/orders", broker.control_orders, methods=["GET"]),
             Route("/sandbox/paper-accounts", broker.control_paper_account, methods=["POST"]),
             Route("/sandbox/adjust", broker.control_adjust, methods=["POST"]),
+            Route("/sandbox/revoke-account", broker.control_revoke_account, methods=["POST"]),
         ]
     )
 

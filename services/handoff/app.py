@@ -368,6 +368,16 @@ class HandoffApp:
         )
         return open_sealed(self.keyring, str(row["user_id"]), sealed)
 
+    async def forget_token(self, user_id: str, why: str) -> None:
+        """Delete a connection whose token Alpaca refuses (401/403), and say so in the audit."""
+        await self._unfollow(user_id)
+        async with self.db.begin() as conn:
+            gone = (
+                await conn.execute(delete(connections).where(connections.c.user_id == user_id))
+            ).rowcount
+            if gone:
+                await self._audit(conn, "alpaca", user_id, why, {})
+
     async def disconnect(self, actor: str, user_id: str) -> bool:
         """Revoke at Alpaca, stop following, delete the token. Idempotent; True if one existed."""
         row = await self.connection(user_id)
@@ -518,13 +528,21 @@ class HandoffApp:
                 else:
                     raise
         except BrokerRejected as err:
+            revoked = err.status in (401, 403)
             await self._finish(
                 oid,
                 user_id,
                 "rejected",
-                reason=f"Alpaca: {err}"[:500],
+                reason=(
+                    "Alpaca no longer accepts MBT's authorization (revoked at Alpaca): "
+                    "connect again with `mbt handoff connect`"
+                    if revoked
+                    else f"Alpaca: {err}"[:500]
+                ),
                 detail={"status": err.status, "message": str(err)[:500]},
             )
+            if revoked:  # the token is dead: drop it rather than keep a useless credential
+                await self.forget_token(user_id, "token_revoked_at_alpaca")
             return await self.get(user_id, oid)
         except BrokerUnreachable as err:
             await self.audit("handoff", user_id, "live_send_unknown", {"error": str(err)}, oid)

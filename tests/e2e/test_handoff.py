@@ -389,3 +389,20 @@ def test_the_live_handoff_kill_switch_flips_at_run_time(
     wait_for(lambda: u.ok("GET", "/api/mbt/handoff")["eligible"], timeout=5, what="back on")
     order = u.prepare()
     assert u.send(order, u.step_up(order["payload_sha256"])).status_code == 200
+
+
+def test_a_token_revoked_at_alpaca_is_dropped_and_said(live: RunningSystem, tmp_path: Path) -> None:
+    u = graduated(live, tmp_path, "revoked@example.com")
+    st = u.connect()
+    httpx.post(
+        f"{sandbox(live)}/sandbox/revoke-account", json={"account_number": st["account_number"]}
+    )
+    order = u.prepare()
+    sent = u.send(order, u.step_up(order["payload_sha256"]))
+    assert sent.status_code == 200, sent.text
+    o = sent.json()["data"]
+    assert o["status"] == "rejected" and "revoked at Alpaca" in o["reason"]
+    st = u.ok("GET", "/api/mbt/handoff")
+    assert not st["enrolled"] and "connect" in st["reason"]  # no useless token kept
+    audit = [a["action"] for a in u.export()["handoff.json"]["audit_log"]]
+    assert "token_revoked_at_alpaca" in audit
