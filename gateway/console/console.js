@@ -304,6 +304,8 @@ async function showSecurity() {
     if (h.enrolled) {
       p.append(button("Disconnect", async () => { await api("DELETE", "/api/mbt/handoff"); showSecurity(); }, "danger"));
     }
+    $("live-form").hidden = !(h.eligible && h.enrolled);
+    if (h.enrolled) showLiveOrders();
   } catch (e) { $("handoff").textContent = e.message; }
 }
 
@@ -369,6 +371,54 @@ async function submitTicket(ev) {
   }
 }
 
+// ---- live orders (handoff): shown exactly as sent, signed by a step-up bound to them -------
+async function sha256hex(text) {
+  const d = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(text));
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function showLiveOrders() {
+  const d = await api("GET", "/api/mbt/live/orders");
+  table($("live-orders"), ["Id", "Side", "Qty", "Symbol", "Status", "Filled", "Avg", "Note"],
+    (d.orders || []).map((o) => [o.live_order_id.slice(0, 8), o.side, o.qty, o.symbol, o.status,
+      o.filled_qty, o.filled_avg_price, o.reason]));
+}
+
+async function reviewLive(ev) {
+  ev.preventDefault();
+  $("live-result").textContent = "";
+  const body = { symbol: $("l-symbol").value, side: $("l-side").value, qty: $("l-qty").value };
+  if ($("l-limit").value) Object.assign(body, { type: "limit", limit_price: $("l-limit").value });
+  try {
+    const o = await api("POST", "/api/mbt/live/orders", body);
+    if (await sha256hex(o.payload_json) !== o.payload_sha256) throw new Error("the digest does not match what is shown: not signing");
+    state.live = o;
+    $("live-summary").textContent = o.summary;
+    $("live-payload").textContent = `${o.payload_json}\nsha256 ${o.payload_sha256}`;
+    $("live-review").hidden = false;
+  } catch (e) { $("live-result").textContent = e.message; }
+}
+
+async function signLive() {
+  const o = state.live;
+  if (!o) return;
+  try {
+    // the passkey signs a challenge that carries this order's digest (checked before signing)
+    const c = await api("POST", "/api/mbt/sessions/step-ups", { bind_sha256: o.payload_sha256 });
+    const challenge = new Uint8Array(b64urlToBuf(JSON.parse(c.options_json).challenge));
+    const bound = [...challenge.slice(16)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    if (bound !== o.payload_sha256) throw new Error("the challenge is not bound to this order: not signing");
+    const cred = await navigator.credentials.get({ publicKey: requestOptions(c.options_json) });
+    const g = await api("POST", `/api/mbt/sessions/step-ups/${c.ceremony_id}:finish`, { credential_json: credentialJSON(cred) });
+    const sent = await api("POST", `/api/mbt/live/orders/${o.live_order_id}:send`, { step_up_id: g.step_up_id });
+    $("live-result").textContent = `live order ${sent.live_order_id.slice(0, 8)} ${sent.status}`;
+  } catch (e) { $("live-result").textContent = e.message; }
+  $("live-review").hidden = true;
+  state.live = null;
+  setTimeout(showLiveOrders, 500);
+  setTimeout(showLiveOrders, 2000);
+}
+
 // ---- the live stream -----------------------------------------------------------------------
 const EVENTS = ["new", "accepted", "fill", "partial_fill", "canceled", "expired", "rejected", "replaced", "pending_new", "done_for_day"];
 function startStream() {
@@ -418,6 +468,9 @@ async function boot() {
     say("signed out");
   });
   $("ticket").addEventListener("submit", submitTicket);
+  $("live-form").addEventListener("submit", reviewLive);
+  $("live-sign").addEventListener("click", signLive);
+  $("live-cancel").addEventListener("click", () => { $("live-review").hidden = true; state.live = null; });
   $("add-leg").addEventListener("click", addLeg);
   $("t-symbol").addEventListener("change", showQuote);
   $("eq-frame").addEventListener("change", () => showEquity().catch((e) => say(e.message, true)));

@@ -190,3 +190,14 @@ def test_connecting_alpaca_from_the_browser(browser: Any, tmp_path: Path) -> Non
         shot(d, "console-handoff-connected.png")
         d.get(f"http://localhost:{live.gateway_port}/")
         wait(d, text_in("handoff", "connected to Alpaca"))
+
+        # a live order: reviewed exactly as it will be sent, then signed with the passkey
+        wait(d, ec.visibility_of_element_located((By.ID, "l-qty")))
+        d.find_element(By.ID, "l-qty").clear()
+        d.find_element(By.ID, "l-qty").send_keys("2")
+        click(d, By.CSS_SELECTOR, "#live-form button[type=submit]")
+        wait(d, text_in("live-payload", '"qty":"2"'))
+        assert "LIVE ORDER" in d.find_element(By.ID, "live-summary").text
+        click(d, By.ID, "live-sign")
+        wait(d, text_in("live-result", "live order"))
+        wait(d, text_in("live-orders", "filled"), timeout=30)
