@@ -476,9 +476,12 @@ class SandboxBroker:
         return JSONResponse({"base_value": h.get("base_value", 0), "timeframe": "1D", **h})
 
     async def control_paper_account(self, request: Request) -> Response:
-        """Pre-populate a paper account reachable with an API key (what the importer reads)."""
+        """Pre-populate a paper account reachable with an API key (what the importer reads);
+        posting again with the same key replaces that account's contents (same number)."""
         body = await request.json()
-        acct = Account(str(uuid.uuid4()), "PA" + secrets.token_hex(5).upper())
+        known = self.api_keys.get(str(body["key_id"]))
+        number = self.accounts[known[0]].number if known else "PA" + secrets.token_hex(5).upper()
+        acct = Account(known[0] if known else str(uuid.uuid4()), number)
         acct.cash = Decimal(str(body.get("cash", "100000")))
         for p in body.get("positions", []):
             acct.positions[p["symbol"]] = Decimal(str(p["qty"]))

@@ -26,8 +26,9 @@ ALPACA_NS = uuid.UUID("8a1f2b0e-6b7c-5d3e-9f10-a1b2c3d4e5f6")
 CLOSED = {"filled", "canceled", "expired", "rejected", "replaced", "done_for_day"}
 
 
-def imported_order_id(alpaca_order_id: str) -> str:
-    return str(uuid.uuid5(ALPACA_NS, f"order:{alpaca_order_id}"))
+def imported_order_id(user_id: str, alpaca_order_id: str) -> str:
+    """The MBT id of an imported order: the same on every rerun, distinct per user."""
+    return str(uuid.uuid5(ALPACA_NS, f"order:{user_id}:{alpaca_order_id}"))
 
 
 def _dec(v: str, name: str) -> Decimal | None:
@@ -51,7 +52,7 @@ async def import_orders(db: AsyncEngine, req: pb.ImportOrdersRequest) -> pb.Impo
                 raise InvalidArgument(
                     "orders.status", f"only closed orders are imported: {o.status}"
                 )
-            oid = imported_order_id(o.alpaca_order_id)
+            oid = imported_order_id(req.user_id, o.alpaca_order_id)
             submitted = _ts(o.submitted_at) or datetime.now(UTC)
             filled_qty = _dec(o.filled_qty, "filled_qty") or Decimal(0)
             avg = _dec(o.filled_avg_price, "filled_avg_price") or Decimal(0)
@@ -95,7 +96,7 @@ async def import_orders(db: AsyncEngine, req: pb.ImportOrdersRequest) -> pb.Impo
                 res = await conn.execute(
                     insert(fills)
                     .values(
-                        id=f"alpaca:{f.execution_id}"[:80],
+                        id=f"alpaca:{oid[:8]}:{f.execution_id}"[:80],
                         order_id=oid,
                         user_id=req.user_id,
                         account_id=req.account_id,
