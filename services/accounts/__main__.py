@@ -49,7 +49,9 @@ async def build(rt: Runtime) -> ServiceHost:
 
     async def follow() -> None:
         await follow_erasures(
-            rt.bus, "accounts-erasure", lambda user_id: privacy.erase_user(engine, user_id)
+            rt.bus,
+            "accounts-erasure",
+            lambda user_id: privacy.erase_user(engine, user_id, s.jwt_secret),
         )
 
     return ServiceHost(

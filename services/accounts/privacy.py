@@ -15,7 +15,7 @@ from services.accounts.adapters.tables import (
     imports,
     positions,
 )
-from services.platform.privacy import rows_to_json
+from services.platform.privacy import actor_hash, rows_to_json
 
 OWNED = (activities, positions, holds, eod_snapshots, imports)
 
@@ -32,10 +32,12 @@ async def export_user(engine: AsyncEngine, user_id: str) -> str:
         for t in OWNED:
             rows = (await conn.execute(select(t).where(t.c.account_id.in_(ids)))).mappings().all()
             out[t.name] = [dict(r) for r in rows]
+        audit = text("SELECT * FROM accounts.audit_log WHERE user_id = :u ORDER BY id")
+        out["audit_log"] = [dict(r) for r in (await conn.execute(audit, {"u": user_id})).mappings()]
     return rows_to_json(out)
 
 
-async def erase_user(engine: AsyncEngine, user_id: str) -> int:
+async def erase_user(engine: AsyncEngine, user_id: str, secret: bytes | None = None) -> int:
     """Hard-delete every accounts row about the user (idempotent). Returns rows deleted."""
     n = 0
     async with engine.begin() as conn:
@@ -49,4 +51,10 @@ async def erase_user(engine: AsyncEngine, user_id: str) -> int:
         n += (await conn.execute(delete(accounts).where(accounts.c.id.in_(ids)))).rowcount or 0
         parity = text("DELETE FROM accounts.parity_reports WHERE user_id = :u")
         n += (await conn.execute(parity, {"u": user_id})).rowcount or 0
+        # operator audit rows about the user keep only a keyed hash of who it was
+        if secret is not None:
+            await conn.execute(
+                text("UPDATE accounts.audit_log SET user_id = :h WHERE user_id = :u"),
+                {"h": actor_hash(secret, user_id), "u": user_id},
+            )
     return n

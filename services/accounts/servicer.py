@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import grpc
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raxx.mbt.v1 import accounts_service_pb2 as pb
@@ -536,7 +536,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
     async def ImportAlpacaAccount(
         self, request: pb.ImportAlpacaAccountRequest, context: Ctx
     ) -> pb.ImportAlpacaAccountResponse:
-        require_operator()
+        operator = require_operator()
         from services.accounts.alpaca_import import import_alpaca
         from services.platform.secret import Secret
 
@@ -549,6 +549,18 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             request.alpaca_key_id,
             Secret(request.alpaca_secret_key),
             request.alpaca_url,
+        )
+        await self._audit(
+            operator.user_id,
+            "import_alpaca",
+            request.user_id,
+            {
+                "source_account": r.source_account,
+                "steps_done": r.done,
+                "steps_already_done": r.already,
+                "activities_added": r.activities_added,
+                "orders_added": r.orders_added,
+            },
         )
         return pb.ImportAlpacaAccountResponse(
             alpaca_account_number=r.source_account,
@@ -563,9 +575,30 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         )
 
     async def VerifyParity(self, request: pb.VerifyParityRequest, context: Ctx) -> pb.ParityReport:
-        require_operator()
+        operator = require_operator()
         day = parse_date("date", request.date) or datetime.now(UTC).date()
-        return await self.parity(day)
+        report = await self.parity(day)
+        await self._audit(
+            operator.user_id,
+            "verify_parity",
+            None,
+            {"date": report.date, "users": report.users_compared, "diverging": report.diverging},
+        )
+        return report
+
+    async def _audit(
+        self, actor: str, action: str, user_id: str | None, detail: dict[str, Any]
+    ) -> None:
+        import json as _json
+
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO accounts.audit_log (actor, action, user_id, detail) "
+                    "VALUES (:a, :act, :u, CAST(:d AS jsonb))"
+                ),
+                {"a": actor[:80], "act": action, "u": user_id, "d": _json.dumps(detail)},
+            )
 
     async def parity(self, day: date) -> pb.ParityReport:
         from services.accounts.parity import verify_parity

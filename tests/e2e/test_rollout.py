@@ -218,6 +218,17 @@ def test_import_reproduces_the_paper_account_exactly_and_twice_changes_nothing(
     assert closed["c-3"]["status"] == "canceled"
     assert sorted(Decimal(f["price"]) for f in s["fills"]) == [Decimal("150.25"), Decimal("300.10")]
 
+    export = httpx.get(
+        f"{system.url}/api/mbt/me/export", headers={"authorization": f"Bearer {token}"}
+    )
+    import base64
+    import io
+    import zipfile
+
+    z = zipfile.ZipFile(io.BytesIO(base64.b64decode(export.json()["data"]["archive"])))
+    audit = json.loads(z.read("accounts.json"))["audit_log"]
+    assert [(a["action"], a["actor"]) for a in audit] == [("import_alpaca", "op:ci")]
+    assert str(PAPER["secret_key"]) not in z.read("accounts.json").decode()
     second = import_alpaca(system, tmp_path, "migrating@example.com")
     assert second["steps_done"] == [] and second["steps_already_done"] == first["steps_done"]
     assert state(system.url, token) == s  # a rerun changes nothing

@@ -140,6 +140,12 @@ PARITY_DDL = (
     "user_id varchar(36) NOT NULL, ok boolean NOT NULL, detail jsonb NOT NULL, "
     "created_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (report_date, user_id))"
 )
+# operator actions on accounts (imports from Alpaca, parity runs): who, what, about whom
+AUDIT_DDL = (
+    "CREATE TABLE IF NOT EXISTS accounts.audit_log (id bigserial PRIMARY KEY, at timestamptz "
+    "NOT NULL DEFAULT now(), actor varchar(80) NOT NULL, action varchar(30) NOT NULL, "
+    "user_id varchar(80), detail jsonb NOT NULL)"
+)
 IMPORTS_DDL = (
     "CREATE TABLE IF NOT EXISTS accounts.imports (account_id varchar(36) PRIMARY KEY "
     "REFERENCES accounts.accounts (id), source_account text NOT NULL, steps jsonb NOT NULL "
@@ -214,5 +220,6 @@ MIGRATIONS = SchemaMigrations(
         sql("ALTER TABLE accounts.outbox ADD COLUMN IF NOT EXISTS partition smallint"),
         sql(IMPORTS_DDL),
         sql(PARITY_DDL),
+        sql(AUDIT_DDL),
     ],
 )
