@@ -426,7 +426,10 @@ function startStream() {
   const es = new EventSource("/api/mbt/stream/trade-updates");
   const onUpdate = () => {
     clearTimeout(state.refreshTimer);
+    clearTimeout(state.ledgerTimer);
     state.refreshTimer = setTimeout(refresh, 100);  // one refresh for a burst of updates
+    // the account's ledger applies a fill a moment after the fill itself: look again then
+    state.ledgerTimer = setTimeout(refresh, 1500);
   };
   for (const e of EVENTS) es.addEventListener(e, onUpdate);
   es.onerror = () => { /* EventSource reconnects by itself, resuming from its last id */ };
@@ -503,6 +506,7 @@ async function boot() {
     try { await api("DELETE", "/api/mbt/me/erasure"); say("erasure canceled"); } catch (e) { say(e.message, true); }
   });
   setInterval(() => { if (!$("signed-in").hidden) { showQuote(); showEquity().catch(() => {}); } }, 15000);
+  setInterval(() => { if (!$("signed-in").hidden) refresh(); }, 5000);  // marks move too
   try { await signedIn(); } catch (e) { signedOut(); }
 }
 
