@@ -66,8 +66,17 @@ def _call(
         channel.close()
 
 
-def cmd_tier_set(ns: argparse.Namespace) -> None:
+def _print_json(reply: Any) -> None:
+    """An operator reply as JSON (proto field names, every field shown)."""
     from google.protobuf import json_format
+
+    data = json_format.MessageToDict(
+        reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def cmd_tier_set(ns: argparse.Namespace) -> None:
 
     from raxx.mbt.v1 import sessions_service_pb2 as pb
     from raxx.mbt.v1 import sessions_service_pb2_grpc as rpc
@@ -79,9 +88,8 @@ def cmd_tier_set(ns: argparse.Namespace) -> None:
         pb.SetUserTierRequest(email=ns.email, tier=ns.tier, reason=ns.reason),
         rpc.SessionsServiceStub,
     )
-    data = json_format.MessageToDict(reply, preserving_proto_field_name=True)
     if ns.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
+        _print_json(reply)
     else:
         print(
             f"{reply.email}: {reply.previous_tier} -> {reply.tier} "
@@ -90,7 +98,6 @@ def cmd_tier_set(ns: argparse.Namespace) -> None:
 
 
 def cmd_graduate(ns: argparse.Namespace) -> None:
-    from google.protobuf import json_format
 
     from raxx.mbt.v1 import handoff_service_pb2 as pb
     from raxx.mbt.v1 import handoff_service_pb2_grpc as rpc
@@ -102,9 +109,8 @@ def cmd_graduate(ns: argparse.Namespace) -> None:
         pb.GraduateUserRequest(email=ns.email, reason=ns.reason),
         rpc.HandoffServiceStub,
     )
-    data = json_format.MessageToDict(reply, preserving_proto_field_name=True)
     if ns.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
+        _print_json(reply)
     else:
         state = "eligible" if reply.eligible else f"not eligible yet: {reply.reason}"
         print(f"{ns.email}: graduation overridden ({ns.reason}); {state}")
@@ -115,13 +121,8 @@ def cmd_rotate_kek(ns: argparse.Namespace) -> None:
     from raxx.mbt.v1 import handoff_service_pb2_grpc as rpc
 
     reply = _call(ns, "handoff", "RotateKek", pb.RotateKekRequest(), rpc.HandoffServiceStub)
-    data = {
-        "active_kek_id": reply.active_kek_id,
-        "rewrapped": reply.rewrapped,
-        "remaining_on_old_keys": reply.remaining_on_old_keys,
-    }
     if ns.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
+        _print_json(reply)
     else:
         print(
             f"active KEK {reply.active_kek_id}: {reply.rewrapped} tokens re-wrapped, "
@@ -137,7 +138,6 @@ def _flag_line(f: Any) -> str:
 
 
 def _set_flag(ns: argparse.Namespace, name: str, value: str, email: str = "") -> None:
-    from google.protobuf import json_format
 
     from raxx.mbt.v1 import sessions_service_pb2 as pb
     from raxx.mbt.v1 import sessions_service_pb2_grpc as rpc
@@ -145,7 +145,7 @@ def _set_flag(ns: argparse.Namespace, name: str, value: str, email: str = "") ->
     req = pb.SetRuntimeFlagRequest(name=name, value=value, email=email, reason=ns.reason)
     reply = _call(ns, "sessions", "SetRuntimeFlag", req, rpc.SessionsServiceStub)
     if ns.json:
-        print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True)))
+        _print_json(reply)
     else:
         print(_flag_line(reply) + "\n(every service sees it within a second)")
 
@@ -159,7 +159,6 @@ def cmd_flag_set(ns: argparse.Namespace) -> None:
 
 
 def cmd_flags(ns: argparse.Namespace) -> None:
-    from google.protobuf import json_format
 
     from raxx.mbt.v1 import sessions_service_pb2 as pb
     from raxx.mbt.v1 import sessions_service_pb2_grpc as rpc
@@ -168,7 +167,7 @@ def cmd_flags(ns: argparse.Namespace) -> None:
         ns, "sessions", "ListRuntimeFlags", pb.ListRuntimeFlagsRequest(), rpc.SessionsServiceStub
     )
     if ns.json:
-        print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True)))
+        _print_json(reply)
     else:
         print("\n".join(_flag_line(f) for f in reply.flags))
 
@@ -195,7 +194,6 @@ def _secret_and_user(ns: argparse.Namespace) -> tuple[str, Any]:
 
 
 def cmd_import_alpaca(ns: argparse.Namespace) -> None:
-    from google.protobuf import json_format
 
     from raxx.mbt.v1 import accounts_service_pb2 as apb
     from raxx.mbt.v1 import accounts_service_pb2_grpc as arpc
@@ -209,10 +207,7 @@ def cmd_import_alpaca(ns: argparse.Namespace) -> None:
     )
     r = _call(ns, "accounts", "ImportAlpacaAccount", req, arpc.AccountsServiceStub, timeout=300)
     if ns.json:
-        data = json_format.MessageToDict(
-            r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
-        print(json.dumps(data, indent=2, sort_keys=True))
+        _print_json(r)
         return
     done = ", ".join(r.steps_done) or "nothing (every step was done before)"
     print(
@@ -228,7 +223,6 @@ def cmd_import_alpaca(ns: argparse.Namespace) -> None:
 
 
 def cmd_parity(ns: argparse.Namespace) -> None:
-    from google.protobuf import json_format
 
     from raxx.mbt.v1 import accounts_service_pb2 as apb
     from raxx.mbt.v1 import accounts_service_pb2_grpc as arpc
@@ -236,10 +230,7 @@ def cmd_parity(ns: argparse.Namespace) -> None:
     req = apb.VerifyParityRequest(date=ns.date or "")
     r = _call(ns, "accounts", "VerifyParity", req, arpc.AccountsServiceStub, timeout=300)
     if ns.json:
-        data = json_format.MessageToDict(
-            r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-        )
-        print(json.dumps(data, indent=2, sort_keys=True))
+        _print_json(r)
         return
     lines = [
         f"parity {r.date}: {r.users_compared} shadow users, {r.diverging} diverging, "

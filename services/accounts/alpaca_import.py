@@ -38,6 +38,7 @@ from services.accounts.adapters.tables import (
     imports,
     positions,
 )
+from services.conventions.timestamps import parse_rfc3339
 from services.platform.clients import ServiceChannel
 from services.platform.errors import FailedPrecondition, InvalidArgument, Unavailable
 from services.platform.secret import Secret
@@ -97,12 +98,6 @@ def _dec(v: Any) -> Decimal:
     return Decimal(str(v)) if v not in (None, "") else Decimal(0)
 
 
-def _ts(v: Any) -> datetime | None:
-    if not v:
-        return None
-    return datetime.fromisoformat(str(v).replace("Z", "+00:00")).astimezone(UTC)
-
-
 def read_alpaca(key_id: str, secret: Secret, url: str) -> AlpacaSnapshot:
     """Read the whole paper account through alpaca-py (blocking: run it in a thread)."""
     client = trading_client(AlpacaPaperCredentials(key_id, secret, url))
@@ -130,17 +125,19 @@ def read_alpaca(key_id: str, secret: Secret, url: str) -> AlpacaSnapshot:
 def _activity_row(account_id: str, a: dict[str, Any]) -> dict[str, Any]:
     kind = str(a.get("activity_type", "")).upper()
     code = ACTIVITY_CODES.get(kind, kind.lower()[:16] or "misc")
+    qty: Decimal | None
+    price: Decimal | None
     if kind == "FILL":
         qty, price = _dec(a.get("qty")), _dec(a.get("price"))
         sign = Decimal(1) if a.get("side") == "buy" else Decimal(-1)
         amount = -sign * qty * price
-        occurred = _ts(a.get("transaction_time"))
+        occurred = parse_rfc3339(a.get("transaction_time"))
         desc = f"imported from Alpaca paper: {a.get('side')} {qty} {a.get('symbol')} at {price}"
     else:
-        qty = _dec(a.get("qty")) if a.get("qty") not in (None, "") else None  # type: ignore[assignment]
-        price = _dec(a.get("per_share_amount")) if a.get("per_share_amount") else None  # type: ignore[assignment]
+        qty = _dec(a.get("qty")) if a.get("qty") not in (None, "") else None
+        price = _dec(a.get("per_share_amount")) if a.get("per_share_amount") else None
         amount = _dec(a.get("net_amount"))
-        occurred = _ts(a.get("date")) or _ts(a.get("transaction_time"))
+        occurred = parse_rfc3339(a.get("date")) or parse_rfc3339(a.get("transaction_time"))
         desc = f"imported from Alpaca paper: {a.get('description') or kind}"
     return {
         "id": f"alpaca:{a['id']}"[:64],
@@ -184,13 +181,13 @@ def _orders_request(
             filled_avg_price=str(o.get("filled_avg_price") or ""),
         )
         for name in ("submitted_at", "filled_at", "canceled_at"):
-            if (t := _ts(o.get(name))) is not None:
+            if (t := parse_rfc3339(o.get(name))) is not None:
                 getattr(item, name).CopyFrom(ts_to_wire(t))
         for f in fills_of.get(str(o["id"]), []):
             fill = item.fills.add(
                 execution_id=str(f["id"]), qty=str(f.get("qty")), price=str(f.get("price"))
             )
-            if (t := _ts(f.get("transaction_time"))) is not None:
+            if (t := parse_rfc3339(f.get("transaction_time"))) is not None:
                 fill.filled_at.CopyFrom(ts_to_wire(t))
     return req, skipped
 

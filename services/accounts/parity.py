@@ -107,14 +107,6 @@ def _read_alpaca(creds: AlpacaPaperCredentials, day: date) -> tuple[Any, Any, in
     return client.get_account(), client.get_all_positions(), len(day_orders)
 
 
-def shadow_user_ids(flags: RuntimeFlags) -> list[str]:
-    return sorted(
-        k.removeprefix("paper.user.")
-        for k, v in flags.values.items()
-        if k.startswith("paper.user.") and v.value == "shadow"
-    )
-
-
 async def verify_parity(
     engine: AsyncEngine,
     flags: RuntimeFlags,
@@ -122,7 +114,7 @@ async def verify_parity(
     mark: Callable[[str], Awaitable[Decimal | None]],
     day: date,
 ) -> ParityReport:
-    users = shadow_user_ids(flags)
+    users = sorted(flags.users_in("shadow"))
     if flags.get("paper").value == "shadow":  # everyone is in shadow
         async with engine.connect() as conn:
             users = sorted({*users, *(await conn.execute(select(accounts.c.user_id))).scalars()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -589,15 +590,13 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
     async def _audit(
         self, actor: str, action: str, user_id: str | None, detail: dict[str, Any]
     ) -> None:
-        import json as _json
-
         async with self.engine.begin() as conn:
             await conn.execute(
                 text(
                     "INSERT INTO accounts.audit_log (actor, action, user_id, detail) "
                     "VALUES (:a, :act, :u, CAST(:d AS jsonb))"
                 ),
-                {"a": actor[:80], "act": action, "u": user_id, "d": _json.dumps(detail)},
+                {"a": actor[:80], "act": action, "u": user_id, "d": json.dumps(detail)},
             )
 
     async def parity(self, day: date) -> pb.ParityReport:

@@ -6,34 +6,16 @@ and cutover (``on``) makes MBT's the answer again, losing nothing."""
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 from typing import Any
 
-from alpaca.common.exceptions import APIError
-
 from raxx.mbt.v1 import accounts_service_pb2 as pb
 from services.conventions.decimals import money
-from services.platform.errors import Unavailable
-from services.platform.shadow_credentials import AlpacaPaperCredentials, trading_client
+from services.platform.shadow_credentials import AlpacaPaperCredentials, read_paper
 
 __all__ = ["SOURCE", "alpaca_account", "alpaca_positions"]
 
 SOURCE = "alpaca_paper"
-
-
-async def _read(creds: AlpacaPaperCredentials, what: str) -> Any:
-    def call() -> Any:
-        c = trading_client(creds)
-        return c.get_account() if what == "account" else c.get_all_positions()
-
-    try:
-        return await asyncio.to_thread(call)
-    except (APIError, OSError) as err:
-        raise Unavailable(
-            f"shadow mode reads from Alpaca paper, which did not answer ({type(err).__name__})",
-            reason="SHADOW_SOURCE_UNAVAILABLE",
-        ) from None
 
 
 def _m(v: Any) -> str:
@@ -42,7 +24,7 @@ def _m(v: Any) -> str:
 
 async def alpaca_account(creds: AlpacaPaperCredentials, mbt: pb.Account) -> pb.Account:
     """MBT's account message with Alpaca's figures (identity and settings stay MBT's)."""
-    a = dict(await _read(creds, "account"))
+    a = dict(await read_paper(creds, lambda c: c.get_account()))
     out = pb.Account()
     out.CopyFrom(mbt)
     out.cash = _m(a.get("cash"))
@@ -68,5 +50,5 @@ async def alpaca_positions(creds: AlpacaPaperCredentials) -> list[pb.Position]:
             unrealized_pl=_m(p.get("unrealized_pl")),
             realized_pl=money(Decimal(0)),
         )
-        for p in await _read(creds, "positions")
+        for p in await read_paper(creds, lambda c: c.get_all_positions())
     ]

@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -36,6 +37,7 @@ from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
 from raxx.mbt.v1 import sessions_service_pb2 as sess_pb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as sess_grpc
+from services.conventions.timestamps import parse_rfc3339
 from services.handoff.adapters.tables import (
     audit_log,
     connections,
@@ -91,20 +93,16 @@ ALPACA_STATUSES = {
 }
 
 
+@dataclass(frozen=True)
 class Eligibility:
     """The graduation gate's answer for one user."""
 
-    def __init__(
-        self,
-        tier: str,
-        required: int,
-        streak: int,
-        override: str | None,
-        cycles: list[acct_pb.MonthlyCycle],
-        disabled: bool,
-    ) -> None:
-        self.tier, self.required, self.streak = tier, required, streak
-        self.override, self.cycles, self.disabled = override, cycles, disabled
+    tier: str
+    required: int
+    streak: int
+    override: str | None
+    cycles: list[acct_pb.MonthlyCycle]
+    disabled: bool
 
     @property
     def reason(self) -> str:
@@ -179,17 +177,21 @@ class HandoffApp:
             )
         return dict(row) if row else None
 
-    async def _require_ready(self, user: Principal) -> tuple[Eligibility, dict[str, Any]]:
+    async def _require_eligible(self, user: Principal) -> None:
         e = await self.eligibility(user.user_id, user.tier)
         if not e.eligible:
             raise FailedPrecondition(e.reason, reason="HANDOFF_NOT_ELIGIBLE")
+
+    async def _require_ready(self, user: Principal) -> dict[str, Any]:
+        """Eligible and connected: the user's connection row."""
+        await self._require_eligible(user)
         conn = await self.connection(user.user_id)
         if conn is None:
             raise FailedPrecondition(
                 "no live account connected: run `mbt handoff connect` first",
                 reason="HANDOFF_NOT_CONNECTED",
             )
-        return e, conn
+        return conn
 
     # ---- audit ------------------------------------------------------------------------------
     @staticmethod
@@ -251,9 +253,7 @@ class HandoffApp:
         return str(reply.assertion_json)
 
     async def start_connect(self, user: Principal, step_up_id: str) -> tuple[str, str, datetime]:
-        e = await self.eligibility(user.user_id, user.tier)
-        if not e.eligible:
-            raise FailedPrecondition(e.reason, reason="HANDOFF_NOT_ELIGIBLE")
+        await self._require_eligible(user)
         if not self.cfg.configured:
             raise FailedPrecondition(
                 "live handoff has no Alpaca OAuth client configured (MBT_ALPACA_CLIENT_ID); "
@@ -402,7 +402,7 @@ class HandoffApp:
 
     # ---- live orders ------------------------------------------------------------------------
     async def prepare(self, user: Principal, req: Any) -> dict[str, Any]:
-        _, conn_row = await self._require_ready(user)
+        conn_row = await self._require_ready(user)
         payload = _payload(str(uuid.uuid4()), req)
         body = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(body.encode()).hexdigest()
@@ -634,7 +634,7 @@ class HandoffApp:
                             user_id=user_id,
                             qty=Decimal(str(data.get("qty") or "0")),
                             price=Decimal(str(data.get("price") or "0")),
-                            at=_ts(data.get("timestamp")) or datetime.now(UTC),
+                            at=parse_rfc3339(data.get("timestamp")) or datetime.now(UTC),
                         )
                         .on_conflict_do_nothing()
                         .returning(live_fills.c.execution_id)
@@ -855,15 +855,6 @@ def _dec(v: Any) -> Decimal | None:
     try:
         return Decimal(str(v))
     except InvalidOperation:
-        return None
-
-
-def _ts(v: Any) -> datetime | None:
-    if not v:
-        return None
-    try:
-        return datetime.fromisoformat(str(v).replace("Z", "+00:00"))
-    except ValueError:
         return None
 
 

@@ -22,12 +22,16 @@ from alpaca.common.exceptions import APIError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from raxx.mbt.v1 import orders_service_pb2 as pb
+from services.conventions.timestamps import parse_rfc3339
 from services.platform.flags import RuntimeFlags
 from services.platform.shadow_credentials import (
     AlpacaPaperCredentials,
     ShadowCredentials,
+    read_paper,
     trading_client,
 )
+from services.platform.wire import ts_to_wire
 
 __all__ = ["ShadowRelay"]
 
@@ -65,12 +69,7 @@ class ShadowRelay:
 
     def shadow_users(self) -> tuple[bool, dict[str, str]]:
         """(everyone in shadow?, {user id: since when} for per-user shadow flags)."""
-        users = {
-            key.removeprefix("paper.user."): v.at
-            for key, v in self.flags.values.items()
-            if key.startswith("paper.user.") and v.value == "shadow"
-        }
-        return self.flags.get("paper").value == "shadow", users
+        return self.flags.get("paper").value == "shadow", self.flags.users_in("shadow")
 
     async def run_forever(self) -> None:
         while True:
@@ -206,16 +205,10 @@ def _cancel(creds: AlpacaPaperCredentials, alpaca_order_id: str) -> None:
 
 
 def _wire_ts(v: Any) -> Any:
-    from services.platform.wire import ts_to_wire
-
-    if not v:
-        return None
-    return ts_to_wire(datetime.fromisoformat(str(v).replace("Z", "+00:00")))
+    return ts_to_wire(parse_rfc3339(v))
 
 
-def _order_pb(o: dict[str, Any]) -> Any:
-    from raxx.mbt.v1 import orders_service_pb2 as pb
-
+def _order_pb(o: dict[str, Any]) -> pb.Order:
     return pb.Order(
         id=str(o.get("client_order_id") or o.get("id")),
         client_order_id=str(o.get("client_order_id") or ""),
@@ -237,22 +230,10 @@ def _order_pb(o: dict[str, Any]) -> Any:
     )
 
 
-async def alpaca_orders(creds: AlpacaPaperCredentials, status: str) -> list[Any]:
+async def alpaca_orders(creds: AlpacaPaperCredentials, status: str) -> list[pb.Order]:
     """A shadow user's orders as Alpaca paper has them (their reads come from Alpaca)."""
-    from services.platform.errors import Unavailable
-
     wanted = status if status in ("open", "closed", "all") else "all"
-
-    def call() -> Any:
-        return trading_client(creds).get("/orders", {"status": wanted, "limit": 500})
-
-    try:
-        listed = await asyncio.to_thread(call)
-    except (APIError, OSError) as err:
-        raise Unavailable(
-            f"shadow mode reads from Alpaca paper, which did not answer ({type(err).__name__})",
-            reason="SHADOW_SOURCE_UNAVAILABLE",
-        ) from None
+    listed = await read_paper(creds, lambda c: c.get("/orders", {"status": wanted, "limit": 500}))
     rows = [dict(o) for o in listed]
     if status not in ("open", "closed", "all"):
         rows = [o for o in rows if o.get("status") == status]

@@ -21,7 +21,6 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -103,7 +102,6 @@ class RuntimeFlags:
     defaults: dict[str, FlagValue] = field(default_factory=dict)
     values: dict[str, FlagValue] = field(default_factory=dict)
     kv: KeyValue | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RuntimeFlags:
@@ -120,6 +118,15 @@ class RuntimeFlags:
         if user_id and (v := self.values.get(flag_key("paper", user_id))) is not None:
             return v.value
         return self.get("paper").value or "on"
+
+    def users_in(self, mode: str) -> dict[str, str]:
+        """The users whose own paper flag is ``mode``, with when it was set (RFC 3339)."""
+        prefix = "paper.user."
+        return {
+            key.removeprefix(prefix): v.at
+            for key, v in self.values.items()
+            if key.startswith(prefix) and v.value == mode
+        }
 
     def all(self) -> dict[str, FlagValue]:
         return {**self.defaults, **self.values}
@@ -143,13 +150,11 @@ class RuntimeFlags:
                 watcher = await self.kv.watchall()
                 async for update in watcher:
                     if update is None:  # the initial values are in
-                        self.ready.set()
                         continue
                     if update.operation in ("DEL", "PURGE") or not update.value:
                         self.values.pop(update.key, None)
                     elif (v := FlagValue.decode(update.value)) is not None:
                         self.values[update.key] = v
-                    self.ready.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS restarting: watch again
@@ -171,7 +176,3 @@ class RuntimeFlags:
 
     def describe(self) -> list[tuple[str, FlagValue]]:
         return sorted(self.all().items())
-
-
-def as_dict(v: FlagValue) -> dict[str, Any]:
-    return {"value": v.value, "by": v.by, "reason": v.reason, "at": v.at, "source": v.source}

@@ -7,15 +7,17 @@ re-read when it changes. `mbt admin shadow-credentials set` writes it locally.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from services.platform.secret import Secret
 
-__all__ = ["AlpacaPaperCredentials", "ShadowCredentials", "trading_client"]
+__all__ = ["AlpacaPaperCredentials", "ShadowCredentials", "read_paper", "trading_client"]
 
 PAPER_URL = "https://paper-api.alpaca.markets"
 
@@ -25,6 +27,22 @@ class AlpacaPaperCredentials:
     key_id: str
     secret: Secret
     url: str = PAPER_URL
+
+
+async def read_paper(creds: AlpacaPaperCredentials, read: Callable[[Any], Any]) -> Any:
+    """``read(client)`` on the user's Alpaca paper account, off the event loop. Alpaca is the
+    source of a shadow user's reads, so its silence is UNAVAILABLE, said plainly."""
+    from alpaca.common.exceptions import APIError
+
+    from services.platform.errors import Unavailable
+
+    try:
+        return await asyncio.to_thread(lambda: read(trading_client(creds)))
+    except (APIError, OSError) as err:
+        raise Unavailable(
+            f"shadow mode reads from Alpaca paper, which did not answer ({type(err).__name__})",
+            reason="SHADOW_SOURCE_UNAVAILABLE",
+        ) from None
 
 
 def trading_client(creds: AlpacaPaperCredentials) -> Any:
@@ -73,24 +91,3 @@ class ShadowCredentials:
     def of(self, user_id: str) -> AlpacaPaperCredentials | None:
         self._load()
         return self._users.get(user_id)
-
-    def users(self) -> list[str]:
-        self._load()
-        return sorted(self._users)
-
-    def set(self, user_id: str, key_id: str, secret: str, url: str = "") -> None:
-        """Add or replace one user's credentials (atomically, mode 0600)."""
-        try:
-            doc = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            doc = {"users": {}}
-        doc.setdefault("users", {})[user_id] = {
-            "key_id": key_id,
-            "secret_key": secret,
-            "url": url or PAPER_URL,
-        }
-        tmp = self.path.with_name(self.path.name + f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f)
-        os.replace(tmp, self.path)

@@ -350,12 +350,6 @@ class SessionsHandlers:
             )
         return grant
 
-    async def audit_detail(self, actor: str, action: str, detail: dict[str, Any]) -> None:
-        async with self.db.begin() as conn:
-            await conn.execute(
-                audit_log.insert().values(actor=actor[:80], action=action, detail=detail)
-            )
-
     async def email_of(self, user_id: str) -> str:
         async with self.db.connect() as conn:
             return str(

@@ -29,7 +29,7 @@ from services.platform.wire import ts_to_wire
 from services.sessions import privacy
 from services.sessions.api_keys import ApiKeys, spend_step_up
 from services.sessions.handlers import Ceremony, SessionsHandlers
-from services.sessions.lifecycle import OpenedSession, SessionLifecycle
+from services.sessions.lifecycle import OpenedSession, SessionLifecycle, audit
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 PUBLIC_METHODS = frozenset(
@@ -278,11 +278,16 @@ class SessionsServicer(pb_grpc.SessionsServiceServicer):
             v = self.flags.get(key) if not user_id else FlagValue("", source="default")
         else:
             v = await self.flags.put(self.bus, key, stored, operator.user_id, request.reason)
-        await self.h.audit_detail(
-            operator.user_id,
-            "flag_change",
-            {"key": key, "value": value, "user_id": user_id, "reason": request.reason[:500]},
-        )
+        async with self.h.db.begin() as conn:
+            await audit(
+                conn,
+                operator.user_id,
+                "flag_change",
+                key=key,
+                value=value,
+                user_id=user_id,
+                reason=request.reason[:500],
+            )
         return _flag(key, v, email)
 
     async def ListRuntimeFlags(
