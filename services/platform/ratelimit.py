@@ -118,6 +118,8 @@ class _KeyState:
     in_flight: int = 0  # our increments sent and not yet acknowledged
     previous: int = 0  # the previous window's total (as last seen)
     acked_at: float = -1.0  # when an acknowledgement last refreshed `known` in this window
+    unsent: int = 0  # counted here, not yet sent to the shared counter (part of `in_flight`)
+    flushing: bool = False  # an increment of the shared counter is on its way
 
 
 @dataclass
@@ -153,6 +155,7 @@ class RateLimiter:
         elif st.window != window:
             st.previous = st.known if st.window == window - 1 else 0
             st.window, st.known, st.in_flight, st.acked_at = window, 0, 0, -1.0
+            st.unsent = 0
         if len(self._keys) > 100_000:  # forget idle keys
             for k in [k for k, s in self._keys.items() if s.window < window - 1]:
                 del self._keys[k]
@@ -196,15 +199,27 @@ class RateLimiter:
             return None
         return int(ack.val) if ack.val is not None else None
 
-    async def _increment_later(self, key: str, st: _KeyState, window: int) -> None:
-        total = await self._increment(key, window, 1)
-        if st.window == window:
-            st.in_flight = max(0, st.in_flight - 1)
-            if total is not None:
-                st.known = max(st.known, total)
-                st.acked_at = self.clock()
-            else:
-                st.known += 1
+    async def _flush(self, key: str, st: _KeyState, window: int) -> None:
+        """Send what was counted here to the shared counter, one increment at a time: the
+        requests counted while one is on its way go out together in the next (one JetStream
+        publish per round trip, not one per request)."""
+        try:
+            while st.unsent and st.window == window:
+                delta, st.unsent = st.unsent, 0
+                total = await self._increment(key, window, delta)
+                if st.window != window:  # rolled over meanwhile: the new window starts afresh
+                    return
+                st.in_flight = max(0, st.in_flight - delta)
+                if total is not None:
+                    st.known = max(st.known, total)
+                    st.acked_at = self.clock()
+                else:
+                    st.known += delta
+        finally:
+            st.flushing = False
+            if st.unsent:  # counted in a window that began while this one was being sent
+                st.flushing = True
+                self._spawn(self._flush(key, st, st.window))
 
     async def hit(self, key: str, limit: int) -> Decision:
         """Count one request for ``key`` (a subject token) against ``limit`` per period."""
@@ -242,7 +257,10 @@ class RateLimiter:
             remaining = max(0, math.floor(limit - estimate))
             return Decision(True, limit, remaining, reset_s, 0)
         st.in_flight += 1
-        self._spawn(self._increment_later(key, st, window))
+        st.unsent += 1
+        if not st.flushing:
+            st.flushing = True
+            self._spawn(self._flush(key, st, window))
         remaining = max(
             0, math.floor(limit - sliding_estimate(st.previous, local, elapsed, self.period))
         )
