@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from decimal import Decimal
 
 from nats.aio.msg import Msg
@@ -31,17 +32,21 @@ class TradeEventConsumer:
         event cannot hold the others back. Acks only follow the commit: a crash before it
         redelivers the batch, and the inbox makes the second application a no-op.
         """
+        changes = [_changes_ledger(m) for m in msgs]
+        work = [m for m, c in zip(msgs, changes, strict=True) if c]
         try:
-            async with self.engine.begin() as conn:
-                outcomes = await self._apply_many(conn, msgs)
+            outcomes: Iterator[str] = iter(())
+            if work:  # an order accepted or working changes nothing here: no transaction
+                async with self.engine.begin() as conn:
+                    outcomes = iter(await self._apply_many(conn, work))
         except Exception:
-            log.warning("batch of %d failed; applying one by one", len(msgs), exc_info=True)
-            for msg in msgs:
-                await self.handle(msg)
+            log.warning("batch of %d failed; applying one by one", len(work), exc_info=True)
+            for msg, c in zip(msgs, changes, strict=True):
+                await (self.handle(msg) if c else msg.ack())
             return
-        for msg, outcome in zip(msgs, outcomes, strict=True):
+        for msg, c in zip(msgs, changes, strict=True):
             await msg.ack()
-            self._count(outcome, msg)
+            self._count(next(outcomes) if c else "ignored", msg)
 
     async def handle(self, msg: Msg) -> None:
         async with self.engine.begin() as conn:
@@ -81,6 +86,13 @@ class TradeEventConsumer:
                 outcomes[i] = await handlers.apply_order_done(conn, event_id, oe.order.id)
         await flush()
         return outcomes
+
+
+def _changes_ledger(msg: Msg) -> bool:
+    """A fill, or an order done without (more) fills: its hold is released."""
+    if msg.subject.startswith("mbt.fills."):
+        return True
+    return events_pb2.OrderEvent.FromString(msg.data).order.status in DONE_WITHOUT_FILL
 
 
 async def _lock_accounts(conn: AsyncConnection, msgs: list[Msg]) -> None:

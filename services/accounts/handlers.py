@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 
@@ -118,7 +118,7 @@ async def held_amount(conn: AsyncConnection, account_id: str) -> Decimal:
 async def place_holds(
     engine: AsyncEngine,
     items: Sequence[HoldRequest],
-    marks: Mapping[str, Mapping[str, Decimal]] | None = None,
+    marks: hold_batch.Marks | hold_batch.MarkSource | None = None,
     calendar: MarketCalendar | None = None,
 ) -> list[HoldPlaced | MbtError]:
     """Place a batch of holds (`hold_batch.place_holds`) on the engine's database."""

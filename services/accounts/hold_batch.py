@@ -13,7 +13,7 @@ every submit, and its statements are fixed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -60,6 +60,12 @@ INSERT_HOLDS = (
     "%(symbols)s::text[], %(sides)s::text[], %(amounts)s::numeric[], %(qtys)s::numeric[]) "
     "AS h(o, a, s, d, m, q)"
 )
+
+
+Marks = Mapping[str, Mapping[str, Decimal]]  # user id -> symbol -> mark
+# the marks of margin accounts, asked for only when the batch has some: user id -> the symbols
+# (their positions' and their orders')
+MarkSource = Callable[[dict[str, set[str]]], Awaitable[Marks]]
 
 
 @dataclass(frozen=True)
@@ -230,7 +236,7 @@ def decide_holds(
 async def place_holds(
     pool: HotPathPool,
     items: Sequence[HoldRequest],
-    marks: Mapping[str, Mapping[str, Decimal]] | None = None,
+    marks: Marks | MarkSource | None = None,
     calendar: MarketCalendar | None = None,
 ) -> list[HoldPlaced | MbtError]:
     """Decide and place the holds of a batch in one transaction (see the module doc).
@@ -248,10 +254,21 @@ async def place_holds(
     raise AssertionError("unreachable")
 
 
+async def _margin_marks(source: MarkSource, items: Sequence[HoldRequest], snap: Snapshot) -> Marks:
+    """Marks for the batch's margin accounts only (cash accounts need none)."""
+    wanted: dict[str, set[str]] = {}
+    for item in items:
+        acct = snap.accounts.get(item.user_id)
+        if acct is not None and acct["account_type"] == "margin":
+            held = {p.symbol for p in snap.positions.get(str(acct["id"]), [])}
+            wanted.setdefault(item.user_id, held).add(item.symbol)
+    return await source(wanted) if wanted else {}
+
+
 async def _place(
     pool: HotPathPool,
     items: Sequence[HoldRequest],
-    marks: Mapping[str, Mapping[str, Decimal]] | None,
+    marks: Marks | MarkSource | None,
     calendar: MarketCalendar | None,
 ) -> list[HoldPlaced | MbtError]:
     users = sorted({i.user_id for i in items})
@@ -293,6 +310,8 @@ async def _place(
             for r in await q_sales.fetchall():
                 sales[str(r["account_id"])].append((r["amount"], r["occurred_at"]))
             snap.sales = dict(sales)
+        if callable(marks):
+            marks = await _margin_marks(marks, items, snap)
         results, inserts = decide_holds(items, snap, marks, calendar)
         if inserts:
             await conn.execute(

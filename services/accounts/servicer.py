@@ -118,32 +118,16 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                 conn, account_id, ts_from_wire(clock.timestamp), self.calendar
             )
 
-    async def _margin_marks(self, wanted: dict[str, set[str]]) -> dict[str, dict[str, Decimal]]:
-        """Marks for the margin accounts among `wanted` (user id -> the orders' symbols): their
-        positions and those symbols. Cash accounts are left out (they need none)."""
-        async with self.engine.connect() as conn:
-            margin = {
-                str(r.user_id): str(r.id)
-                for r in await conn.execute(
-                    select(accounts.c.user_id, accounts.c.id).where(
-                        accounts.c.user_id.in_(list(wanted)), accounts.c.account_type == "margin"
-                    )
-                )
-            }
-            held: dict[str, set[str]] = {}
-            if margin:
-                for r in await conn.execute(
-                    select(positions.c.account_id, positions.c.symbol).where(
-                        positions.c.account_id.in_(list(margin.values())), positions.c.qty != 0
-                    )
-                ):
-                    held.setdefault(str(r.account_id), set()).add(r.symbol)
+    async def _marks(self, wanted: dict[str, set[str]]) -> dict[str, dict[str, Decimal]]:
+        """Marks by user for the symbols wanted (what a margin account's holds are judged on)."""
+        cache: dict[str, Decimal | None] = {}
         out: dict[str, dict[str, Decimal]] = {}
-        for user_id, account_id in margin.items():
+        for user_id, symbols in wanted.items():
             marks: dict[str, Decimal] = {}
-            for s in held.get(account_id, set()) | wanted[user_id]:
-                m = await self._mark(s)
-                if m is not None:
+            for s in symbols:
+                if s not in cache:
+                    cache[s] = await self._mark(s)
+                if (m := cache[s]) is not None:
                     marks[s] = m
             out[user_id] = marks
         return out
@@ -721,11 +705,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                 continue
             items.append(item)
             parsed.append(item)
-        wanted: dict[str, set[str]] = {}
-        for item in items:
-            wanted.setdefault(item.user_id, set()).add(item.symbol)
-        marks = await self._margin_marks(wanted) if wanted else {}
-        placed = iter(await handlers.place_holds(self.engine, items, marks, self.calendar))
+        placed = iter(await handlers.place_holds(self.engine, items, self._marks, self.calendar))
         out: list[pb.PlaceHoldResponse | MbtError] = []
         for p in parsed:
             if isinstance(p, MbtError):
