@@ -16,7 +16,13 @@ from raxx.mbt.v1 import accounts_service_pb2_grpc as pb_grpc
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from raxx.mbt.v1 import marketdata_service_pb2_grpc as md_grpc
 from services.accounts import handlers, privacy
-from services.accounts.adapters.tables import accounts, activities, eod_snapshots, positions
+from services.accounts.adapters.tables import (
+    accounts,
+    activities,
+    eod_snapshots,
+    holds,
+    positions,
+)
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
 from services.accounts.ledger_batch import multiplier_of
 from services.accounts.settlement import NEW_YORK, unsettled_proceeds
@@ -723,6 +729,37 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                     )
                 )
         return out
+
+    async def ListActiveHolds(
+        self, request: pb.ListActiveHoldsRequest, context: Ctx
+    ) -> pb.ListActiveHoldsResponse:
+        require_service()
+        if not request.HasField("created_before"):
+            raise InvalidArgument("created_before", "is required")
+        size = min(max(request.page_size or 500, 1), 5000)
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(holds.c.order_id, accounts.c.user_id, holds.c.created_at)
+                    .join(accounts, accounts.c.id == holds.c.account_id)
+                    .where(
+                        holds.c.status == "active",
+                        holds.c.created_at < ts_from_wire(request.created_before),
+                        holds.c.order_id > request.after_order_id,
+                    )
+                    .order_by(holds.c.order_id)
+                    .limit(size)
+                )
+            ).all()
+        return pb.ListActiveHoldsResponse(
+            holds=[
+                pb.ActiveHold(
+                    order_id=r.order_id, user_id=r.user_id, created_at=ts_to_wire(r.created_at)
+                )
+                for r in rows
+            ],
+            next_after_order_id=rows[-1].order_id if len(rows) == size else "",
+        )
 
     async def ReleaseHold(
         self, request: pb.ReleaseHoldRequest, context: Ctx

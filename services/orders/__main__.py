@@ -11,6 +11,7 @@ from services.orders.app import OrdersApp
 from services.orders.domain.engine import EngineConfig, MatchingEngine
 from services.orders.feed import run_market_feed
 from services.orders.partitions import Ownership
+from services.orders.recovery import reconcile_holds_forever
 from services.orders.servicer import OrdersServicer
 from services.orders.shadow import ShadowRelay
 from services.platform.bus import TRADES_STREAM
@@ -62,6 +63,9 @@ async def build(rt: Runtime) -> ServiceHost:
     async def market() -> None:
         await run_market_feed(app, rt.bus)
 
+    async def reconcile() -> None:
+        await reconcile_holds_forever(app)
+
     async def close() -> None:
         await accounts.close()
         await marketdata.close()
@@ -84,7 +88,7 @@ async def build(rt: Runtime) -> ServiceHost:
             lambda srv: orders_service_pb2_grpc.add_OrdersServiceServicer_to_server(servicer, srv)
         ],
         service_names=[SERVICE],
-        background=[relay, market, follow, app.run_accepts, shadow.run_forever],
+        background=[relay, market, follow, app.run_accepts, shadow.run_forever, reconcile],
         on_shutdown=[close],
     )
 

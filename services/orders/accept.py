@@ -1,21 +1,27 @@
-"""The submit pipeline: record, hold, accept, each stage one batch at a time.
+"""The submit pipeline: hold, then commit, each stage one batch at a time.
 
-Submits are queued, and three stages run concurrently, each on a whole batch of what is waiting:
+Submits are queued, and two stages run concurrently, each on a whole batch of what is waiting:
 
-1. **record**: one transaction inserts every new order row (status `new`, with its audit row);
-   a `client_order_id` the user already used is caught here by the unique constraint.
-2. **hold**: one `PlaceHolds` call to accounts reserves the buying power of the whole batch, in
+1. **hold**: one `PlaceHolds` call to accounts reserves the buying power of the whole batch, in
    order (accounts owns buying power and decides each hold after the ones before it).
-3. **accept**: under the engine lock, one transaction marks the held orders `accepted` and the
-   refused ones `rejected`, with their outbox events and audit rows; then the engine sees them.
+2. **commit**: under the engine lock, one statement (one round trip, one commit) writes the
+   batch's orders - `accepted` where the hold was placed, `rejected` with the reason where it
+   was not - with their audit rows and outbox events, behind the partition fence; then the
+   engine sees the accepted ones. A `client_order_id` the user already used is caught by the
+   unique constraint: that order is not written, its hold is released and the caller gets the
+   original order.
 
 Only then is the caller answered, so every accepted order, its hold and its event are durable
-before the reply. While one batch waits on accounts, the next is being recorded: the database
-and accounts each see a few large transactions instead of one per order.
+before the reply. While one batch waits on accounts, the previous one is being committed: the
+database and accounts each see a few large transactions instead of one per order.
 
-A crash between stages leaves orders `new`; recovery on start finishes them (the hold is placed
-again, idempotently by order id, and the order accepted or rejected). A failed commit fails the
-batch and stops the process (fail-stop): a restart re-arms from the database.
+A crash between the two stages leaves a hold without an order. Orders reconciles such holds
+(`services.orders.recovery.release_orphan_holds`): on start, every active hold placed before
+the claim whose order was never written is released, and in the background, those older than
+`ORPHAN_AGE`; a batch whose holds are older than `HOLD_TO_COMMIT_S` is not committed (it is
+refused, the holds released), so the reconciliation never releases the hold of an order that
+is still on its way. A failed commit fails the batch and stops the process (fail-stop): a
+restart re-arms from the database.
 """
 
 from __future__ import annotations
@@ -24,18 +30,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from services.orders import records
 from services.orders.domain.events import Event
-from services.orders.partitions import FENCE_SQL, user_partition
+from services.orders.partitions import Fenced, user_partition
 from services.orders.records import order_event
 from services.orders.validation import OrderIntent
-from services.platform.errors import AlreadyExists, MbtError, error_from_status
+from services.platform.errors import AlreadyExists, MbtError, Unavailable, error_from_status
 from services.platform.hotpath import HotPath
 from services.platform.metrics import ORDERS
 from services.platform.wire import ts_to_wire
@@ -43,68 +50,75 @@ from services.platform.wire import ts_to_wire
 if TYPE_CHECKING:
     from services.orders.app import OrdersApp
 
-__all__ = ["PendingSubmit", "SubmitPipeline", "payload_differences"]
+__all__ = [
+    "HOLD_TO_COMMIT_S",
+    "ORPHAN_AGE",
+    "PendingSubmit",
+    "SubmitPipeline",
+    "payload_differences",
+]
 
 MAX_BATCH = 256
+# a batch is committed within this long of asking for its holds, or not at all
+HOLD_TO_COMMIT_S = 60.0
+# the background reconciliation releases holds without an order once they are this old
+ORPHAN_AGE = timedelta(minutes=10)
 log = logging.getLogger("mbt.orders")
 
-# one statement, one round trip: the batch's order rows (a used client_order_id is skipped by
-# the unique constraint) and an audit row for each one inserted; the inserted rows come back
-RECORD_SQL = """
-WITH d AS (
-  SELECT * FROM unnest(
-    %(ids)s::text[], %(users)s::text[], %(coids)s::text[], %(symbols)s::text[],
-    %(sides)s::text[], %(qtys)s::numeric[], %(types)s::text[], %(tifs)s::text[],
-    %(limits)s::numeric[], %(stops)s::numeric[], %(replaces)s::text[], %(legs)s::text[],
-    %(submitted)s::timestamptz[], %(details)s::text[]
-  ) AS d(id, user_id, coid, symbol, side, qty, order_type, tif, limit_price, stop_price,
-         replaces, legs, submitted_at, detail)
+# One statement, one round trip, one commit: behind the fence (the batch's partitions read
+# FOR SHARE: a claim by another process waits for this statement, and after the claim the rows
+# no longer match, so nothing is written), the batch's orders are inserted (a used
+# client_order_id is skipped by the unique constraint) and orders left `new` by an earlier
+# version are finished (only if still `new`); each order written gets its outbox event and its
+# audit rows, in batch order. The rows come in as one JSON document (cheaper to encode than an
+# array per column), the event payloads as one bytea array.
+COMMIT_SQL = """
+WITH fence AS (
+  SELECT count(*) AS ok FROM (
+    SELECT 1 FROM orders.partition_owners
+    WHERE partition = ANY(%(parts)s::int[]) AND owner = %(me)s FOR SHARE
+  ) f
+), d AS (
+  SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS d(
+    n int, id text, user_id text, coid text, symbol text, side text, qty numeric,
+    order_type text, tif text, limit_price numeric, stop_price numeric, status text,
+    reject_reason text, account_id text, hold_amount numeric, fill_preference text,
+    replaces text, legs jsonb, submitted_at timestamptz, accepted_at timestamptz,
+    updated_at timestamptz, resumed boolean, action text, submit_detail jsonb, detail jsonb,
+    subject text, msg_id text, part smallint)
+  WHERE (SELECT ok FROM fence) = %(nparts)s
 ), ins AS (
-  INSERT INTO orders.orders (id, user_id, client_order_id, symbol, side, qty, order_type,
-    time_in_force, limit_price, stop_price, status, replaces, legs, submitted_at, updated_at)
-  SELECT id, user_id, coid, symbol, side, qty, order_type, tif, limit_price, stop_price, 'new',
-    replaces, legs::jsonb, submitted_at, submitted_at FROM d
-  ON CONFLICT ON CONSTRAINT orders_client_order_id_per_user DO NOTHING
-  RETURNING *
-), audit AS (
-  INSERT INTO orders.audit_log (actor, action, order_id, sim_at, detail)
-  SELECT d.user_id, 'submit', d.id, %(sim)s, d.detail::jsonb FROM d JOIN ins ON ins.id = d.id
-)
-SELECT * FROM ins
-"""
-
-# one statement, one round trip: accept the held, reject the refused (each only if still
-# `new`: an order canceled meanwhile stays canceled), and write the outbox event and audit row
-# of each one that changed, in batch order
-ACCEPT_SQL = """
-WITH a AS (
-  SELECT * FROM unnest(%(a_ids)s::text[], %(a_accts)s::text[], %(a_amounts)s::numeric[],
-                       %(a_prefs)s::text[]) AS a(id, acct, amount, pref)
-), accepted AS (
-  UPDATE orders.orders o SET status = 'accepted', accepted_at = %(now)s, account_id = a.acct,
-    hold_amount = a.amount, fill_preference = a.pref, updated_at = %(wall)s
-  FROM a WHERE o.id = a.id AND o.status = 'new' RETURNING o.id
-), r AS (
-  SELECT * FROM unnest(%(r_ids)s::text[], %(r_reasons)s::text[]) AS r(id, reason)
-), rejected AS (
-  UPDATE orders.orders o SET status = 'rejected', reject_reason = r.reason, updated_at = %(wall)s
-  FROM r WHERE o.id = r.id AND o.status = 'new' RETURNING o.id
+  INSERT INTO orders.orders (id, user_id, account_id, client_order_id, symbol, side, qty,
+    order_type, time_in_force, limit_price, stop_price, status, reject_reason, hold_amount,
+    legs, fill_preference, replaces, submitted_at, accepted_at, updated_at)
+  SELECT id, user_id, account_id, coid, symbol, side, qty, order_type, tif, limit_price,
+    stop_price, status, reject_reason, hold_amount, legs, fill_preference, replaces,
+    submitted_at, accepted_at, updated_at
+  FROM d WHERE NOT resumed
+  ON CONFLICT DO NOTHING
+  RETURNING id
+), upd AS (
+  UPDATE orders.orders o SET status = d.status, reject_reason = d.reject_reason,
+    accepted_at = d.accepted_at, account_id = d.account_id, hold_amount = d.hold_amount,
+    fill_preference = d.fill_preference, updated_at = d.updated_at
+  FROM d WHERE d.resumed AND o.id = d.id AND o.status = 'new'
+  RETURNING o.id
 ), changed AS (
-  SELECT id, 'accept' AS action FROM accepted UNION ALL SELECT id, 'reject' FROM rejected
-), e AS (
-  SELECT * FROM unnest(%(e_ids)s::text[], %(e_actions)s::text[], %(e_subjects)s::text[],
-                       %(e_payloads)s::bytea[], %(e_msg_ids)s::text[], %(e_details)s::text[],
-                       %(e_parts)s::smallint[])
-    WITH ORDINALITY AS e(id, action, subject, payload, msg_id, detail, part, n)
+  SELECT id, true AS fresh FROM ins UNION ALL SELECT id, false FROM upd
 ), outbox AS (
   INSERT INTO orders.outbox (msg_id, subject, payload, partition)
-  SELECT e.msg_id, e.subject, e.payload, e.part FROM e JOIN changed USING (id, action)
-  ORDER BY e.n
+  SELECT d.msg_id, d.subject, (%(payloads)s::bytea[])[d.n], d.part
+  FROM d JOIN changed USING (id) ORDER BY d.n
 ), audit AS (
   INSERT INTO orders.audit_log (actor, action, order_id, sim_at, detail)
-  SELECT 'system', e.action, e.id, %(now)s, e.detail::jsonb FROM e JOIN changed USING (id, action)
+  SELECT a.actor, a.action, a.id, %(sim)s, a.detail FROM (
+    SELECT d.n, 0 AS k, d.user_id AS actor, 'submit' AS action, d.id, d.submit_detail AS detail
+    FROM d JOIN changed c USING (id) WHERE c.fresh
+    UNION ALL
+    SELECT d.n, 1, 'system', d.action, d.id, d.detail FROM d JOIN changed USING (id)
+  ) a ORDER BY a.n, a.k
 )
-SELECT id, action FROM changed
+SELECT (SELECT ok FROM fence) AS fence, array(SELECT id FROM changed) AS changed
 """
 
 
@@ -123,27 +137,59 @@ class PendingSubmit:
     account_id: str = ""
     preference: str = ""
     refusal: MbtError | None = None
+    held: bool = False  # accounts placed its hold
+    asked_at: float = 0.0  # when its hold was asked for (monotonic)
+    row: dict[str, Any] | None = None  # the row an earlier version left `new` (recovery)
 
 
-def order_values(p: PendingSubmit) -> dict[str, Any]:
+def order_row(p: PendingSubmit, now: datetime, wall: datetime) -> dict[str, Any]:
+    """The order's row as the commit writes it (every column of `orders.orders`)."""
     i = p.intent
-    return {
-        "id": p.order_id,
-        "user_id": p.user_id,
-        "client_order_id": p.client_order_id,
-        "symbol": i.symbol,
-        "side": i.side.value,
-        "qty": i.qty,
-        "order_type": i.order_type.value,
-        "time_in_force": i.time_in_force.value,
-        "limit_price": i.limit_price,
-        "stop_price": i.stop_price,
-        "status": "new",
-        "replaces": p.replaces,
-        "legs": [{"symbol": x.symbol, "side": x.side.value, "ratio": x.ratio} for x in i.legs]
-        or None,
-        "submitted_at": p.submitted_at,
-    }
+    row: dict[str, Any] = (
+        dict(p.row)
+        if p.row is not None
+        else {
+            "id": p.order_id,
+            "user_id": p.user_id,
+            "client_order_id": p.client_order_id,
+            "symbol": i.symbol,
+            "side": i.side.value,
+            "qty": i.qty,
+            "order_type": i.order_type.value,
+            "time_in_force": i.time_in_force.value,
+            "limit_price": i.limit_price,
+            "stop_price": i.stop_price,
+            "status_reason": "",
+            "reject_reason": "",
+            "filled_qty": Decimal(0),
+            "filled_notional": Decimal(0),
+            "fill_count": 0,
+            "triggered": False,
+            "hold_amount": Decimal(0),
+            "legs": [{"symbol": x.symbol, "side": x.side.value, "ratio": x.ratio} for x in i.legs]
+            or None,
+            "fill_preference": None,
+            "replaces": p.replaces,
+            "replaced_by": None,
+            "submitted_at": p.submitted_at,
+            "accepted_at": None,
+            "filled_at": None,
+            "canceled_at": None,
+            "account_id": None,
+        }
+    )
+    if p.refusal is None:
+        row.update(
+            status="accepted",
+            accepted_at=now,
+            account_id=p.account_id,
+            hold_amount=p.amount,
+            fill_preference=p.preference,
+            updated_at=wall,
+        )
+    else:
+        row.update(status="rejected", reject_reason=p.refusal.message, updated_at=wall)
+    return row
 
 
 def payload_differences(intent: OrderIntent, row: dict[str, Any]) -> list[str]:
@@ -183,17 +229,18 @@ def _fail(batch: list[PendingSubmit], exc: BaseException) -> None:
             p.done.set_exception(exc)
 
 
+def _text(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
 class SubmitPipeline:
     def __init__(self, app: OrdersApp) -> None:
         self.app = app
-        self._record_q: asyncio.Queue[PendingSubmit] = asyncio.Queue()
         self._hold_q: asyncio.Queue[PendingSubmit] = asyncio.Queue()
-        self._accept_q: asyncio.Queue[PendingSubmit] = asyncio.Queue()
+        self._commit_q: asyncio.Queue[PendingSubmit] = asyncio.Queue()
         self._in_flight: dict[tuple[str, str], PendingSubmit] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
-        self._record_db = HotPath(app.settings.database_url)
-        self._accept_db = HotPath(app.settings.database_url)
-        self._rows: dict[str, dict[str, Any]] = {}  # recorded rows on their way to accept
+        self._commit_db = HotPath(app.settings.database_url)
 
     # ---- the callers' side -----------------------------------------------------------------
     async def submit(
@@ -206,8 +253,8 @@ class SubmitPipeline:
         replaces: str | None,
         submitted_at: datetime,
     ) -> dict[str, Any]:
-        """Record, hold and accept one order; the accepted (or earlier) order row, or the
-        reason it was refused (raised)."""
+        """Hold and commit one order; the accepted (or earlier) order row, or the reason it
+        was refused (raised)."""
         key = (user_id, coid)
         ahead = self._in_flight.get(key)
         if ahead is not None:  # the same client_order_id is on its way: its outcome
@@ -218,7 +265,7 @@ class SubmitPipeline:
         p = PendingSubmit(order_id, user_id, coid, intent, amount, replaces, submitted_at, done)
         self._in_flight[key] = p
         try:
-            await self._record_q.put(p)
+            self._hold_q.put_nowait(p)
             return await asyncio.shield(done)
         finally:
             if self._in_flight.get(key) is p:
@@ -245,8 +292,8 @@ class SubmitPipeline:
         amount: Decimal,
         refusal: MbtError | None = None,
     ) -> None:
-        """Finish an order a crash left `new` (recorded, maybe held): from the hold stage, or
-        straight to rejection with `refusal`."""
+        """Finish an order an earlier version left `new` (recorded, maybe held): from the hold
+        stage, or straight to rejection with `refusal`."""
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         p = PendingSubmit(
             str(row["id"]),
@@ -258,17 +305,18 @@ class SubmitPipeline:
             row["submitted_at"],
             done,
             refusal=refusal,
+            asked_at=time.monotonic(),
+            row=dict(row),
         )
-        await (self._hold_q if refusal is None else self._accept_q).put(p)
+        (self._hold_q if refusal is None else self._commit_q).put_nowait(p)
         await done
 
     # ---- the stages ------------------------------------------------------------------------
     async def run(self) -> None:
-        """The three stages, until one fails (fail-stop)."""
+        """The two stages, until one fails (fail-stop)."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._stage(self._record_q, self._record, self._hold_q))
-            tg.create_task(self._stage(self._hold_q, self._hold, self._accept_q))
-            tg.create_task(self._stage(self._accept_q, self._accept, None))
+            tg.create_task(self._stage(self._hold_q, self._hold, self._commit_q))
+            tg.create_task(self._stage(self._commit_q, self._commit, None))
 
     async def _stage(
         self,
@@ -287,37 +335,6 @@ class SubmitPipeline:
                 for p in passed:
                     outbox.put_nowait(p)
 
-    async def _record(self, batch: list[PendingSubmit]) -> list[PendingSubmit]:
-        """Insert the orders as `new`; a used client_order_id answers with the original."""
-        values = [order_values(p) for p in batch]
-        rows = await self._fenced(
-            self._record_db,
-            RECORD_SQL,
-            {
-                "ids": [v["id"] for v in values],
-                "users": [v["user_id"] for v in values],
-                "coids": [v["client_order_id"] for v in values],
-                "symbols": [v["symbol"] for v in values],
-                "sides": [v["side"] for v in values],
-                "qtys": [v["qty"] for v in values],
-                "types": [v["order_type"] for v in values],
-                "tifs": [v["time_in_force"] for v in values],
-                "limits": [v["limit_price"] for v in values],
-                "stops": [v["stop_price"] for v in values],
-                "replaces": [v["replaces"] for v in values],
-                "legs": [json.dumps(v["legs"]) if v["legs"] else None for v in values],
-                "submitted": [v["submitted_at"] for v in values],
-                "details": [json.dumps(_submit_detail(p)) for p in batch],
-                "sim": self.app.sim_now,
-            },
-        )
-        inserted = {str(r["id"]): r for r in rows}
-        self._rows.update(inserted)
-        for p in batch:
-            if p.order_id not in inserted:  # answered off the pipeline
-                self._aside(self._answer_repeat(p))
-        return [p for p in batch if p.order_id in inserted]
-
     def _aside(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
         self._side_tasks.add(task)
@@ -325,6 +342,8 @@ class SubmitPipeline:
 
     async def _answer_repeat(self, p: PendingSubmit) -> None:
         try:
+            if p.held:  # the hold placed for this attempt is not needed
+                await self._release(p.order_id)
             p.done.set_result(await self.repeat(p.user_id, p.client_order_id, p.intent))
         except Exception as exc:
             p.done.set_exception(exc)
@@ -333,7 +352,9 @@ class SubmitPipeline:
         """Reserve the batch's buying power in one call to accounts."""
         app = self.app
         request = acct_pb.PlaceHoldsRequest()
+        asked = time.monotonic()
         for p in batch:
+            p.asked_at = asked
             # a spread reserves cash as a package; a plain sell reserves what it sells
             request.holds.add(
                 user_id=p.user_id,
@@ -354,70 +375,99 @@ class SubmitPipeline:
             if result.HasField("error"):
                 p.refusal = error_from_status(result.error)
             else:
+                p.held = True
                 p.account_id = result.hold.account_id
                 p.preference = (
                     p.intent.fill_preference or result.hold.default_fill_preference or "aggressive"
                 )
         return batch
 
-    async def _accept(self, batch: list[PendingSubmit]) -> list[PendingSubmit]:
-        """Accept what is held and reject what is not, in one statement; then the engine."""
+    async def _commit(self, batch: list[PendingSubmit]) -> list[PendingSubmit]:
+        """Write the batch's orders, accepted or rejected, in one statement; then the engine."""
         app = self.app
+        late = [p for p in batch if time.monotonic() - p.asked_at > HOLD_TO_COMMIT_S]
+        if late:  # too long since the holds: reconciliation may release them; refuse instead
+            for p in late:
+                if p.held:
+                    self._aside(self._release(p.order_id))
+                p.done.set_exception(
+                    Unavailable("the order could not be accepted in time; submit it again")
+                )
+            batch = [p for p in batch if not p.done.done()]
+            if not batch:
+                return []
         async with app.lock:
             now, wall = app.sim_now, datetime.now(UTC)
-            recorded = {p.order_id: await self._recorded(p) for p in batch}
+            sim = now.isoformat()
             after: dict[str, dict[str, Any]] = {}
-            events: list[tuple[str, str, tuple[str, bytes, str], str]] = []
-            for p in batch:
-                row = dict(recorded[p.order_id])
-                if p.refusal is None:
-                    row.update(
-                        status="accepted",
-                        accepted_at=now,
-                        account_id=p.account_id,
-                        hold_amount=p.amount,
-                        fill_preference=p.preference,
-                        updated_at=wall,
-                    )
-                    detail = json.dumps({"sim_at": now.isoformat()})
-                    events.append(
-                        (p.order_id, "accept", order_event("accepted", row, p.user_id), detail)
-                    )
-                else:
-                    row.update(status="rejected", reject_reason=p.refusal.message, updated_at=wall)
-                    detail = json.dumps({"reason": p.refusal.message})
-                    events.append(
-                        (p.order_id, "reject", order_event("rejected", row, p.user_id), detail)
-                    )
-                after[p.order_id] = row
-            held = [p for p in batch if p.refusal is None]
-            refused = [p for p in batch if p.refusal is not None]
-            changed = await self._fenced(
-                self._accept_db,
-                ACCEPT_SQL,
+            rows: list[dict[str, Any]] = []
+            payloads: list[bytes] = []
+            for n, p in enumerate(batch, start=1):
+                row = after[p.order_id] = order_row(p, now, wall)
+                action = "accept" if p.refusal is None else "reject"
+                subject, payload, msg_id = order_event(
+                    "accepted" if p.refusal is None else "rejected", row, p.user_id
+                )
+                payloads.append(payload)
+                rows.append(
+                    {
+                        "n": n,
+                        "id": p.order_id,
+                        "user_id": p.user_id,
+                        "coid": p.client_order_id,
+                        "symbol": row["symbol"],
+                        "side": row["side"],
+                        "qty": str(row["qty"]),
+                        "order_type": row["order_type"],
+                        "tif": row["time_in_force"],
+                        "limit_price": _text(row["limit_price"]),
+                        "stop_price": _text(row["stop_price"]),
+                        "status": row["status"],
+                        "reject_reason": row["reject_reason"],
+                        "account_id": row["account_id"],
+                        "hold_amount": str(row["hold_amount"]),
+                        "fill_preference": row["fill_preference"],
+                        "replaces": row["replaces"],
+                        "legs": row["legs"],
+                        "submitted_at": row["submitted_at"].isoformat(),
+                        "accepted_at": _text(row["accepted_at"] and row["accepted_at"].isoformat()),
+                        "updated_at": wall.isoformat(),
+                        "resumed": p.row is not None,
+                        "action": action,
+                        "submit_detail": _submit_detail(p),
+                        "detail": {"sim_at": sim}
+                        if p.refusal is None
+                        else {"reason": p.refusal.message},
+                        "subject": subject,
+                        "msg_id": msg_id,
+                        "part": user_partition(p.user_id),
+                    }
+                )
+            parts = sorted({app.ownership.partition_of(p.user_id) for p in batch})
+            own = app.ownership
+            cur = await self._commit_db.fetch(
+                COMMIT_SQL,
                 {
-                    "now": now,
-                    "wall": wall,
-                    "a_ids": [p.order_id for p in held],
-                    "a_accts": [p.account_id for p in held],
-                    "a_amounts": [p.amount for p in held],
-                    "a_prefs": [p.preference for p in held],
-                    "r_ids": [p.order_id for p in refused],
-                    "r_reasons": [p.refusal.message if p.refusal else "" for p in refused],
-                    "e_ids": [e[0] for e in events],
-                    "e_actions": [e[1] for e in events],
-                    "e_subjects": [e[2][0] for e in events],
-                    "e_payloads": [e[2][1] for e in events],
-                    "e_msg_ids": [e[2][2] for e in events],
-                    "e_details": [e[3] for e in events],
-                    "e_parts": [user_partition(p.user_id) for p in batch],
+                    "parts": parts,
+                    "me": own.token,
+                    "nparts": len(parts),
+                    "rows": json.dumps(rows),
+                    "payloads": payloads,
+                    "sim": now,
                 },
             )
-            if events:
-                app.outbox.wake()
-            done = {str(r["id"]) for r in changed}
+            (result,) = cur
+            if result["fence"] != len(parts):
+                await self._release_all([p for p in batch if p.held])
+                raise Fenced(
+                    f"orders instance {own.instance} was fenced out: another process claimed "
+                    "a partition of this batch"
+                )
+            app.outbox.wake()
+            done = set(result["changed"])
+            held = [p for p in batch if p.refusal is None]
             ORDERS.labels("accepted").inc(sum(1 for p in held if p.order_id in done))
-            ORDERS.labels("rejected").inc(sum(1 for p in refused if p.order_id in done))
+            ORDERS.labels("rejected").inc(sum(1 for p in batch if p.refusal and p.order_id in done))
             engine_events: list[Event] = []
             for p in held:
                 if p.order_id in done:
@@ -428,34 +478,20 @@ class SubmitPipeline:
                     if e in after:
                         after[e] = await records.fetch(app.db, e)
         for p in batch:
-            self._rows.pop(p.order_id, None)
             if p.done.done():
                 continue
-            if p.order_id not in done:  # canceled while its hold was placed
-                if p.refusal is None:  # give the buying power back
-                    self._aside(self._release(p.order_id))
-                p.done.set_result(await records.fetch(app.db, p.order_id))
+            if p.order_id not in done:
+                if p.row is not None:  # an earlier version's order, canceled meanwhile
+                    if p.held:
+                        self._aside(self._release(p.order_id))
+                    p.done.set_result(await records.fetch(app.db, p.order_id))
+                else:  # its client_order_id was used before: the original order
+                    self._aside(self._answer_repeat(p))
             elif p.refusal is not None:
                 p.done.set_exception(p.refusal)
             else:
                 p.done.set_result(after[p.order_id])
         return []
-
-    async def _fenced(self, hot: HotPath, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """One statement behind the partition fence, in one round trip (pipelined): if another
-        process claimed one of this instance's partitions, nothing is written (`Fenced`)."""
-        own = self.app.ownership
-        async with hot.transaction() as conn:
-            async with conn.pipeline():
-                fence = await conn.execute(FENCE_SQL, {"me": own.token})
-                cur = await conn.execute(sql, params)
-            own.check(await fence.fetchall())
-            return await cur.fetchall()
-
-    async def _recorded(self, p: PendingSubmit) -> dict[str, Any]:
-        """The order's row as recorded (kept from the record stage; read back on recovery)."""
-        row = self._rows.get(p.order_id)
-        return row if row is not None else await records.fetch(self.app.db, p.order_id)
 
     async def _release(self, order_id: str) -> None:
         app = self.app
@@ -463,8 +499,15 @@ class SubmitPipeline:
             await app.accounts.call(
                 app.accounts_stub.ReleaseHold, acct_pb.ReleaseHoldRequest(order_id=order_id)
             )
-        except MbtError as exc:  # the ledger also releases it when it sees the cancel event
-            log.warning("hold of canceled order %s not released now: %s", order_id, exc.message)
+        except MbtError as exc:  # the reconciliation releases it later
+            log.warning("hold of order %s not released now: %s", order_id, exc.message)
+
+    async def _release_all(self, batch: list[PendingSubmit]) -> None:
+        """Best effort before stopping (what is left, the next owner's reconciliation frees)."""
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(
+                asyncio.gather(*(self._release(p.order_id) for p in batch)), timeout=2
+            )
 
 
 def _submit_detail(p: PendingSubmit) -> dict[str, Any]:

@@ -22,6 +22,7 @@ import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -44,7 +45,7 @@ DEFAULT_PARTITIONS = 16
 FENCE_SQL = "SELECT partition FROM orders.partition_owners WHERE owner = %(me)s FOR SHARE"
 CLAIM_SQL = (
     "UPDATE orders.partition_owners SET epoch = epoch + 1, owner = :me, claimed_at = now() "
-    "WHERE partition = ANY(:mine) RETURNING partition, epoch"
+    "WHERE partition = ANY(:mine) RETURNING partition, epoch, claimed_at"
 )
 
 
@@ -84,6 +85,7 @@ class Ownership:
     peers: tuple[str, ...] = ()
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     epochs: dict[int, int] = field(default_factory=dict)
+    claimed_at: datetime | None = None  # the database's clock when this process claimed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Ownership:
@@ -127,8 +129,11 @@ class Ownership:
                 ),
                 {"n": self.partitions},
             )
-            rows = await conn.execute(text(CLAIM_SQL), {"me": self.token, "mine": self.mine})
+            rows = (
+                await conn.execute(text(CLAIM_SQL), {"me": self.token, "mine": self.mine})
+            ).all()
             self.epochs = {int(r.partition): int(r.epoch) for r in rows}
+            self.claimed_at = min((r.claimed_at for r in rows), default=None)
         return self.epochs
 
     def check(self, rows: list[Any]) -> None:

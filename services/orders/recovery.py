@@ -1,18 +1,22 @@
 """Recovery on start: re-arm the book from the database and catch up on missed quotes.
 
-An order left `new` by a crash (its hold may or may not have been placed) is finished here:
-the hold is placed again (idempotent per order) and the order accepted, or it is rejected.
+An order an earlier version left `new` (its hold may or may not have been placed) is finished
+here: the hold is placed again (idempotent per order) and the order accepted, or rejected.
+A hold whose order was never written (a crash between the submit pipeline's hold and its
+commit) is released (`release_orphan_holds`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from services.conventions.quote import Quote
 from services.orders import records
@@ -26,7 +30,9 @@ from services.platform.wire import ts_from_wire, ts_to_wire
 if TYPE_CHECKING:
     from services.orders.app import OrdersApp
 
-__all__ = ["catch_up", "rearm"]
+__all__ = ["catch_up", "rearm", "reconcile_holds_forever", "release_orphan_holds"]
+
+ORPHAN_SWEEP_S = 300.0
 
 log = logging.getLogger("mbt.orders")
 
@@ -122,3 +128,49 @@ async def resume_new(app: OrdersApp, r: dict[str, Any]) -> None:
         await app.accepts.resume(r, intent, amount, refusal)
     except MbtError as exc:
         log.info("order %s left new at restart was rejected: %s", r["id"], exc.message)
+
+
+async def release_orphan_holds(app: OrdersApp, created_before: datetime) -> int:
+    """Release the active holds placed before `created_before` for this instance's users whose
+    order was never written; how many were released."""
+    released, after = 0, ""
+    while True:
+        req = acct_pb.ListActiveHoldsRequest(after_order_id=after, page_size=1000)
+        req.created_before.CopyFrom(ts_to_wire(created_before))
+        page = await app.accounts.call(app.accounts_stub.ListActiveHolds, req)
+        mine = [h.order_id for h in page.holds if app.ownership.owns(h.user_id)]
+        if mine:
+            async with app.db.connect() as conn:
+                known = set(
+                    (await conn.execute(select(orders.c.id).where(orders.c.id.in_(mine)))).scalars()
+                )
+            for order_id in mine:
+                if order_id not in known:
+                    await app.accounts.call(
+                        app.accounts_stub.ReleaseHold,
+                        acct_pb.ReleaseHoldRequest(order_id=order_id),
+                    )
+                    log.warning("released the hold of order %s, which was never written", order_id)
+                    released += 1
+        after = page.next_after_order_id
+        if not after:
+            return released
+
+
+async def reconcile_holds_forever(app: OrdersApp) -> None:
+    """Once, every hold placed before this process claimed its partitions; then, every few
+    minutes, those older than `ORPHAN_AGE` (a submit commits within `HOLD_TO_COMMIT_S` of its
+    hold or not at all, so no order still on its way loses its hold)."""
+    from services.orders.accept import ORPHAN_AGE
+
+    before = app.ownership.claimed_at
+    while True:
+        if before is not None:
+            try:
+                await release_orphan_holds(app, before)
+            except MbtError as exc:  # accounts away: the next sweep does it
+                log.warning("orphan-hold reconciliation postponed: %s", exc.message)
+        await asyncio.sleep(ORPHAN_SWEEP_S)
+        async with app.db.connect() as conn:
+            now = (await conn.execute(select(func.now()))).scalar_one()
+        before = now - ORPHAN_AGE

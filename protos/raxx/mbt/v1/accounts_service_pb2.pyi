@@ -628,6 +628,88 @@ class ReleaseHoldResponse(_message.Message):
 Global___ReleaseHoldResponse: _TypeAlias = ReleaseHoldResponse  # noqa: Y015
 
 @_typing.final
+class ListActiveHoldsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    AFTER_ORDER_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    after_order_id: _builtins.str
+    """the page after this order id ("" = from the start)"""
+    page_size: _builtins.int
+    """at most this many (default 500, at most 5,000)"""
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """only holds placed before this (the database's clock)"""
+
+    def __init__(
+        self,
+        *,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        after_order_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_order_id", b"after_order_id", "created_before", b"created_before", "page_size", b"page_size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListActiveHoldsRequest: _TypeAlias = ListActiveHoldsRequest  # noqa: Y015
+
+@_typing.final
+class ActiveHold(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORDER_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    order_id: _builtins.str
+    user_id: _builtins.str
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        order_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "order_id", b"order_id", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActiveHold: _TypeAlias = ActiveHold  # noqa: Y015
+
+@_typing.final
+class ListActiveHoldsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOLDS_FIELD_NUMBER: _builtins.int
+    NEXT_AFTER_ORDER_ID_FIELD_NUMBER: _builtins.int
+    next_after_order_id: _builtins.str
+    """the next page's after_order_id ("" = this was the last page)"""
+    @_builtins.property
+    def holds(self) -> _containers.RepeatedCompositeFieldContainer[Global___ActiveHold]:
+        """in order id order"""
+
+    def __init__(
+        self,
+        *,
+        holds: _abc.Iterable[Global___ActiveHold] | None = ...,
+        next_after_order_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["holds", b"holds", "next_after_order_id", b"next_after_order_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListActiveHoldsResponse: _TypeAlias = ListActiveHoldsResponse  # noqa: Y015
+
+@_typing.final
 class GetPortfolioHistoryRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

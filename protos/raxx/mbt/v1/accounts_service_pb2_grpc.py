@@ -95,6 +95,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldResponse.FromString,
                 _registered_method=True)
+        self.ListActiveHolds = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/ListActiveHolds',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActiveHoldsRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActiveHoldsResponse.FromString,
+                _registered_method=True)
         self.ExportUserData = channel.unary_unary(
                 '/raxx.mbt.v1.AccountsService/ExportUserData',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ExportUserDataRequest.SerializeToString,
@@ -208,6 +213,15 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListActiveHolds(self, request, context):
+        """Internal (service principal only): active holds placed before a time, by order id (orders
+        reconciles them: a hold whose order it never recorded - it crashed between the hold and
+        the commit - is released).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ExportUserData(self, request, context):
         """Internal (service principal only): this service's rows about a user, as JSON (GDPR export).
         """
@@ -303,6 +317,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.ReleaseHold,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldResponse.SerializeToString,
+            ),
+            'ListActiveHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListActiveHolds,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActiveHoldsRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActiveHoldsResponse.SerializeToString,
             ),
             'ExportUserData': grpc.unary_unary_rpc_method_handler(
                     servicer.ExportUserData,
@@ -650,6 +669,33 @@ class AccountsService:
             '/raxx.mbt.v1.AccountsService/ReleaseHold',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListActiveHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/ListActiveHolds',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActiveHoldsRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ListActiveHoldsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -62,6 +62,11 @@ class AccountsServiceStub:
     """
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]
     """Internal (service principal only): release what is left of an order's hold."""
+    ListActiveHolds: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ListActiveHoldsRequest, _accounts_service_pb2.ListActiveHoldsResponse]
+    """Internal (service principal only): active holds placed before a time, by order id (orders
+    reconciles them: a hold whose order it never recorded - it crashed between the hold and
+    the commit - is released).
+    """
     ExportUserData: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]
     """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
     ListMonthlyCycles: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ListMonthlyCyclesRequest, _accounts_service_pb2.ListMonthlyCyclesResponse]
@@ -113,6 +118,11 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
     """Internal (service principal only): release what is left of an order's hold."""
+    ListActiveHolds: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ListActiveHoldsRequest, _accounts_service_pb2.ListActiveHoldsResponse]  # type: ignore[assignment]
+    """Internal (service principal only): active holds placed before a time, by order id (orders
+    reconciles them: a hold whose order it never recorded - it crashed between the hold and
+    the commit - is released).
+    """
     ExportUserData: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ExportUserDataRequest, _accounts_service_pb2.UserDataExport]  # type: ignore[assignment]
     """Internal (service principal only): this service's rows about a user, as JSON (GDPR export)."""
     ListMonthlyCycles: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ListMonthlyCyclesRequest, _accounts_service_pb2.ListMonthlyCyclesResponse]  # type: ignore[assignment]
@@ -233,6 +243,17 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_accounts_service_pb2.ReleaseHoldResponse, _abc.Awaitable[_accounts_service_pb2.ReleaseHoldResponse]]:
         """Internal (service principal only): release what is left of an order's hold."""
+
+    @_abc_1.abstractmethod
+    def ListActiveHolds(
+        self,
+        request: _accounts_service_pb2.ListActiveHoldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.ListActiveHoldsResponse, _abc.Awaitable[_accounts_service_pb2.ListActiveHoldsResponse]]:
+        """Internal (service principal only): active holds placed before a time, by order id (orders
+        reconciles them: a hold whose order it never recorded - it crashed between the hold and
+        the commit - is released).
+        """
 
     @_abc_1.abstractmethod
     def ExportUserData(
