@@ -223,3 +223,79 @@ def test_nats_stopped_for_ten_seconds_loses_nothing(system: RunningSystem) -> No
         nats.resume()
     assert len(set(before + during)) == 20
     _ledger_matches_fills(url, {"authorization": f"Bearer {token}"}, 20)
+
+
+def test_a_hold_whose_order_was_never_written_is_released_after_a_crash(
+    system: RunningSystem,
+) -> None:
+    """The submit pipeline places holds, then writes the orders: a crash in between leaves a
+    hold with no order. The restarted orders instance releases it (and leaves real ones)."""
+    import asyncio
+    import uuid
+
+    from mbt.client import origin_for
+    from mbt.launcher import load_secret
+    from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
+    from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
+    from services.platform.clients import ServiceChannel
+
+    url = system.url
+    token, _ = signup_http(url, "orphan-hold@example.com")
+    h = {"cookie": f"mbt_session={token}", "origin": origin_for(url)}
+    before = httpx.get(f"{url}/api/mbt/account", headers=h).json()["data"]
+    # a real resting order keeps its hold
+    r = httpx.post(
+        f"{url}/api/mbt/orders",
+        headers=h,
+        json={
+            "symbol": "IBM",
+            "side": "buy",
+            "qty": "10",
+            "order_type": "limit",
+            "limit_price": "1.00",
+            "time_in_force": "gtc",
+        },
+    )
+    assert r.status_code == 200, r.text
+    real_hold = Decimal(r.json()["data"]["qty"]) * Decimal("1.00")
+
+    async def orphan() -> None:  # what the pipeline asks of accounts before a crash
+        ch = ServiceChannel(
+            f"127.0.0.1:{system.grpc_ports['accounts']}",
+            caller="orders",
+            secret=bytes.fromhex(load_secret(system.data_dir)),
+        )
+        try:
+            stub = acct_grpc.AccountsServiceStub(ch.channel)
+            req = acct_pb.PlaceHoldsRequest()
+            req.holds.add(
+                user_id=before["user_id"],
+                order_id=str(uuid.uuid4()),
+                symbol="IBM",
+                side="buy",
+                qty="5",
+                amount="5000.00",
+            )
+            reply = await ch.call(stub.PlaceHolds, req)
+            assert not reply.results[0].HasField("error"), reply
+        finally:
+            await ch.close()
+
+    asyncio.run(orphan())
+    held = httpx.get(f"{url}/api/mbt/account", headers=h).json()["data"]
+    bp0 = Decimal(before["buying_power"])
+    assert Decimal(held["buying_power"]) == bp0 - real_hold - Decimal("5000.00")
+
+    kill_service(system, "orders")
+    after = wait_for(
+        lambda: (
+            (a := httpx.get(f"{url}/api/mbt/account", headers=h).json()["data"])
+            and Decimal(a["buying_power"]) == bp0 - real_hold
+            and a
+        ),
+        timeout=60,
+        what="the orphan hold released",
+    )
+    assert Decimal(after["held_for_orders"]) == real_hold
+    log = (system.data_dir / "logs" / "orders.log").read_text()
+    assert "which was never written" in log
