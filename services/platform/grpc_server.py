@@ -231,10 +231,16 @@ LOG_REQUESTS = os.environ.get("MBT_LOG_REQUESTS", "1") != "0"
 request_log = logging.getLogger("mbt.requests")
 
 
+_SERIES: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+
 def _observe(method: str, code: str, rid: str, elapsed: float) -> None:
     """Metrics and one structured line per RPC (the method and request id, never its values)."""
-    RPCS.labels(method, code).inc()
-    RPC_LATENCY.labels(method).observe(elapsed)
+    series = _SERIES.get((method, code))
+    if series is None:  # the labelled children, looked up once per method and code
+        series = _SERIES[method, code] = (RPCS.labels(method, code), RPC_LATENCY.labels(method))
+    series[0].inc()
+    series[1].observe(elapsed)
     if LOG_REQUESTS:
         request_log.info(
             json.dumps(

@@ -102,34 +102,35 @@ class Outbox:
         )
         name = f'"{self.table.schema}"."{self.table.name}"'
         try:
-            async with hot.transaction() as conn:
-                mine = ""
-                if self.partitions is not None:
-                    mine = " AND (partition = ANY(%(parts)s)" + (
-                        " OR partition IS NULL)" if self.relay_unpartitioned else ")"
-                    )
-                cur = await conn.execute(
-                    f"SELECT seq, msg_id, subject, payload FROM {name} "
-                    f"WHERE published_at IS NULL{mine} ORDER BY seq LIMIT %(n)s "
-                    "FOR UPDATE SKIP LOCKED",
-                    {"n": batch, "parts": self.partitions or []},
+            mine = ""
+            if self.partitions is not None:
+                mine = " AND (partition = ANY(%(parts)s)" + (
+                    " OR partition IS NULL)" if self.relay_unpartitioned else ")"
                 )
-                rows = await cur.fetchall()
-                if not rows:
-                    OUTBOX_BACKLOG.set(0)
-                    return 0
-                # pipelined: written to the connection in order (JetStream keeps that order),
-                # acks awaited together - one round trip per batch instead of one per row
-                await asyncio.gather(
-                    *(
-                        bus.js_publish(r["subject"], bytes(r["payload"]), msg_id=r["msg_id"])
-                        for r in rows
-                    )
+            # two statements in autocommit (no transaction to open and commit around them):
+            # rows are published in seq order and marked after their acks; a crash or a second
+            # relay in between publishes a row again, and JetStream's duplicate window
+            # (Nats-Msg-Id) absorbs it
+            rows = await hot.fetch(
+                f"SELECT seq, msg_id, subject, payload FROM {name} "
+                f"WHERE published_at IS NULL{mine} ORDER BY seq LIMIT %(n)s",
+                {"n": batch, "parts": self.partitions or []},
+            )
+            if not rows:
+                OUTBOX_BACKLOG.set(0)
+                return 0
+            # pipelined: written to the connection in order (JetStream keeps that order),
+            # acks awaited together - one round trip per batch instead of one per row
+            await asyncio.gather(
+                *(
+                    bus.js_publish(r["subject"], bytes(r["payload"]), msg_id=r["msg_id"])
+                    for r in rows
                 )
-                await conn.execute(
-                    f"UPDATE {name} SET published_at = now() WHERE seq = ANY(%s)",
-                    ([r["seq"] for r in rows],),
-                )
+            )
+            await hot.fetch(
+                f"UPDATE {name} SET published_at = now() WHERE seq = ANY(%s)",
+                ([r["seq"] for r in rows],),
+            )
             OUTBOX_PUBLISHED.inc(len(rows))
             OUTBOX_BACKLOG.set(len(rows))
             return len(rows)
