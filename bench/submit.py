@@ -13,6 +13,11 @@ made with 1 instance and with N, and the ratio of their throughputs is printed.
 Then, in the same run and on the same PostgreSQL, pgbench's one-row INSERT at 32 clients: the
 reference the orders figure is a ratio of, so it means something on any machine.
 
+Each phase also reports the CPU each process of the system spent per order (`cpu_ms_per_order`:
+user + system time of PostgreSQL, NATS, each service and the benchmark's own client, over the
+phase, divided by its orders), which says where the cost is and moves less with the machine's
+load than a rate does.
+
 Prints one line per phase and, last, one JSON object:
 {"pgbench_tps": ..., "orders_per_pgbench_tps": ..., "p50_ms": ..., "p99_ms": ...,
  "orders_per_s": ..., "clients": 32, "single_client": {...}}
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,8 +66,47 @@ async def signup(sessions_addr: str, gw_port: int, email: str) -> str:
     return str(s.token)
 
 
+def _role(p: psutil.Process) -> str:
+    cmd = " ".join(p.cmdline())
+    if "postgres" in cmd:
+        return "postgres"
+    if "nats-server" in cmd:
+        return "nats"
+    if " -m " in f" {cmd} ":
+        return cmd.split(" -m ", 1)[1].split()[0].removeprefix("services.")
+    return "other"
+
+
+def cpu_by_role(root: int, data_dir: Path | None = None) -> dict[str, float]:
+    """CPU seconds (user + system) so far of `root`'s process tree by role (with the embedded
+    PostgreSQL of `data_dir`, which runs detached), and this process."""
+    out: dict[str, float] = {}
+    procs = [psutil.Process(root)]
+    procs += procs[0].children(recursive=True)
+    if data_dir is not None:
+        for p in psutil.process_iter(["cmdline"]):
+            if str(data_dir) in " ".join(p.info["cmdline"] or ()) and p not in procs:
+                procs += [p, *p.children(recursive=True)]
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            role = _role(p)
+        except psutil.Error:
+            continue
+        out[role] = out.get(role, 0.0) + t.user + t.system
+    me = psutil.Process().cpu_times()
+    out["bench client"] = me.user + me.system
+    return out
+
+
 async def run_phase(
-    addr: str, tokens: list[str], clients: int, total: int, tag: str
+    addr: str,
+    tokens: list[str],
+    clients: int,
+    total: int,
+    tag: str,
+    root: int = 0,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     counter = iter(range(total))
@@ -103,9 +148,11 @@ async def run_phase(
             ),
             metadata=md,
         )
+        cpu0 = cpu_by_role(root, data_dir) if root else {}
         t0 = time.perf_counter()
         await asyncio.gather(*[client(k) for k in range(clients)])
         wall = time.perf_counter() - t0
+        cpu1 = cpu_by_role(root, data_dir) if root else {}
     latencies.sort()
     return {
         "clients": clients,
@@ -113,6 +160,11 @@ async def run_phase(
         "p50_ms": round(statistics.median(latencies), 2),
         "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 2),
         "orders_per_s": round(len(latencies) / wall, 1),
+        "cpu_ms_per_order": {
+            k: round(1000 * (v - cpu0.get(k, 0.0)) / len(latencies), 3)
+            for k, v in sorted(cpu1.items())
+            if v - cpu0.get(k, 0.0) > 0.001
+        },
     }
 
 
@@ -170,9 +222,10 @@ async def bench(system: harness.RunningSystem, n1: int, n32: int, users: int) ->
         await signup(system.grpc_addr("sessions"), system.gateway_port, f"bench-{u}@example.com")
         for u in range(users)
     ]
-    one = await run_phase(orders_addr, tokens, 1, n1, "one")
+    root = system.process.pid
+    one = await run_phase(orders_addr, tokens, 1, n1, "one", root, system.data_dir)
     print(json.dumps({"phase": "1 client", **one}), flush=True)
-    many = await run_phase(orders_addr, tokens, 32, n32, "many")
+    many = await run_phase(orders_addr, tokens, 32, n32, "many", root, system.data_dir)
     print(json.dumps({"phase": "32 clients", **many}), flush=True)
     tps = pgbench_reference(system)
     print(json.dumps({"phase": "pgbench one-row INSERT, 32 clients", "tps": tps}), flush=True)
@@ -182,6 +235,7 @@ async def bench(system: harness.RunningSystem, n1: int, n32: int, users: int) ->
         "p50_ms": many["p50_ms"],
         "p99_ms": many["p99_ms"],
         "orders_per_s": many["orders_per_s"],
+        "cpu_ms_per_order": many["cpu_ms_per_order"],
         "clients": 32,
         "single_client": one,
         "users": users,
