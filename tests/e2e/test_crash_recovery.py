@@ -299,3 +299,64 @@ def test_a_hold_whose_order_was_never_written_is_released_after_a_crash(
     assert Decimal(after["held_for_orders"]) == real_hold
     log = (system.data_dir / "logs" / "orders.log").read_text()
     assert "which was never written" in log
+
+
+def test_an_order_an_earlier_version_left_new_is_finished_on_start(system: RunningSystem) -> None:
+    """Earlier versions recorded an order `new` before its hold; one a crash left there is held
+    and accepted by the restarted orders instance (once: its audit keeps a single submit)."""
+    import uuid
+
+    import psycopg
+
+    from mbt.client import origin_for
+
+    url = system.url
+    token, _ = signup_http(url, "left-new@example.com")
+    h = {"cookie": f"mbt_session={token}", "origin": origin_for(url)}
+    acct = httpx.get(f"{url}/api/mbt/account", headers=h).json()["data"]
+    oid = str(uuid.uuid4())
+    dsn = f"postgresql://postgres:@/postgres?host={system.data_dir / 'postgres'}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(
+            "INSERT INTO orders.orders (id, user_id, client_order_id, symbol, side, qty, "
+            "order_type, time_in_force, limit_price, status, submitted_at, updated_at) VALUES "
+            "(%s, %s, 'left-new-1', 'IBM', 'buy', 7, 'limit', 'gtc', 1.00, 'new', now(), now())",
+            (oid, acct["user_id"]),
+        )
+        c.execute(
+            "INSERT INTO orders.audit_log (actor, action, order_id, detail) "
+            "VALUES (%s, 'submit', %s, '{}')",
+            (acct["user_id"], oid),
+        )
+    kill_service(system, "orders")
+    o = wait_for(
+        lambda: (
+            (x := httpx.get(f"{url}/api/mbt/orders/{oid}", headers=h)).status_code == 200
+            and x.json()["data"]["status"] == "accepted"
+            and x.json()["data"]
+        ),
+        timeout=60,
+        what="the order left new accepted",
+    )
+    assert o["client_order_id"] == "left-new-1"
+    after = wait_for(
+        lambda: (
+            (a := httpx.get(f"{url}/api/mbt/account", headers=h).json()["data"])
+            and Decimal(a["held_for_orders"]) == Decimal("7.00")
+            and a
+        ),
+        what="its hold",
+    )
+    assert Decimal(after["buying_power"]) == Decimal(acct["buying_power"]) - Decimal("7.00")
+    with psycopg.connect(dsn, autocommit=True) as c:
+        actions = [
+            r[0]
+            for r in c.execute(
+                "SELECT action FROM orders.audit_log WHERE order_id = %s ORDER BY id", (oid,)
+            )
+        ]
+        events = c.execute(
+            "SELECT count(*) FROM orders.outbox WHERE msg_id LIKE %s", (f"{oid}:accepted:%",)
+        ).fetchone()
+    assert actions == ["submit", "accept"]
+    assert events is not None and events[0] == 1
