@@ -275,19 +275,19 @@ async def _place(
     sells = sorted({i.symbol for i in items if i.side == "sell"})
     clocks = [i.as_of for i in items if i.as_of is not None]
     since = min(clocks) - LOOKBACK if clocks else None
-    async with pool.transaction() as conn:
-        async with conn.pipeline():
-            q_accounts = await conn.execute(LOCK_ACCOUNTS, {"users": users})
-            q_existing = await conn.execute(EXISTING, {"orders": [i.order_id for i in items]})
-            q_positions = await conn.execute(POSITIONS, {"users": users})
-            q_sell = (
-                await conn.execute(SELL_HELD, {"users": users, "symbols": sells}) if sells else None
-            )
-            q_sales = (
-                await conn.execute(SALES, {"users": users, "since": since})
-                if since is not None and calendar is not None
-                else None
-            )
+    # two round trips: BEGIN with the locking reads, then the inserts with COMMIT
+    async with pool.pipelined_transaction() as conn:
+        q_accounts = await conn.execute(LOCK_ACCOUNTS, {"users": users})
+        q_existing = await conn.execute(EXISTING, {"orders": [i.order_id for i in items]})
+        q_positions = await conn.execute(POSITIONS, {"users": users})
+        q_sell = (
+            await conn.execute(SELL_HELD, {"users": users, "symbols": sells}) if sells else None
+        )
+        q_sales = (
+            await conn.execute(SALES, {"users": users, "since": since})
+            if since is not None and calendar is not None
+            else None
+        )
         snap = Snapshot(
             accounts={str(r["user_id"]): r for r in await q_accounts.fetchall()},
             existing={
