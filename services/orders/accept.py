@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from services.orders import records
+from services.orders.convert import built_row
 from services.orders.domain.events import Event
 from services.orders.partitions import Fenced, user_partition
 from services.orders.records import order_event
@@ -403,7 +404,7 @@ class SubmitPipeline:
             rows: list[dict[str, Any]] = []
             payloads: list[bytes] = []
             for n, p in enumerate(batch, start=1):
-                row = after[p.order_id] = order_row(p, now, wall)
+                row = after[p.order_id] = built_row(order_row(p, now, wall))
                 action = "accept" if p.refusal is None else "reject"
                 subject, payload, msg_id = order_event(
                     "accepted" if p.refusal is None else "rejected", row, p.user_id

@@ -19,7 +19,22 @@ def _dec(v: Any) -> str:
     return dec_to_wire(Decimal(v)) if v is not None else ""
 
 
+class BuiltRow(dict[str, Any]):
+    """An order row with its `Order` message already built (the submit path builds it once,
+    for the event and the reply); the row must not change after."""
+
+    message: pb.Order
+
+
+def built_row(r: Row) -> BuiltRow:
+    out = BuiltRow(r)
+    out.message = order_to_pb(r)
+    return out
+
+
 def order_to_pb(r: Row) -> pb.Order:
+    if isinstance(r, BuiltRow):
+        return r.message
     filled = Decimal(r["filled_qty"])
     avg = Decimal(r["filled_notional"]) / filled if filled else None
     return pb.Order(
