@@ -1,8 +1,8 @@
 """Transactional outbox: events are rows written with the state change, relayed to JetStream.
 
-The relay publishes unpublished rows in order with `Nats-Msg-Id = row id`, and marks them
-published only after the PubAck; a crash in between re-publishes, and JetStream's duplicate
-window absorbs it. One relay per service keeps per-account order.
+The relay publishes unpublished rows in order with `Nats-Msg-Id = row id`, and deletes them
+only after the PubAck (the events live on in JetStream); a crash in between re-publishes, and
+JetStream's duplicate window absorbs it. One relay per service keeps per-account order.
 """
 
 from __future__ import annotations
@@ -127,10 +127,9 @@ class Outbox:
                     for r in rows
                 )
             )
-            await hot.fetch(
-                f"UPDATE {name} SET published_at = now() WHERE seq = ANY(%s)",
-                ([r["seq"] for r in rows],),
-            )
+            # published rows are deleted (JetStream keeps the events): no new row version and no
+            # index entries per event, and the table stays the size of what is unpublished
+            await hot.fetch(f"DELETE FROM {name} WHERE seq = ANY(%s)", ([r["seq"] for r in rows],))
             OUTBOX_PUBLISHED.inc(len(rows))
             OUTBOX_BACKLOG.set(len(rows))
             return len(rows)
