@@ -80,6 +80,7 @@ class Outbox:
     async def relay_forever(self, engine: AsyncEngine, bus: Bus, poll_s: float = 0.5) -> None:
         """Publish unpublished rows, oldest first; wake on commit or every `poll_s`."""
         hot = HotPath(engine.url.render_as_string(hide_password=False))
+        await self.purge_published(hot)
         while True:
             try:
                 sent = await self.relay_once(hot, bus)
@@ -94,6 +95,25 @@ class Outbox:
                 except TimeoutError:
                     pass
                 self._wake.clear()
+
+    async def purge_published(self, hot: HotPath, chunk: int = 5000) -> int:
+        """Delete rows an earlier version marked published instead of deleting them (in
+        chunks, once on start); how many."""
+        name = f'"{self.table.schema}"."{self.table.name}"'
+        total = 0
+        while True:
+            rows = await hot.fetch(
+                f"WITH gone AS (DELETE FROM {name} WHERE seq IN (SELECT seq FROM {name} "
+                "WHERE published_at IS NOT NULL LIMIT %(n)s) RETURNING 1) "
+                "SELECT count(*) AS n FROM gone",
+                {"n": chunk},
+            )
+            total += int(rows[0]["n"])
+            if rows[0]["n"] < chunk:
+                if total:
+                    log.info("deleted %d outbox rows published earlier", total)
+                return total
+            await asyncio.sleep(0)
 
     async def relay_once(self, db: AsyncEngine | HotPath, bus: Bus, batch: int = 200) -> int:
         """Publish one batch of unpublished rows and mark them published (after the acks)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from nats.js.api import StreamConfig
@@ -10,6 +11,7 @@ from sqlalchemy import Column, MetaData, String, Table, func, select
 
 from services.platform.bus import Bus
 from services.platform.db import SchemaMigrations, UnitOfWork, create_tables, make_engine, migrate
+from services.platform.hotpath import HotPath
 from services.platform.outbox import Outbox, outbox_table
 
 pytestmark = pytest.mark.anyio
@@ -59,5 +61,32 @@ async def test_republish_after_crash_is_deduplicated(setup) -> None:  # type: ig
     # a relay that crashed after publishing but before marking: the same msg id goes out twice
     await bus.js_publish(subject, b"x", msg_id="evt-dup")
     await bus.js_publish(subject, b"x", msg_id="evt-dup")
+    info = await bus.js.stream_info(stream)
+    assert info.state.messages == 1
+
+
+async def test_published_rows_are_deleted_and_earlier_marked_ones_purged(setup) -> None:  # type: ignore[no-untyped-def]
+    engine, box, bus, things, stream, subject = setup
+    # two rows an earlier version marked published, one it had not published yet
+    then = datetime.now(UTC)
+    async with engine.begin() as conn:
+        await conn.execute(
+            box.table.insert(),
+            [
+                {"msg_id": m, "subject": subject, "payload": m.encode(), "published_at": at}
+                for m, at in (("old-1", then), ("old-2", then), ("new-3", None))
+            ],
+        )
+    hot = HotPath(engine.url.render_as_string(hide_password=False))
+    try:
+        assert await box.purge_published(hot, chunk=1) == 2
+        async with engine.connect() as conn:
+            left = (await conn.execute(select(box.table.c.msg_id))).scalars().all()
+        assert left == ["new-3"]
+        assert await box.relay_once(hot, bus) == 1
+    finally:
+        await hot.close()
+    async with engine.connect() as conn:  # published: gone from the table, kept by JetStream
+        assert (await conn.execute(select(func.count()).select_from(box.table))).scalar_one() == 0
     info = await bus.js.stream_info(stream)
     assert info.state.messages == 1
