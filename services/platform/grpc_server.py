@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import hmac
 import json
 import logging
@@ -61,6 +62,7 @@ def _peer_ip(peer: str) -> str:
     return peer or "unknown"
 
 
+@functools.lru_cache(maxsize=65536)
 def limiter_key(kind: str, ident: str) -> str:
     """A subject-safe limiter key ("u" + user id, or "ip" + address)."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in ident)[:80]
@@ -90,15 +92,19 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
         self._operator_token = operator_token
         self._vouch_key = gateway_vouch_key(secret)
 
-    async def _limit(self, ctx: grpc.aio.ServicerContext[Any, Any], key: str, limit: int) -> None:
+    async def _limit(
+        self, ctx: grpc.aio.ServicerContext[Any, Any], key: str, limit: int, rid: str
+    ) -> None:
         assert self._limiter is not None
         d = await self._limiter.hit(key, limit)
-        headers = (
-            ("x-ratelimit-limit", str(d.limit)),
-            ("x-ratelimit-remaining", str(d.remaining)),
-            ("x-ratelimit-reset", str(d.reset_s)),
+        ctx.set_trailing_metadata(
+            (
+                ("x-request-id", rid),
+                ("x-ratelimit-limit", str(d.limit)),
+                ("x-ratelimit-remaining", str(d.remaining)),
+                ("x-ratelimit-reset", str(d.reset_s)),
+            )
         )
-        ctx.set_trailing_metadata(tuple(ctx.trailing_metadata() or ()) + headers)
         if not d.allowed:
             raise RateLimited(
                 f"rate limit of {d.limit} requests per minute reached; retry in "
@@ -151,13 +157,13 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                 return
             if principal is not None and not (principal.is_service or principal.is_operator):
                 limit = self._limiter.limit_for(principal.tier)
-                await self._limit(ctx, limiter_key("u", principal.user_id), limit)
+                await self._limit(ctx, limiter_key("u", principal.user_id), limit, rid)
             elif principal is None:
                 addr = _peer_ip(ctx.peer())
                 if md.get(CLIENT_ADDR_HEADER) and vouched:
                     # the gateway forwards the client's address; only it may
                     addr = md[CLIENT_ADDR_HEADER][:64]
-                await self._limit(ctx, limiter_key("ip", addr), self._limiter.address_limit)
+                await self._limit(ctx, limiter_key("ip", addr), self._limiter.address_limit, rid)
 
         async def fail(ctx: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
             if isinstance(exc, MbtError):
@@ -242,11 +248,13 @@ def _observe(method: str, code: str, rid: str, elapsed: float) -> None:
     series[0].inc()
     series[1].observe(elapsed)
     if LOG_REQUESTS:
-        request_log.info(
-            json.dumps(
-                {"request_id": rid, "rpc": method, "code": code, "ms": round(elapsed * 1000, 2)}
+        ms = round(elapsed * 1000, 2)
+        if rid.isalnum():  # our own ids (hex) and most clients': nothing to escape
+            request_log.info(
+                f'{{"request_id": "{rid}", "rpc": "{method}", "code": "{code}", "ms": {ms}}}'
             )
-        )
+        else:
+            request_log.info(json.dumps({"request_id": rid, "rpc": method, "code": code, "ms": ms}))
 
 
 Registrar = Callable[[grpc.aio.Server], None]
