@@ -62,6 +62,7 @@ class Outbox:
         # the rows written without a partition
         self.partitions: list[int] | None = None
         self.relay_unpartitioned = True
+        self._purge: asyncio.Task[None] | None = None
 
     async def write(
         self, conn: AsyncConnection, rows: Sequence[tuple[str, bytes, str, int | None]]
@@ -79,8 +80,10 @@ class Outbox:
 
     async def relay_forever(self, engine: AsyncEngine, bus: Bus, poll_s: float = 0.5) -> None:
         """Publish unpublished rows, oldest first; wake on commit or every `poll_s`."""
-        hot = HotPath(engine.url.render_as_string(hide_password=False))
-        await self.purge_published(hot)
+        url = engine.url.render_as_string(hide_password=False)
+        hot = HotPath(url)
+        # beside the relay, kept referenced until it is done
+        self._purge = asyncio.create_task(self._purge_in_background(HotPath(url)))
         while True:
             try:
                 sent = await self.relay_once(hot, bus)
@@ -96,24 +99,37 @@ class Outbox:
                     pass
                 self._wake.clear()
 
+    async def _purge_in_background(self, hot: HotPath) -> None:
+        try:
+            await self.purge_published(hot)
+        except (psycopg.Error, OSError) as exc:  # the next start tries again
+            log.warning("purge of earlier-published outbox rows stopped: %s", exc)
+        finally:
+            await hot.close()
+
     async def purge_published(self, hot: HotPath, chunk: int = 5000) -> int:
-        """Delete rows an earlier version marked published instead of deleting them (in
-        chunks, once on start); how many."""
+        """Delete the rows an earlier version marked published instead of deleting them: in
+        primary-key ranges of `chunk` (each an index range, whatever the table's size), beside
+        the relay; how many."""
         name = f'"{self.table.schema}"."{self.table.name}"'
-        total = 0
-        while True:
+        (bounds,) = await hot.fetch(
+            f"SELECT min(seq) AS lo, max(seq) AS hi FROM {name} WHERE published_at IS NOT NULL",
+            {},
+        )
+        if bounds["lo"] is None:
+            return 0
+        total, lo = 0, int(bounds["lo"])
+        while lo <= int(bounds["hi"]):
             rows = await hot.fetch(
-                f"WITH gone AS (DELETE FROM {name} WHERE seq IN (SELECT seq FROM {name} "
-                "WHERE published_at IS NOT NULL LIMIT %(n)s) RETURNING 1) "
-                "SELECT count(*) AS n FROM gone",
-                {"n": chunk},
+                f"WITH gone AS (DELETE FROM {name} WHERE seq >= %(lo)s AND seq < %(hi)s "
+                "AND published_at IS NOT NULL RETURNING 1) SELECT count(*) AS n FROM gone",
+                {"lo": lo, "hi": lo + chunk},
             )
             total += int(rows[0]["n"])
-            if rows[0]["n"] < chunk:
-                if total:
-                    log.info("deleted %d outbox rows published earlier", total)
-                return total
+            lo += chunk
             await asyncio.sleep(0)
+        log.info("deleted %d outbox rows published earlier", total)
+        return total
 
     async def relay_once(self, db: AsyncEngine | HotPath, bus: Bus, batch: int = 200) -> int:
         """Publish one batch of unpublished rows and mark them published (after the acks)."""
