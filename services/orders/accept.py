@@ -81,8 +81,8 @@ WITH fence AS (
   ) f
 ), d AS (
   SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS d(
-    n int, id text, user_id text, coid text, symbol text, side text, qty numeric,
-    order_type text, tif text, limit_price numeric, stop_price numeric, status text,
+    n int, id text, user_id text, client_order_id text, symbol text, side text, qty numeric,
+    order_type text, time_in_force text, limit_price numeric, stop_price numeric, status text,
     reject_reason text, account_id text, hold_amount numeric, fill_preference text,
     replaces text, legs jsonb, submitted_at timestamptz, accepted_at timestamptz,
     updated_at timestamptz, resumed boolean, action text, submit_detail jsonb, detail jsonb,
@@ -92,9 +92,9 @@ WITH fence AS (
   INSERT INTO orders.orders (id, user_id, account_id, client_order_id, symbol, side, qty,
     order_type, time_in_force, limit_price, stop_price, status, reject_reason, hold_amount,
     legs, fill_preference, replaces, submitted_at, accepted_at, updated_at)
-  SELECT id, user_id, account_id, coid, symbol, side, qty, order_type, tif, limit_price,
-    stop_price, status, reject_reason, hold_amount, legs, fill_preference, replaces,
-    submitted_at, accepted_at, updated_at
+  SELECT id, user_id, account_id, client_order_id, symbol, side, qty, order_type,
+    time_in_force, limit_price, stop_price, status, reject_reason, hold_amount, legs,
+    fill_preference, replaces, submitted_at, accepted_at, updated_at
   FROM d WHERE NOT resumed
   ON CONFLICT DO NOTHING
   RETURNING id
@@ -121,6 +121,30 @@ WITH fence AS (
 )
 SELECT (SELECT ok FROM fence) AS fence, array(SELECT id FROM changed) AS changed
 """
+
+# the columns of an order row the commit sends (the rest keep their defaults)
+WRITTEN_COLUMNS = (
+    "id",
+    "user_id",
+    "account_id",
+    "client_order_id",
+    "symbol",
+    "side",
+    "qty",
+    "order_type",
+    "time_in_force",
+    "limit_price",
+    "stop_price",
+    "status",
+    "reject_reason",
+    "hold_amount",
+    "legs",
+    "fill_preference",
+    "replaces",
+    "submitted_at",
+    "accepted_at",
+    "updated_at",
+)
 
 
 @dataclass
@@ -228,10 +252,6 @@ def _fail(batch: list[PendingSubmit], exc: BaseException) -> None:
     for p in batch:
         if not p.done.done():
             p.done.set_exception(exc)
-
-
-def _text(v: Any) -> str | None:
-    return None if v is None else str(v)
 
 
 class SubmitPipeline:
@@ -405,36 +425,16 @@ class SubmitPipeline:
             payloads: list[bytes] = []
             for n, p in enumerate(batch, start=1):
                 row = after[p.order_id] = built_row(order_row(p, now, wall))
-                action = "accept" if p.refusal is None else "reject"
                 subject, payload, msg_id = order_event(
                     "accepted" if p.refusal is None else "rejected", row, p.user_id
                 )
                 payloads.append(payload)
                 rows.append(
-                    {
+                    {c: row[c] for c in WRITTEN_COLUMNS}
+                    | {
                         "n": n,
-                        "id": p.order_id,
-                        "user_id": p.user_id,
-                        "coid": p.client_order_id,
-                        "symbol": row["symbol"],
-                        "side": row["side"],
-                        "qty": str(row["qty"]),
-                        "order_type": row["order_type"],
-                        "tif": row["time_in_force"],
-                        "limit_price": _text(row["limit_price"]),
-                        "stop_price": _text(row["stop_price"]),
-                        "status": row["status"],
-                        "reject_reason": row["reject_reason"],
-                        "account_id": row["account_id"],
-                        "hold_amount": str(row["hold_amount"]),
-                        "fill_preference": row["fill_preference"],
-                        "replaces": row["replaces"],
-                        "legs": row["legs"],
-                        "submitted_at": row["submitted_at"].isoformat(),
-                        "accepted_at": _text(row["accepted_at"] and row["accepted_at"].isoformat()),
-                        "updated_at": wall.isoformat(),
                         "resumed": p.row is not None,
-                        "action": action,
+                        "action": "accept" if p.refusal is None else "reject",
                         "submit_detail": _submit_detail(p),
                         "detail": {"sim_at": sim}
                         if p.refusal is None
@@ -452,7 +452,7 @@ class SubmitPipeline:
                     "parts": parts,
                     "me": own.token,
                     "nparts": len(parts),
-                    "rows": json.dumps(rows),
+                    "rows": json.dumps(rows, default=str),  # decimals and times as text
                     "payloads": payloads,
                     "sim": now,
                 },
@@ -466,11 +466,11 @@ class SubmitPipeline:
                 )
             app.outbox.wake()
             done = set(result["changed"])
-            held = [p for p in batch if p.refusal is None]
-            ORDERS.labels("accepted").inc(sum(1 for p in held if p.order_id in done))
+            accepted = [p for p in batch if p.refusal is None]
+            ORDERS.labels("accepted").inc(sum(1 for p in accepted if p.order_id in done))
             ORDERS.labels("rejected").inc(sum(1 for p in batch if p.refusal and p.order_id in done))
             engine_events: list[Event] = []
-            for p in held:
+            for p in accepted:
                 if p.order_id in done:
                     engine_events += app.matching.accept(records.domain_order(after[p.order_id]))
             if engine_events:

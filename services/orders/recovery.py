@@ -20,6 +20,7 @@ from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
 from services.conventions.quote import Quote
 from services.orders import records
+from services.orders.accept import ORPHAN_AGE
 from services.orders.adapters.tables import orders
 from services.orders.convert import quote_from_pb
 from services.orders.domain.model import OrderType, Side, TimeInForce
@@ -161,8 +162,6 @@ async def reconcile_holds_forever(app: OrdersApp) -> None:
     """Once, every hold placed before this process claimed its partitions; then, every few
     minutes, those older than `ORPHAN_AGE` (a submit commits within `HOLD_TO_COMMIT_S` of its
     hold or not at all, so no order still on its way loses its hold)."""
-    from services.orders.accept import ORPHAN_AGE
-
     before = app.ownership.claimed_at
     while True:
         if before is not None:

@@ -1,10 +1,10 @@
 """A dedicated PostgreSQL connection for one hot path (plain psycopg, prepared statements).
 
-The submit pipeline's stages each run one batch at a time, so each owns one connection: no
-pool checkout, no SQL compilation, statements prepared on the server once and then only bound
-and executed. Statements are written as set-based SQL over `unnest(...)` arrays, so one
-statement covers a whole batch whatever its size, and one statement in autocommit is one round
-trip and one commit.
+The submit pipeline's commit stage and the outbox relays each run one batch at a time, so each
+owns one connection (accounts' hold transactions share a few): no pool checkout, no SQL
+compilation, statements prepared on the server once and then only bound and executed.
+Statements are set-based (over a JSON document or arrays), so one statement covers a whole
+batch whatever its size, and one statement in autocommit is one round trip and one commit.
 
 SQLAlchemy stays everywhere else (its metadata defines the tables and migrations); this is the
 narrow exception where its per-statement cost is most of the work.
@@ -55,17 +55,6 @@ class HotPath:
             raise
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
-        """Several statements in one transaction (committed on leaving the block)."""
-        conn = await self._connection()
-        try:
-            async with conn.transaction():
-                yield conn
-        except psycopg.OperationalError:
-            await self.close()
-            raise
-
-    @asynccontextmanager
     async def pipelined_transaction(
         self,
     ) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
@@ -91,15 +80,6 @@ class HotPathPool:
         self._free: asyncio.LifoQueue[HotPath] = asyncio.LifoQueue()
         for _ in range(size):
             self._free.put_nowait(HotPath(database_url))
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[dict[str, Any]]]:
-        hot = await self._free.get()
-        try:
-            async with hot.transaction() as conn:
-                yield conn
-        finally:
-            self._free.put_nowait(hot)
 
     @asynccontextmanager
     async def pipelined_transaction(

@@ -75,6 +75,10 @@ class Outbox:
             ],
         )
 
+    @property
+    def _name(self) -> str:
+        return f'"{self.table.schema}"."{self.table.name}"'
+
     def wake(self) -> None:
         self._wake.set()
 
@@ -111,7 +115,7 @@ class Outbox:
         """Delete the rows an earlier version marked published instead of deleting them: in
         primary-key ranges of `chunk` (each an index range, whatever the table's size), beside
         the relay; how many."""
-        name = f'"{self.table.schema}"."{self.table.name}"'
+        name = self._name
         (bounds,) = await hot.fetch(
             f"SELECT min(seq) AS lo, max(seq) AS hi FROM {name} WHERE published_at IS NOT NULL",
             {},
@@ -132,11 +136,11 @@ class Outbox:
         return total
 
     async def relay_once(self, db: AsyncEngine | HotPath, bus: Bus, batch: int = 200) -> int:
-        """Publish one batch of unpublished rows and mark them published (after the acks)."""
+        """Publish one batch of unpublished rows and delete them (after the acks)."""
         hot = (
             db if isinstance(db, HotPath) else HotPath(db.url.render_as_string(hide_password=False))
         )
-        name = f'"{self.table.schema}"."{self.table.name}"'
+        name = self._name
         try:
             mine = ""
             if self.partitions is not None:
@@ -144,7 +148,7 @@ class Outbox:
                     " OR partition IS NULL)" if self.relay_unpartitioned else ")"
                 )
             # two statements in autocommit (no transaction to open and commit around them):
-            # rows are published in seq order and marked after their acks; a crash or a second
+            # rows are published in seq order and deleted after their acks; a crash or a second
             # relay in between publishes a row again, and JetStream's duplicate window
             # (Nats-Msg-Id) absorbs it
             rows = await hot.fetch(
