@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import nats
@@ -102,6 +102,22 @@ class Bus:
         ack = await self.js.publish(subject, payload, headers={"Nats-Msg-Id": msg_id})
         if ack.duplicate:
             log.debug("duplicate suppressed by JetStream: %s", msg_id)
+
+    async def js_publish_many(
+        self, messages: Sequence[tuple[str, bytes, str]], timeout: float = 5.0
+    ) -> None:
+        """Publish (subject, payload, msg id) messages in order and wait for every PubAck
+        together: nats.py's `publish_async` (one future per message, one shared reply
+        subscription) instead of a request, a task and a timer per message. Raises if any
+        message was not stored (its error, or TimeoutError)."""
+        futures = [
+            await self.js.publish_async(subject, payload, headers={"Nats-Msg-Id": msg_id})
+            for subject, payload, msg_id in messages
+        ]
+        acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
+        for ack, (_, _, msg_id) in zip(acks, messages, strict=True):
+            if ack.duplicate:
+                log.debug("duplicate suppressed by JetStream: %s", msg_id)
 
     async def consume(
         self,

@@ -3,6 +3,10 @@
 The relay publishes unpublished rows in order with `Nats-Msg-Id = row id`, and deletes them
 only after the PubAck (the events live on in JetStream); a crash in between re-publishes, and
 JetStream's duplicate window absorbs it. One relay per service keeps per-account order.
+
+Each round is one statement: it deletes the rows the previous round published (their acks are
+in) and reads the next batch, so a busy relay costs one round trip per batch, and a published
+row waits at most one poll interval for its delete.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from services.platform.hotpath import HotPath
 from services.platform.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
 log = logging.getLogger("mbt.outbox")
+RELAY_BATCH = 200
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -63,6 +68,7 @@ class Outbox:
         self.partitions: list[int] | None = None
         self.relay_unpartitioned = True
         self._purge: asyncio.Task[None] | None = None
+        self._published: list[int] = []  # seqs acked by JetStream, deleted by the next round
 
     async def write(
         self, conn: AsyncConnection, rows: Sequence[tuple[str, bytes, str, int | None]]
@@ -90,13 +96,13 @@ class Outbox:
         self._purge = asyncio.create_task(self._purge_in_background(HotPath(url)))
         while True:
             try:
-                sent = await self.relay_once(hot, bus)
+                sent = await self.relay_once(hot, bus, RELAY_BATCH)
             except (nats.errors.Error, TimeoutError, OSError, psycopg.OperationalError) as exc:
                 # the bus (or the database) is down: rows stay unpublished and go out later
                 log.warning("outbox relay cannot publish (%s); retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
-            if sent == 0:
+            if sent < RELAY_BATCH:  # nothing else was waiting: until the next commit or poll
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
                 except TimeoutError:
@@ -135,8 +141,11 @@ class Outbox:
         log.info("deleted %d outbox rows published earlier", total)
         return total
 
-    async def relay_once(self, db: AsyncEngine | HotPath, bus: Bus, batch: int = 200) -> int:
-        """Publish one batch of unpublished rows and delete them (after the acks)."""
+    async def relay_once(
+        self, db: AsyncEngine | HotPath, bus: Bus, batch: int = RELAY_BATCH
+    ) -> int:
+        """Delete what the previous round published, then publish the next batch of
+        unpublished rows (in one statement); how many it published."""
         hot = (
             db if isinstance(db, HotPath) else HotPath(db.url.render_as_string(hide_password=False))
         )
@@ -147,32 +156,33 @@ class Outbox:
                 mine = " AND (partition = ANY(%(parts)s)" + (
                     " OR partition IS NULL)" if self.relay_unpartitioned else ")"
                 )
-            # two statements in autocommit (no transaction to open and commit around them):
-            # rows are published in seq order and deleted after their acks; a crash or a second
-            # relay in between publishes a row again, and JetStream's duplicate window
-            # (Nats-Msg-Id) absorbs it
+            # in autocommit (no transaction to open and commit around it): the rows published
+            # last round are deleted (JetStream keeps the events; no new row version and no
+            # index entries per event, and the table stays the size of what is unpublished)
+            # and the next ones read in seq order; a crash or a second relay before the delete
+            # publishes a row again, and JetStream's duplicate window (Nats-Msg-Id) absorbs it
+            done, self._published = self._published, []
             rows = await hot.fetch(
-                f"SELECT seq, msg_id, subject, payload FROM {name} "
-                f"WHERE published_at IS NULL{mine} ORDER BY seq LIMIT %(n)s",
-                {"n": batch, "parts": self.partitions or []},
+                f"WITH gone AS (DELETE FROM {name} WHERE seq = ANY(%(done)s::bigint[])) "
+                f"SELECT seq, msg_id, subject, payload FROM {name} WHERE published_at IS NULL "
+                f"AND seq <> ALL(%(done)s::bigint[]){mine} ORDER BY seq LIMIT %(n)s",
+                {"done": done, "n": batch, "parts": self.partitions or []},
             )
             if not rows:
                 OUTBOX_BACKLOG.set(0)
                 return 0
-            # pipelined: written to the connection in order (JetStream keeps that order),
-            # acks awaited together - one round trip per batch instead of one per row
-            await asyncio.gather(
-                *(
-                    bus.js_publish(r["subject"], bytes(r["payload"]), msg_id=r["msg_id"])
-                    for r in rows
-                )
+            # pipelined: written to the connection in order (JetStream keeps that order), acks
+            # awaited together - one round trip per batch instead of one per row
+            await bus.js_publish_many(
+                [(r["subject"], bytes(r["payload"]), r["msg_id"]) for r in rows]
             )
-            # published rows are deleted (JetStream keeps the events): no new row version and no
-            # index entries per event, and the table stays the size of what is unpublished
-            await hot.fetch(f"DELETE FROM {name} WHERE seq = ANY(%s)", ([r["seq"] for r in rows],))
+            self._published = [r["seq"] for r in rows]
             OUTBOX_PUBLISHED.inc(len(rows))
             OUTBOX_BACKLOG.set(len(rows))
             return len(rows)
+        except BaseException:
+            self._published = done + self._published  # deleted next round, or published again
+            raise
         finally:
             if hot is not db:
                 await hot.close()

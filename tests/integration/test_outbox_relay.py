@@ -84,9 +84,30 @@ async def test_published_rows_are_deleted_and_earlier_marked_ones_purged(setup) 
             left = (await conn.execute(select(box.table.c.msg_id))).scalars().all()
         assert left == ["new-3"]
         assert await box.relay_once(hot, bus) == 1
+        async with engine.connect() as conn:  # acked: deleted by the next round, not before
+            left = (await conn.execute(select(box.table.c.msg_id))).scalars().all()
+        assert left == ["new-3"]
+        assert await box.relay_once(hot, bus) == 0
     finally:
         await hot.close()
     async with engine.connect() as conn:  # published: gone from the table, kept by JetStream
         assert (await conn.execute(select(func.count()).select_from(box.table))).scalar_one() == 0
+    info = await bus.js.stream_info(stream)
+    assert info.state.messages == 1
+
+
+async def test_a_row_no_stream_stores_stays_unpublished(setup) -> None:  # type: ignore[no-untyped-def]
+    engine, box, bus, things, stream, subject = setup
+    async with UnitOfWork(engine, box) as uow:
+        uow.publish(subject, b"stored", "evt-ok")
+        uow.publish("nowhere.no-stream.listens", b"lost?", "evt-nowhere")
+    with pytest.raises(Exception) as err:  # noqa: PT011 - whichever error the bus gives
+        await box.relay_once(engine, bus)
+    assert "Error" in type(err.value).__name__
+    # nothing of the failed batch is deleted: both go out again once they can be stored
+    assert await box.relay_once(engine, bus, batch=1) == 1  # the stored one, again (deduped)
+    async with engine.connect() as conn:
+        left = (await conn.execute(select(box.table.c.msg_id))).scalars().all()
+    assert sorted(left) == ["evt-nowhere", "evt-ok"]
     info = await bus.js.stream_info(stream)
     assert info.state.messages == 1
