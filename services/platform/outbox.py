@@ -5,8 +5,9 @@ only after the PubAck (the events live on in JetStream); a crash in between re-p
 JetStream's duplicate window absorbs it. One relay per service keeps per-account order.
 
 Each round is one statement: it deletes the rows the previous round published (their acks are
-in) and reads the next batch, so a busy relay costs one round trip per batch, and a published
-row waits at most one poll interval for its delete.
+in) and reads the next batch, so a busy relay costs one round trip per batch; an idle one runs
+the next round `DELETE_AFTER_S` after the last, and the relay deletes what it published when it
+stops.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from services.platform.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
 
 log = logging.getLogger("mbt.outbox")
 RELAY_BATCH = 200
+# a round's published rows are deleted by the next round, at the latest this long after it
+DELETE_AFTER_S = 0.02
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -88,26 +91,56 @@ class Outbox:
     def wake(self) -> None:
         self._wake.set()
 
-    async def relay_forever(self, engine: AsyncEngine, bus: Bus, poll_s: float = 0.5) -> None:
-        """Publish unpublished rows, oldest first; wake on commit or every `poll_s`."""
+    async def relay_forever(
+        self,
+        engine: AsyncEngine,
+        bus: Bus,
+        poll_s: float = 0.5,
+        delete_after_s: float = DELETE_AFTER_S,
+    ) -> None:
+        """Publish unpublished rows, oldest first; wake on commit or every `poll_s`.
+
+        What a round published is deleted by the next round, which comes with the next commit
+        or `delete_after_s` later, whichever is first, and on the way out (a stop or a
+        cancellation): a published row stays behind only if the process dies in that moment
+        (and goes out again then, absorbed by the duplicate window)."""
         url = engine.url.render_as_string(hide_password=False)
         hot = HotPath(url)
         # beside the relay, kept referenced until it is done
         self._purge = asyncio.create_task(self._purge_in_background(HotPath(url)))
-        while True:
-            try:
-                sent = await self.relay_once(hot, bus, RELAY_BATCH)
-            except (nats.errors.Error, TimeoutError, OSError, psycopg.OperationalError) as exc:
-                # the bus (or the database) is down: rows stay unpublished and go out later
-                log.warning("outbox relay cannot publish (%s); retrying", exc)
-                await asyncio.sleep(1.0)
-                continue
-            if sent < RELAY_BATCH:  # nothing else was waiting: until the next commit or poll
+        try:
+            while True:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=poll_s)
-                except TimeoutError:
-                    pass
-                self._wake.clear()
+                    sent = await self.relay_once(hot, bus, RELAY_BATCH)
+                except (nats.errors.Error, TimeoutError, OSError, psycopg.OperationalError) as exc:
+                    # the bus (or the database) is down: rows stay unpublished and go out later
+                    log.warning("outbox relay cannot publish (%s); retrying", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if sent < RELAY_BATCH:  # nothing else was waiting: until the next commit
+                    try:
+                        await asyncio.wait_for(
+                            self._wake.wait(),
+                            timeout=delete_after_s if self._published else poll_s,
+                        )
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+        finally:
+            await self._delete_published(hot)
+            await hot.close()
+
+    async def _delete_published(self, hot: HotPath) -> None:
+        """Delete what was published and not deleted yet (on the way out; best effort)."""
+        done, self._published = self._published, []
+        if not done:
+            return
+        try:
+            await asyncio.wait_for(
+                hot.fetch(f"DELETE FROM {self._name} WHERE seq = ANY(%s::bigint[])", (done,)), 2.0
+            )
+        except (psycopg.Error, OSError, TimeoutError) as exc:  # published again on the next start
+            log.warning("outbox rows published but not deleted (%s)", exc)
 
     async def _purge_in_background(self, hot: HotPath) -> None:
         try:
@@ -150,6 +183,7 @@ class Outbox:
             db if isinstance(db, HotPath) else HotPath(db.url.render_as_string(hide_password=False))
         )
         name = self._name
+        done, self._published = self._published, []
         try:
             mine = ""
             if self.partitions is not None:
@@ -161,7 +195,6 @@ class Outbox:
             # index entries per event, and the table stays the size of what is unpublished)
             # and the next ones read in seq order; a crash or a second relay before the delete
             # publishes a row again, and JetStream's duplicate window (Nats-Msg-Id) absorbs it
-            done, self._published = self._published, []
             rows = await hot.fetch(
                 f"WITH gone AS (DELETE FROM {name} WHERE seq = ANY(%(done)s::bigint[])) "
                 f"SELECT seq, msg_id, subject, payload FROM {name} WHERE published_at IS NULL "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 
@@ -111,3 +112,55 @@ async def test_a_row_no_stream_stores_stays_unpublished(setup) -> None:  # type:
     assert sorted(left) == ["evt-nowhere", "evt-ok"]
     info = await bus.js.stream_info(stream)
     assert info.state.messages == 1
+
+
+async def _until(check, seconds: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(seconds / 0.02)):
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("condition not reached in time")
+
+
+async def test_the_relay_deletes_what_it_published_soon_and_when_it_stops(setup) -> None:  # type: ignore[no-untyped-def]
+    engine, box, bus, things, stream, subject = setup
+
+    async def rows() -> int:
+        async with engine.connect() as conn:
+            return int(
+                (await conn.execute(select(func.count()).select_from(box.table))).scalar_one()
+            )
+
+    async def in_stream() -> int:
+        return int((await bus.js.stream_info(stream)).state.messages)
+
+    # idle after publishing: the delete comes delete_after_s later, without another commit (a
+    # relay of its own on the same table: no commit of this test wakes it)
+    async with UnitOfWork(engine, box) as uow:
+        uow.publish(subject, b"one", "evt-one")
+    relay = asyncio.create_task(
+        Outbox(box.table).relay_forever(engine, bus, poll_s=30, delete_after_s=0.05)
+    )
+    await _until(lambda: _eq(in_stream, 1))
+    await _until(lambda: _eq(rows, 0))
+    relay.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await relay
+
+    # a relay stopped before its next round deletes what it published on the way out (a relay
+    # of its own on the same table, so no commit of this test wakes it into another round)
+    async with UnitOfWork(engine, box) as uow:
+        uow.publish(subject, b"two", "evt-two")
+    quiet = Outbox(box.table)
+    relay = asyncio.create_task(quiet.relay_forever(engine, bus, poll_s=30, delete_after_s=30))
+    await _until(lambda: _eq(in_stream, 2))
+    assert await rows() == 1  # published, its delete not due yet
+    relay.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await relay
+    assert await rows() == 0
+    assert await in_stream() == 2
+
+
+async def _eq(f, n: int) -> bool:  # type: ignore[no-untyped-def]
+    return bool(await f() == n)
