@@ -6,9 +6,12 @@ GTC buy limits (limit $1.00, so nothing fills and each order is one durable acce
 audit row, outbox row, buying-power hold in accounts, all committed before the reply).
 
     python bench/submit.py [--orders-1 N] [--orders-32 N] [--users U] [--orders-instances N]
+                           [--forwarded]
 
 With --orders-instances N (and --users spreading the load over partitions), the same run is
-made with 1 instance and with N, and the ratio of their throughputs is printed.
+made with 1 instance and with N, and the ratio of their throughputs is printed. The clients
+send each user's orders to the instance that owns its partition, as the replies name it (as
+the gateway does); with --forwarded they go round robin and half are forwarded.
 
 Then, in the same run and on the same PostgreSQL, pgbench's one-row INSERT at 32 clients: the
 reference the orders figure is a ratio of, so it means something on any machine.
@@ -52,6 +55,7 @@ from raxx.mbt.v1 import orders_service_pb2 as opb  # noqa: E402
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc  # noqa: E402
 from raxx.mbt.v1 import sessions_service_pb2 as spb  # noqa: E402
 from raxx.mbt.v1 import sessions_service_pb2_grpc as sgrpc  # noqa: E402
+from services.platform.owner_routes import OwnerRoutes  # noqa: E402
 
 
 async def signup(sessions_addr: str, gw_port: int, email: str) -> str:
@@ -107,16 +111,29 @@ async def run_phase(
     tag: str,
     root: int = 0,
     data_dir: Path | None = None,
+    route: bool = True,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     counter = iter(range(total))
     md = (("authorization", f"Bearer {tokens[0]}"),)
 
     # round robin over every orders instance, as the gateway does (a command reaching an
-    # instance that does not own the user's partition is forwarded to the owner)
+    # instance that does not own the user's partition is forwarded to the owner); with
+    # `route`, each client then sends straight to the owner its replies name, as the gateway
+    # does too (services.platform.owner_routes)
     options = [("grpc.lb_policy_name", "round_robin")]
+    owners = OwnerRoutes(lambda a: grpc.aio.insecure_channel(a))
+    stubs: dict[Any, Any] = {}
     async with grpc.aio.insecure_channel(addr, options=options) as ch:
         stub = ogrpc.OrdersServiceStub(ch)
+
+        def stub_for(md: Any) -> Any:
+            owner = owners.channel(md) if route else None
+            if owner is None:
+                return stub
+            if owner not in stubs:
+                stubs[owner] = ogrpc.OrdersServiceStub(owner)
+            return stubs[owner]
 
         async def client(k: int) -> None:
             md = (("authorization", f"Bearer {tokens[k % len(tokens)]}"),)
@@ -131,8 +148,11 @@ async def run_phase(
                     client_order_id=f"{tag}-{i}",
                 )
                 t0 = time.perf_counter()
-                o = await stub.SubmitOrder(req, metadata=md, timeout=30)
+                call = stub_for(md).SubmitOrder(req, metadata=md, timeout=30)
+                o = await call
                 latencies.append((time.perf_counter() - t0) * 1000)
+                if route:
+                    owners.after(md, await call.trailing_metadata())
                 assert o.status == "accepted", o
 
         # warm up the connection and the server's code paths
@@ -153,6 +173,7 @@ async def run_phase(
         await asyncio.gather(*[client(k) for k in range(clients)])
         wall = time.perf_counter() - t0
         cpu1 = cpu_by_role(root, data_dir) if root else {}
+    await owners.close()
     latencies.sort()
     return {
         "clients": clients,
@@ -214,7 +235,9 @@ def pgbench_reference(system: harness.RunningSystem, clients: int = 32, seconds:
     return float(m.group(1))
 
 
-async def bench(system: harness.RunningSystem, n1: int, n32: int, users: int) -> dict[str, Any]:
+async def bench(
+    system: harness.RunningSystem, n1: int, n32: int, users: int, route: bool = True
+) -> dict[str, Any]:
     endpoints = json.loads((system.data_dir / "endpoints.json").read_text())
     instances = endpoints.get("orders_instances") or [system.grpc_addr("orders")]
     orders_addr = "ipv4:" + ",".join(instances)
@@ -223,9 +246,9 @@ async def bench(system: harness.RunningSystem, n1: int, n32: int, users: int) ->
         for u in range(users)
     ]
     root = system.process.pid
-    one = await run_phase(orders_addr, tokens, 1, n1, "one", root, system.data_dir)
+    one = await run_phase(orders_addr, tokens, 1, n1, "one", root, system.data_dir, route)
     print(json.dumps({"phase": "1 client", **one}), flush=True)
-    many = await run_phase(orders_addr, tokens, 32, n32, "many", root, system.data_dir)
+    many = await run_phase(orders_addr, tokens, 32, n32, "many", root, system.data_dir, route)
     print(json.dumps({"phase": "32 clients", **many}), flush=True)
     tps = pgbench_reference(system)
     print(json.dumps({"phase": "pgbench one-row INSERT, 32 clients", "tps": tps}), flush=True)
@@ -240,6 +263,7 @@ async def bench(system: harness.RunningSystem, n1: int, n32: int, users: int) ->
         "single_client": one,
         "users": users,
         "orders_instances": len(instances),
+        "routing": "to the owner" if route else "round robin, forwarded",
         "cpus": os.cpu_count(),
     }
 
@@ -255,6 +279,11 @@ def main() -> None:
         default=1,
         help="orders processes; with 2 or more, one run per count from 1 and their ratio",
     )
+    ap.add_argument(
+        "--forwarded",
+        action="store_true",
+        help="clients ignore the owner their replies name (every other command is forwarded)",
+    )
     ns = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mbt-bench-"))
     tmp.chmod(0o755)
@@ -267,7 +296,11 @@ def main() -> None:
             with harness.running_system(
                 tmp / f"data-{n}", "--orders-instances", str(n), env=generous
             ) as system:
-                runs.append(asyncio.run(bench(system, ns.orders_1, ns.orders_32, ns.users)))
+                runs.append(
+                    asyncio.run(
+                        bench(system, ns.orders_1, ns.orders_32, ns.users, not ns.forwarded)
+                    )
+                )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result = runs[-1]

@@ -47,6 +47,7 @@ from gateway.transcode import (
     retry_after_from_rpc,
 )
 from services.platform.clients import CHANNEL_OPTIONS
+from services.platform.owner_routes import COMMANDS, OwnerRoutes
 from services.platform.settings import DEFAULT_PORTS, SERVICE_NAMES
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -88,6 +89,11 @@ class Gateway:
     config: GatewayConfig
     routes: list[HttpRoute] = field(default_factory=build_routes)
     channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+    # orders commands go straight to the instance that owns the caller's partition, once an
+    # instance has named it (services.platform.owner_routes)
+    owners: OwnerRoutes = field(
+        default_factory=lambda: OwnerRoutes(lambda addr: grpc.aio.insecure_channel(addr))
+    )
 
     def channel(self, service: str) -> grpc.aio.Channel:
         ch = self.channels.get(service)
@@ -110,6 +116,7 @@ class Gateway:
     async def close(self) -> None:
         for ch in self.channels.values():
             await ch.close()
+        await self.owners.close()
 
 
 def error_response(
@@ -179,7 +186,9 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             return error_response(400, "INVALID_ARGUMENT", str(exc), rid)
         if name == "RefreshSession" and not getattr(msg, "refresh_token", ""):
             msg.refresh_token = request.cookies.get(REFRESH_COOKIE, "")  # type: ignore[attr-defined]
-        call = gw.channel(route.service).unary_unary(
+        command = route.service == "orders" and name in COMMANDS
+        channel = (gw.owners.channel(metadata) if command else None) or gw.channel(route.service)
+        call = channel.unary_unary(
             route.grpc_path,
             request_serializer=route.request_cls.SerializeToString,
             response_deserializer=route.response_cls.FromString,
@@ -190,6 +199,8 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
         try:
             reply = await pending
         except grpc.aio.AioRpcError as err:
+            if command:
+                gw.owners.after(metadata, err.trailing_metadata(), err.code())
             status, code, message = error_from_rpc(err)
             headers = _rate_headers(err.trailing_metadata())
             if status == 401:
@@ -203,7 +214,10 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             ):
                 clear_session_cookies(resp, secure, refresh_too=name == "RefreshSession")
             return resp
-        headers = {"x-request-id": rid, **_rate_headers(await pending.trailing_metadata())}
+        trailing = await pending.trailing_metadata()
+        if command:
+            gw.owners.after(metadata, trailing)
+        headers = {"x-request-id": rid, **_rate_headers(trailing)}
         data: dict[str, Any] = message_to_json(reply)
         tokens = take_tokens(data) if name in SESSION_OPENING_METHODS else None
         resp = JSONResponse({"data": data, "meta": {"request_id": rid}}, headers=headers)
@@ -258,7 +272,7 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
                 trade_updates_sse(gw.channel, gw.config.allowed_origins, vouch),
             ),
             Route("/api/{rest:path}", api, methods=ALL_METHODS),
-            *alpaca_routes(gw.channel, gw.config.allowed_origins, vouch),
+            *alpaca_routes(gw.channel, gw.config.allowed_origins, vouch, gw.owners),
             Route(
                 "/v2/{rest:path}", v2_not_found, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]
             ),

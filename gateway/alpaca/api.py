@@ -28,6 +28,7 @@ from raxx.mbt.v1 import marketdata_service_pb2_grpc as mgrpc
 from raxx.mbt.v1 import orders_service_pb2 as opb
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
 from services.platform.grpc_server import FOLLOW_UP_HEADER
+from services.platform.owner_routes import OwnerRoutes
 
 __all__ = ["AlpacaApi", "AlpacaError"]
 
@@ -114,10 +115,13 @@ class AlpacaApi:
         channel: Callable[[str], grpc.aio.Channel],
         allowed_origins: tuple[str, ...],
         vouch_key: str,
+        owners: OwnerRoutes | None = None,
     ) -> None:
         self._channel = channel
         self._origins = allowed_origins
         self._vouch = vouch_key
+        self._owners = owners or OwnerRoutes(lambda addr: grpc.aio.insecure_channel(addr))
+        self._order_stubs: dict[grpc.aio.Channel, ogrpc.OrdersServiceStub] = {}
 
     @property
     def orders(self) -> ogrpc.OrdersServiceStub:
@@ -140,16 +144,40 @@ class AlpacaApi:
             raise AlpacaError(401, "request is not authorized")
         return tuple(md)
 
-    async def call(self, request: Request, method: Any, req: Message) -> Any:
-        """One RPC for this HTTP request; the request's rate limit is spent on its first."""
+    def _call_metadata(self, request: Request) -> tuple[tuple[str, str], ...]:
+        """The credentials; after this HTTP request's first RPC, marked a follow-up (the
+        request's rate limit is spent on its first)."""
         md = self.metadata(request)
         if getattr(request.state, "mbt_rpcs", 0):
             md += ((FOLLOW_UP_HEADER, "1"),)
         request.state.mbt_rpcs = getattr(request.state, "mbt_rpcs", 0) + 1
+        return md
+
+    async def call(self, request: Request, method: Any, req: Message) -> Any:
+        """One RPC for this HTTP request."""
+        md = self._call_metadata(request)
         try:
             return await method(req, metadata=md, timeout=TIMEOUT_S, wait_for_ready=True)
         except grpc.aio.AioRpcError as err:
             raise _from_rpc(err) from None
+
+    async def command(self, request: Request, name: str, req: Message) -> Any:
+        """An orders command (`COMMANDS`), sent to the instance that owns the caller's
+        partition once one has named it (`OwnerRoutes`); until then round robin, and the
+        instance reached forwards it."""
+        md = self._call_metadata(request)
+        channel = self._owners.channel(md) or self._channel("orders")
+        stub = self._order_stubs.get(channel)
+        if stub is None:
+            stub = self._order_stubs[channel] = ogrpc.OrdersServiceStub(channel)
+        call = getattr(stub, name)(req, metadata=md, timeout=TIMEOUT_S, wait_for_ready=True)
+        try:
+            reply = await call
+        except grpc.aio.AioRpcError as err:
+            self._owners.after(md, err.trailing_metadata(), err.code())
+            raise _from_rpc(err) from None
+        self._owners.after(md, await call.trailing_metadata())
+        return reply
 
     @staticmethod
     async def body(request: Request) -> dict[str, Any]:
@@ -248,12 +276,10 @@ class AlpacaApi:
     async def orders_root(self, request: Request) -> Response:
         if request.method == "POST":
             req = self.submit_request(await self.body(request))
-            o = await self.call(request, self.orders.SubmitOrder, req)
+            o = await self.command(request, "SubmitOrder", req)
             return JSONResponse(shapes.order_json(o))
         if request.method == "DELETE":
-            done = await self.call(
-                request, self.orders.CancelAllOrders, opb.CancelAllOrdersRequest()
-            )
+            done = await self.command(request, "CancelAllOrders", opb.CancelAllOrdersRequest())
             body = [{"id": o.id, "status": 200, "body": shapes.order_json(o)} for o in done.orders]
             return JSONResponse(body, 207)
         return await self.list_orders(request)
@@ -307,7 +333,7 @@ class AlpacaApi:
             o = await self.call(request, self.orders.GetOrder, opb.GetOrderRequest(order_id=oid))
             if o.status not in ("new", "accepted", "partially_filled"):
                 raise AlpacaError(422, f"order is {o.status}: not cancelable")
-            await self.call(request, self.orders.CancelOrder, opb.CancelOrderRequest(order_id=oid))
+            await self.command(request, "CancelOrder", opb.CancelOrderRequest(order_id=oid))
             return Response(status_code=204)
         if request.method == "PATCH":
             b = await self.body(request)
@@ -319,7 +345,7 @@ class AlpacaApi:
                 time_in_force=str(b.get("time_in_force") or "").lower(),
                 client_order_id=str(b.get("client_order_id") or ""),
             )
-            o = await self.call(request, self.orders.ReplaceOrder, req)
+            o = await self.command(request, "ReplaceOrder", req)
             return JSONResponse(shapes.order_json(o))
         o = await self.call(request, self.orders.GetOrder, opb.GetOrderRequest(order_id=oid))
         return JSONResponse(shapes.order_json(o))
@@ -328,7 +354,7 @@ class AlpacaApi:
     async def positions(self, request: Request) -> Response:
         if request.method == "DELETE":
             if (request.query_params.get("cancel_orders") or "").lower() == "true":
-                await self.call(request, self.orders.CancelAllOrders, opb.CancelAllOrdersRequest())
+                await self.command(request, "CancelAllOrders", opb.CancelAllOrdersRequest())
             held = await self.call(request, self.accounts.ListPositions, apb.ListPositionsRequest())
             results = []
             for p in held.positions:
@@ -361,7 +387,7 @@ class AlpacaApi:
             order_type="market",
             time_in_force="day",
         )
-        o: opb.Order = await self.call(request, self.orders.SubmitOrder, req)
+        o: opb.Order = await self.command(request, "SubmitOrder", req)
         return o
 
     async def position(self, request: Request) -> Response:

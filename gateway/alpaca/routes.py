@@ -13,6 +13,7 @@ from starlette.routing import Route
 from gateway.alpaca.api import AlpacaApi, AlpacaError
 from gateway.alpaca.catalog import CatalogApi
 from gateway.alpaca.market_data import MarketDataApi
+from services.platform.owner_routes import OwnerRoutes
 
 __all__ = ["alpaca_routes"]
 
@@ -36,9 +37,12 @@ def _guard(handler: Handler) -> Handler:
 
 
 def alpaca_routes(
-    channel: Callable[[str], grpc.aio.Channel], allowed_origins: tuple[str, ...], vouch_key: str
+    channel: Callable[[str], grpc.aio.Channel],
+    allowed_origins: tuple[str, ...],
+    vouch_key: str,
+    owners: OwnerRoutes | None = None,
 ) -> list[Route]:
-    api = AlpacaApi(channel, allowed_origins, vouch_key)
+    api = AlpacaApi(channel, allowed_origins, vouch_key, owners)
     md = MarketDataApi(api)
     cat = CatalogApi(api)
     table: list[tuple[str, Handler, list[str]]] = [

@@ -4,6 +4,7 @@ Any instance answers reads (they come from the database and JetStream), but a co
 (submit, cancel, replace, cancel-all) must run where the caller's orders are in the engine: an
 instance that does not own the partition passes the call on, with the caller's credentials, and
 marks it a follow-up (vouched with the platform's gateway key) so the rate limit counts it once.
+Every command's reply names the owner, so callers can skip the hop next time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from services.platform.auth import gateway_vouch_key
 from services.platform.clients import CHANNEL_OPTIONS
 from services.platform.errors import Unavailable, error_from_rpc
 from services.platform.grpc_server import FOLLOW_UP_HEADER, GATEWAY_VOUCH_HEADER
+from services.platform.owner_routes import OWNER_HEADER
 
 __all__ = ["Peers"]
 
@@ -37,6 +39,15 @@ class Peers:
             channel = grpc.aio.insecure_channel(addr, options=CHANNEL_OPTIONS)
             self._stubs[addr] = pb_grpc.OrdersServiceStub(channel)
         return self._stubs[addr]
+
+    def owns(self, context: Any, user_id: str) -> bool:
+        """Whether this instance owns the caller's partition; with several instances the reply
+        names the owner (`OWNER_HEADER`), so a caller can send its next commands straight there
+        (`services.platform.owner_routes`)."""
+        if self._ownership.instances > 1:
+            named = ((OWNER_HEADER, self._ownership.peer_of(user_id)),)
+            context.set_trailing_metadata(tuple(context.trailing_metadata() or ()) + named)
+        return self._ownership.owns(user_id)
 
     async def forward(self, method: str, request: Message, context: Any, user_id: str) -> Message:
         addr = self._ownership.peer_of(user_id)

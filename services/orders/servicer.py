@@ -77,7 +77,7 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
 
     async def ReplaceOrder(self, request: pb.ReplaceOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()
-        if not self.app.ownership.owns(user.user_id):
+        if not self.peers.owns(context, user.user_id):
             return await self.peers.forward("ReplaceOrder", request, context, user.user_id)
         changes: dict[str, Any] = {}
         qty = parse_decimal("qty", request.qty, required=False, positive=True)
@@ -107,7 +107,7 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
         self, request: pb.CancelAllOrdersRequest, context: Ctx
     ) -> pb.CancelAllOrdersResponse:
         user = require_user()
-        if not self.app.ownership.owns(user.user_id):
+        if not self.peers.owns(context, user.user_id):
             return await self.peers.forward("CancelAllOrders", request, context, user.user_id)
         return pb.CancelAllOrdersResponse(
             orders=[order_to_pb(r) for r in await self.app.cancel_all(user)]
@@ -122,7 +122,7 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
 
     async def SubmitOrder(self, request: pb.SubmitOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()
-        if not self.app.ownership.owns(user.user_id):
+        if not self.peers.owns(context, user.user_id):
             return await self.peers.forward("SubmitOrder", request, context, user.user_id)
         intent = check_submit(request)
         return order_to_pb(await self.app.submit(user, intent))
@@ -143,7 +143,7 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
 
     async def CancelOrder(self, request: pb.CancelOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()
-        if not self.app.ownership.owns(user.user_id):
+        if not self.peers.owns(context, user.user_id):
             return await self.peers.forward("CancelOrder", request, context, user.user_id)
         return order_to_pb(await self.app.cancel(user, request.order_id))
 

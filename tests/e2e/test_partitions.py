@@ -267,3 +267,41 @@ def test_kill_switches_flip_at_run_time_on_every_instance(two: RunningSystem) ->
     finally:
         for c in channels:
             c.close()
+
+
+def test_commands_through_the_gateway_go_straight_to_the_owner(two: RunningSystem) -> None:
+    """The gateway learns each caller's owner from a command's reply: the caller's later
+    commands (`/api/mbt` and `/v2` alike) reach only the owner, none the other instance."""
+    import httpx
+
+    by_instance: dict[int, str] = {}
+    n = 0
+    while len(by_instance) < 2:
+        token = signup_http(two.url, f"route-{n}@example.com")[0]
+        by_instance.setdefault(instance_of(user_of(token)), token)
+        n += 1
+
+    def submit_http(token: str, alpaca: bool) -> None:
+        h = {"authorization": f"Bearer {token}"}
+        order = {"symbol": "IBM", "side": "buy", "qty": "1", "limit_price": "1.00"}
+        order["time_in_force"] = "gtc"
+        if alpaca:
+            r = httpx.post(f"{two.url}/v2/orders", headers=h, json={**order, "type": "limit"})
+            assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
+        else:
+            body = {**order, "order_type": "limit"}
+            r = httpx.post(f"{two.url}/api/mbt/orders", headers=h, json=body)
+            assert r.status_code == 200 and r.json()["data"]["status"] == "accepted", r.text
+
+    def submits_logged() -> dict[int, int]:
+        logs = {k: two.data_dir / "logs" / ("orders-1.log" if k else "orders.log") for k in (0, 1)}
+        return {k: p.read_text().count("OrdersService/SubmitOrder") for k, p in logs.items()}
+
+    for k, token in sorted(by_instance.items()):
+        submit_http(token, alpaca=False)  # may go round robin and be forwarded: names the owner
+        before = submits_logged()
+        for i in range(6):
+            submit_http(token, alpaca=bool(i % 2))
+        after = submits_logged()
+        assert after[k] - before[k] == 6, (k, before, after)  # every one ran on the owner
+        assert after[1 - k] == before[1 - k], (k, before, after)  # none reached the other
