@@ -122,18 +122,10 @@ async def run_phase(
     # `route`, each client then sends straight to the owner its replies name, as the gateway
     # does too (services.platform.owner_routes)
     options = [("grpc.lb_policy_name", "round_robin")]
-    owners = OwnerRoutes(lambda a: grpc.aio.insecure_channel(a))
-    stubs: dict[Any, Any] = {}
+    owners = OwnerRoutes()
     async with grpc.aio.insecure_channel(addr, options=options) as ch:
         stub = ogrpc.OrdersServiceStub(ch)
-
-        def stub_for(md: Any) -> Any:
-            owner = owners.channel(md) if route else None
-            if owner is None:
-                return stub
-            if owner not in stubs:
-                stubs[owner] = ogrpc.OrdersServiceStub(owner)
-            return stubs[owner]
+        submit_path = f"/{opb.DESCRIPTOR.services_by_name['OrdersService'].full_name}/SubmitOrder"
 
         async def client(k: int) -> None:
             md = (("authorization", f"Bearer {tokens[k % len(tokens)]}"),)
@@ -148,11 +140,11 @@ async def run_phase(
                     client_order_id=f"{tag}-{i}",
                 )
                 t0 = time.perf_counter()
-                call = stub_for(md).SubmitOrder(req, metadata=md, timeout=30)
-                o = await call
-                latencies.append((time.perf_counter() - t0) * 1000)
                 if route:
-                    owners.after(md, await call.trailing_metadata())
+                    o, _ = await owners.unary(ch, submit_path, req, opb.Order, md, 30)
+                else:
+                    o = await stub.SubmitOrder(req, metadata=md, timeout=30)
+                latencies.append((time.perf_counter() - t0) * 1000)
                 assert o.status == "accepted", o
 
         # warm up the connection and the server's code paths

@@ -91,9 +91,7 @@ class Gateway:
     channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
     # orders commands go straight to the instance that owns the caller's partition, once an
     # instance has named it (services.platform.owner_routes)
-    owners: OwnerRoutes = field(
-        default_factory=lambda: OwnerRoutes(lambda addr: grpc.aio.insecure_channel(addr))
-    )
+    owners: OwnerRoutes = field(default_factory=OwnerRoutes)
 
     def channel(self, service: str) -> grpc.aio.Channel:
         ch = self.channels.get(service)
@@ -186,21 +184,26 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             return error_response(400, "INVALID_ARGUMENT", str(exc), rid)
         if name == "RefreshSession" and not getattr(msg, "refresh_token", ""):
             msg.refresh_token = request.cookies.get(REFRESH_COOKIE, "")  # type: ignore[attr-defined]
-        command = route.service == "orders" and name in COMMANDS
-        channel = (gw.owners.channel(metadata) if command else None) or gw.channel(route.service)
-        call = channel.unary_unary(
-            route.grpc_path,
-            request_serializer=route.request_cls.SerializeToString,
-            response_deserializer=route.response_cls.FromString,
-        )
-        pending = call(
-            msg, metadata=tuple(metadata), timeout=DEFAULT_TIMEOUT_S, wait_for_ready=True
-        )
+        channel = gw.channel(route.service)
         try:
-            reply = await pending
+            if route.service == "orders" and name in COMMANDS:  # to the owner, once named
+                reply, trailing = await gw.owners.unary(
+                    channel,
+                    route.grpc_path,
+                    msg,
+                    route.response_cls,
+                    tuple(metadata),
+                    DEFAULT_TIMEOUT_S,
+                )
+            else:
+                pending = channel.unary_unary(
+                    route.grpc_path,
+                    request_serializer=route.request_cls.SerializeToString,
+                    response_deserializer=route.response_cls.FromString,
+                )(msg, metadata=tuple(metadata), timeout=DEFAULT_TIMEOUT_S, wait_for_ready=True)
+                reply = await pending
+                trailing = await pending.trailing_metadata()
         except grpc.aio.AioRpcError as err:
-            if command:
-                gw.owners.after(metadata, err.trailing_metadata(), err.code())
             status, code, message = error_from_rpc(err)
             headers = _rate_headers(err.trailing_metadata())
             if status == 401:
@@ -214,9 +217,6 @@ def create_app(config: GatewayConfig | None = None) -> Starlette:
             ):
                 clear_session_cookies(resp, secure, refresh_too=name == "RefreshSession")
             return resp
-        trailing = await pending.trailing_metadata()
-        if command:
-            gw.owners.after(metadata, trailing)
         headers = {"x-request-id": rid, **_rate_headers(trailing)}
         data: dict[str, Any] = message_to_json(reply)
         tokens = take_tokens(data) if name in SESSION_OPENING_METHODS else None

@@ -32,6 +32,14 @@ from services.platform.owner_routes import OwnerRoutes
 
 __all__ = ["AlpacaApi", "AlpacaError"]
 
+ORDERS_SERVICE = opb.DESCRIPTOR.services_by_name["OrdersService"].full_name
+COMMAND_REPLIES: dict[str, Any] = {
+    "SubmitOrder": opb.Order,
+    "CancelOrder": opb.Order,
+    "ReplaceOrder": opb.Order,
+    "CancelAllOrders": opb.CancelAllOrdersResponse,
+}
+
 TIMEOUT_S = 10.0
 MAX_BODY = 64 * 1024
 
@@ -120,8 +128,7 @@ class AlpacaApi:
         self._channel = channel
         self._origins = allowed_origins
         self._vouch = vouch_key
-        self._owners = owners or OwnerRoutes(lambda addr: grpc.aio.insecure_channel(addr))
-        self._order_stubs: dict[grpc.aio.Channel, ogrpc.OrdersServiceStub] = {}
+        self._owners = owners or OwnerRoutes()
 
     @property
     def orders(self) -> ogrpc.OrdersServiceStub:
@@ -166,17 +173,17 @@ class AlpacaApi:
         partition once one has named it (`OwnerRoutes`); until then round robin, and the
         instance reached forwards it."""
         md = self._call_metadata(request)
-        channel = self._owners.channel(md) or self._channel("orders")
-        stub = self._order_stubs.get(channel)
-        if stub is None:
-            stub = self._order_stubs[channel] = ogrpc.OrdersServiceStub(channel)
-        call = getattr(stub, name)(req, metadata=md, timeout=TIMEOUT_S, wait_for_ready=True)
         try:
-            reply = await call
+            reply, _ = await self._owners.unary(
+                self._channel("orders"),
+                f"/{ORDERS_SERVICE}/{name}",
+                req,
+                COMMAND_REPLIES[name],
+                md,
+                TIMEOUT_S,
+            )
         except grpc.aio.AioRpcError as err:
-            self._owners.after(md, err.trailing_metadata(), err.code())
             raise _from_rpc(err) from None
-        self._owners.after(md, await call.trailing_metadata())
         return reply
 
     @staticmethod

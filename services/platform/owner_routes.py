@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -43,7 +43,7 @@ class OwnerRoutes:
 
     def __init__(
         self,
-        dial: Callable[[str], grpc.aio.Channel],
+        dial: Callable[[str], grpc.aio.Channel] = grpc.aio.insecure_channel,
         max_callers: int = 10_000,
         max_owners: int = 64,
     ) -> None:
@@ -83,7 +83,7 @@ class OwnerRoutes:
             self._owner_of.pop(caller, None)
             return
         addr = next((str(v) for k, v in trailing or () if k == OWNER_HEADER), None)
-        if addr is None or len(addr) > 260 or not _ADDRESS.fullmatch(addr):
+        if addr is None or not _ADDRESS.fullmatch(addr):
             return
         if addr not in self._channels:
             if len(self._channels) >= self._max_owners:
@@ -93,6 +93,31 @@ class OwnerRoutes:
         self._owner_of.move_to_end(caller)
         while len(self._owner_of) > self._max_callers:
             self._owner_of.popitem(last=False)
+
+    async def unary(
+        self,
+        default: grpc.aio.Channel,
+        path: str,
+        request: Any,
+        response_cls: Any,
+        md: Sequence[tuple[str, str]],
+        timeout: float,
+    ) -> tuple[Any, Metadata]:
+        """Make a command's call - on the caller's owner if one was named, else on `default` -
+        and learn from its outcome: (reply, trailing metadata), or the `AioRpcError`."""
+        call = (self.channel(md) or default).unary_unary(
+            path,
+            request_serializer=type(request).SerializeToString,
+            response_deserializer=response_cls.FromString,
+        )(request, metadata=md, timeout=timeout, wait_for_ready=True)
+        try:
+            reply = await call
+        except grpc.aio.AioRpcError as err:
+            self.after(md, err.trailing_metadata(), err.code())
+            raise
+        trailing = await call.trailing_metadata()
+        self.after(md, trailing)
+        return reply, trailing
 
     async def close(self) -> None:
         for ch in self._channels.values():
