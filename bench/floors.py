@@ -9,11 +9,15 @@ it, so the submit figures can be read against what the machine gives:
 - one PostgreSQL statement (`SELECT 1`) through psycopg's async connection in autocommit (what
   the commit stage and the relay do) and through a sync connection (the asyncio overhead);
 - a one-statement transaction in pipeline mode two ways: psycopg's `transaction()` block, and
-  BEGIN/COMMIT as statements of the pipeline (what `services.platform.hotpath` does).
+  BEGIN/COMMIT as statements of the pipeline (what the hot path did until the eighth session);
+- the same statement and a transaction through asyncpg (what `services.platform.hotpath` runs
+  now), and a hold-shaped transaction (a locking read, three reads, a write) through both
+  drivers: psycopg pipelined (two round trips), asyncpg one statement at a time.
 
     python bench/floors.py [--calls N]
 
-Prints one JSON object: {"grpc_unary": {...}, "psycopg": {...}, "cpus": ...}
+Prints one JSON object: {"grpc_unary": {...}, "psycopg": {...}, "asyncpg": {...}, "cpus": ...}
+(client CPU per call in ms; `*_p50_ms` the latency).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import grpc
 import psutil
 import psycopg
@@ -96,14 +101,39 @@ async def _cpu_per_call(f: Callable[[], Awaitable[Any]], calls: int) -> float:
     return round(1000 * (time.process_time() - t0) / calls, 3)
 
 
+async def _p50_ms(f: Callable[[], Awaitable[Any]], calls: int) -> float:
+    lat = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        await f()
+        lat.append(time.perf_counter() - t0)
+    return round(1000 * statistics.median(lat), 3)
+
+
+HOLD_TABLE = (
+    "CREATE TABLE IF NOT EXISTS public.floors_acct (id serial PRIMARY KEY, u text, v numeric)"
+)
+LOCK = "SELECT * FROM public.floors_acct WHERE u = ANY($1::text[]) ORDER BY id FOR UPDATE"
+READ = "SELECT id, v FROM public.floors_acct WHERE u = ANY($1::text[])"
+WRITE = "UPDATE public.floors_acct SET v = v WHERE u = ANY($1::text[])"
+USERS = ["u1", "u2", "u3"]
+
+
+def _psycopg_sql(sql: str) -> str:
+    return sql.replace("$1", "%(u)s")
+
+
 async def psycopg_costs(url: str, calls: int) -> dict[str, float]:
-    hot = HotPath(url)
     dsn = libpq_dsn(url)
     conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True, prepare_threshold=0)
     sync = psycopg.connect(dsn, autocommit=True, prepare_threshold=0)
+    await conn.execute(HOLD_TABLE)
+    await conn.execute(
+        "INSERT INTO public.floors_acct (u, v) SELECT 'u' || g, g FROM generate_series(1, 100) g"
+    )
 
     async def autocommit() -> None:
-        await hot.fetch("SELECT 1 AS x", {})
+        await (await conn.execute("SELECT 1 AS x")).fetchall()
 
     async def sync_statement() -> None:
         sync.execute("SELECT 1 AS x").fetchall()
@@ -113,8 +143,21 @@ async def psycopg_costs(url: str, calls: int) -> dict[str, float]:
             await (await conn.execute("SELECT 1 AS x")).fetchall()
 
     async def explicit_begin_commit() -> None:
-        async with hot.pipelined_transaction() as c:
-            await (await c.execute("SELECT 1 AS x")).fetchall()
+        async with conn.pipeline():
+            await conn.execute("BEGIN")
+            await (await conn.execute("SELECT 1 AS x")).fetchall()
+            await conn.execute("COMMIT")
+
+    async def hold_shaped() -> None:
+        p = {"u": USERS}
+        async with conn.pipeline():
+            await conn.execute("BEGIN")
+            reads = [await conn.execute(_psycopg_sql(LOCK), p)]
+            reads += [await conn.execute(_psycopg_sql(READ), p) for _ in range(3)]
+            for r in reads:
+                await r.fetchall()
+            await conn.execute(_psycopg_sql(WRITE), p)
+            await conn.execute("COMMIT")
 
     try:
         return {
@@ -122,11 +165,43 @@ async def psycopg_costs(url: str, calls: int) -> dict[str, float]:
             "sync_statement_cpu_ms": await _cpu_per_call(sync_statement, calls),
             "pipelined_transaction_block_cpu_ms": await _cpu_per_call(transaction_block, calls),
             "pipelined_begin_commit_cpu_ms": await _cpu_per_call(explicit_begin_commit, calls),
+            "hold_shaped_transaction_cpu_ms": await _cpu_per_call(hold_shaped, calls),
+            "hold_shaped_transaction_p50_ms": await _p50_ms(hold_shaped, calls),
+        }
+    finally:
+        await conn.close()
+        sync.close()
+
+
+async def asyncpg_costs(url: str, calls: int) -> dict[str, float]:
+    """What `services.platform.hotpath` costs: its statement and its transaction."""
+    hot = HotPath(url)
+    conn = await asyncpg.connect(libpq_dsn(url))
+
+    async def statement() -> None:
+        await hot.fetch("SELECT 1 AS x")
+
+    async def transaction() -> None:
+        async with hot.transaction() as tx:
+            await tx.fetch("SELECT 1 AS x")
+
+    async def hold_shaped() -> None:
+        async with conn.transaction():
+            await conn.fetch(LOCK, USERS)
+            for _ in range(3):
+                await conn.fetch(READ, USERS)
+            await conn.execute(WRITE, USERS)
+
+    try:
+        return {
+            "statement_cpu_ms": await _cpu_per_call(statement, calls),
+            "transaction_cpu_ms": await _cpu_per_call(transaction, calls),
+            "hold_shaped_transaction_cpu_ms": await _cpu_per_call(hold_shaped, calls),
+            "hold_shaped_transaction_p50_ms": await _p50_ms(hold_shaped, calls),
         }
     finally:
         await hot.close()
         await conn.close()
-        sync.close()
 
 
 def main() -> None:
@@ -142,7 +217,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="mbt-floors-") as tmp:
         pg = start_postgres(Path(tmp))
         try:
-            result["psycopg"] = asyncio.run(psycopg_costs(sqlalchemy_url(pg.url), ns.calls))
+            url = sqlalchemy_url(pg.url)
+            result["psycopg"] = asyncio.run(psycopg_costs(url, ns.calls))
+            result["asyncpg"] = asyncio.run(asyncpg_costs(url, ns.calls))
         finally:
             pg.stop()
     result["cpus"] = os.cpu_count()

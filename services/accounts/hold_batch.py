@@ -6,8 +6,8 @@ held, sellable quantities, positions, unsettled sales), each hold is decided in 
 against budgets that fall by what every hold before it reserved - the same answer as deciding
 them one at a time from the tables - and the placed holds are inserted with the commit.
 
-Plain psycopg with prepared statements (`services.platform.hotpath`): this is the hot path of
-every submit, and its statements are fixed.
+asyncpg with prepared statements (`services.platform.hotpath`): this is the hot path of every
+submit, and its statements are fixed.
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-import psycopg
-
 from services.accounts.domain.ledger import ZERO
 from services.accounts.domain.margin import margin_summary, mark_positions
 from services.accounts.ledger_batch import multiplier_of
 from services.accounts.settlement import LOOKBACK, NEW_YORK, unsettled_of
 from services.conventions.calendar import MarketCalendar
 from services.platform.errors import FailedPrecondition, MbtError, NotFound
-from services.platform.hotpath import HotPathPool
+from services.platform.hotpath import Deadlock, HotPathPool
 
 __all__ = ["HoldPlaced", "HoldRequest", "decide_holds", "place_holds"]
 
@@ -248,7 +246,7 @@ async def place_holds(
     for attempt in range(DEADLOCK_RETRIES):
         try:
             return await _place(pool, items, marks, calendar)
-        except psycopg.errors.DeadlockDetected:
+        except Deadlock:
             if attempt == DEADLOCK_RETRIES - 1:
                 raise
     raise AssertionError("unreachable")
@@ -275,46 +273,34 @@ async def _place(
     sells = sorted({i.symbol for i in items if i.side == "sell"})
     clocks = [i.as_of for i in items if i.as_of is not None]
     since = min(clocks) - LOOKBACK if clocks else None
-    # two round trips: BEGIN with the locking reads, then the inserts with COMMIT
-    async with pool.pipelined_transaction() as conn:
-        q_accounts = await conn.execute(LOCK_ACCOUNTS, {"users": users})
-        q_existing = await conn.execute(EXISTING, {"orders": [i.order_id for i in items]})
-        q_positions = await conn.execute(POSITIONS, {"users": users})
-        q_sell = (
-            await conn.execute(SELL_HELD, {"users": users, "symbols": sells}) if sells else None
-        )
-        q_sales = (
-            await conn.execute(SALES, {"users": users, "since": since})
-            if since is not None and calendar is not None
-            else None
-        )
+    async with pool.transaction() as tx:
+        accounts = await tx.fetch(LOCK_ACCOUNTS, {"users": users})
+        existing = await tx.fetch(EXISTING, {"orders": [i.order_id for i in items]})
         snap = Snapshot(
-            accounts={str(r["user_id"]): r for r in await q_accounts.fetchall()},
-            existing={
-                str(r["order_id"]): Decimal(r["amount"]) for r in await q_existing.fetchall()
-            },
+            accounts={str(r["user_id"]): r for r in accounts},
+            existing={str(r["order_id"]): Decimal(r["amount"]) for r in existing},
         )
         # what is held already: kept on the locked row (accounts.held_cash, by triggers)
         snap.held = {str(a["id"]): Decimal(a["held_cash"]) for a in snap.accounts.values()}
         positions: dict[str, list[Any]] = defaultdict(list)
-        for r in await q_positions.fetchall():
+        for r in await tx.fetch(POSITIONS, {"users": users}):
             positions[str(r["account_id"])].append(_Row(r))
         snap.positions = dict(positions)
-        if q_sell is not None:
+        if sells:
             snap.sell_held = {
                 (str(r["account_id"]), str(r["symbol"])): Decimal(r["qty"])
-                for r in await q_sell.fetchall()
+                for r in await tx.fetch(SELL_HELD, {"users": users, "symbols": sells})
             }
-        if q_sales is not None:
+        if since is not None and calendar is not None:
             sales: dict[str, list[tuple[Any, datetime]]] = defaultdict(list)
-            for r in await q_sales.fetchall():
+            for r in await tx.fetch(SALES, {"users": users, "since": since}):
                 sales[str(r["account_id"])].append((r["amount"], r["occurred_at"]))
             snap.sales = dict(sales)
         if callable(marks):
             marks = await _margin_marks(marks, items, snap)
         results, inserts = decide_holds(items, snap, marks, calendar)
         if inserts:
-            await conn.execute(
+            await tx.fetch(
                 INSERT_HOLDS,
                 {
                     "orders": [i.order_id for i, _, _, _ in inserts],

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Sequence
 
 import nats
-import psycopg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -35,8 +34,16 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.platform.bus import Bus
-from services.platform.hotpath import HotPath
+from services.platform.hotpath import CONNECTION_ERRORS, DATABASE_ERRORS, HotPath
 from services.platform.metrics import OUTBOX_BACKLOG, OUTBOX_PUBLISHED
+
+# the bus or the database is down (the relay retries), or a statement failed or took too long
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    nats.errors.Error,
+    TimeoutError,
+    *CONNECTION_ERRORS,
+)
+_FAILED_OR_SLOW: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, TimeoutError)
 
 log = logging.getLogger("mbt.outbox")
 RELAY_BATCH = 200
@@ -112,7 +119,7 @@ class Outbox:
             while True:
                 try:
                     sent = await self.relay_once(hot, bus, RELAY_BATCH)
-                except (nats.errors.Error, TimeoutError, OSError, psycopg.OperationalError) as exc:
+                except _UNREACHABLE as exc:
                     # the bus (or the database) is down: rows stay unpublished and go out later
                     log.warning("outbox relay cannot publish (%s); retrying", exc)
                     await asyncio.sleep(1.0)
@@ -139,13 +146,13 @@ class Outbox:
             await asyncio.wait_for(
                 hot.fetch(f"DELETE FROM {self._name} WHERE seq = ANY(%s::bigint[])", (done,)), 2.0
             )
-        except (psycopg.Error, OSError, TimeoutError) as exc:  # published again on the next start
+        except _FAILED_OR_SLOW as exc:  # published again on the next start
             log.warning("outbox rows published but not deleted (%s)", exc)
 
     async def _purge_in_background(self, hot: HotPath) -> None:
         try:
             await self.purge_published(hot)
-        except (psycopg.Error, OSError) as exc:  # the next start tries again
+        except DATABASE_ERRORS as exc:  # the next start tries again
             log.warning("purge of earlier-published outbox rows stopped: %s", exc)
         finally:
             await hot.close()
