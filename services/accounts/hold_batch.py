@@ -1,10 +1,11 @@
 """Buying-power holds for a batch of orders: one transaction, few round trips, decided in order.
 
-The batch's accounts are locked (in id order, so two batches cannot deadlock), everything the
-decisions need is read in one pipelined round trip under those locks (existing holds, what is
-held, sellable quantities, positions, unsettled sales), each hold is decided in request order
-against budgets that fall by what every hold before it reserved - the same answer as deciding
-them one at a time from the tables - and the placed holds are inserted with the commit.
+The batch's accounts are locked (in id order, so two batches cannot deadlock), everything else
+the decisions need is read in one statement under those locks (existing holds, sellable
+quantities, positions, unsettled sales; what is held is on the locked rows), each hold is
+decided in request order against budgets that fall by what every hold before it reserved - the
+same answer as deciding them one at a time from the tables - and the placed holds are inserted
+before the commit.
 
 asyncpg with prepared statements (`services.platform.hotpath`): this is the hot path of every
 submit, and its statements are fixed.
@@ -34,23 +35,23 @@ DEADLOCK_RETRIES = 3
 LOCK_ACCOUNTS = (
     "SELECT * FROM accounts.accounts WHERE user_id = ANY(%(users)s::text[]) ORDER BY id FOR UPDATE"
 )
-EXISTING = "SELECT order_id, amount FROM accounts.holds WHERE order_id = ANY(%(orders)s::text[])"
-SELL_HELD = (
-    "SELECT h.account_id, h.symbol, sum(h.qty) AS qty FROM accounts.holds h "
-    "JOIN accounts.accounts a ON a.id = h.account_id "
-    "WHERE a.user_id = ANY(%(users)s::text[]) AND h.symbol = ANY(%(symbols)s::text[]) "
-    "AND h.side = 'sell' AND h.status = 'active' GROUP BY h.account_id, h.symbol"
-)
-POSITIONS = (
-    "SELECT p.account_id, p.symbol, p.qty, p.avg_entry_price FROM accounts.positions p "
-    "JOIN accounts.accounts a ON a.id = p.account_id "
-    "WHERE a.user_id = ANY(%(users)s::text[]) AND p.qty <> 0"
-)
-SALES = (
-    "SELECT t.account_id, t.amount, t.occurred_at FROM accounts.activities t "
-    "JOIN accounts.accounts a ON a.id = t.account_id "
-    "WHERE a.user_id = ANY(%(users)s::text[]) AND a.account_type = 'cash' "
-    "AND t.activity_type = 'fill' AND t.amount > 0 AND t.occurred_at > %(since)s"
+# everything else the decisions read, in one statement (one round trip) once the accounts are
+# locked: this batch's holds placed before, the accounts' positions, the shares their active
+# sell holds reserve of the symbols the batch sells, and cash accounts' recent sale proceeds
+# (which settle later); `kind` says which
+READS = (
+    "SELECT 'existing' AS kind, order_id AS key, NULL::text AS account_id, amount, "
+    "NULL::numeric AS qty, NULL::numeric AS price, NULL::timestamptz AS at "
+    "FROM accounts.holds WHERE order_id = ANY(%(orders)s::text[]) "
+    "UNION ALL SELECT 'position', symbol, account_id, NULL, qty, avg_entry_price, NULL "
+    "FROM accounts.positions WHERE account_id = ANY(%(accounts)s::text[]) AND qty <> 0 "
+    "UNION ALL SELECT 'sell_held', symbol, account_id, NULL, sum(qty), NULL, NULL "
+    "FROM accounts.holds WHERE account_id = ANY(%(accounts)s::text[]) "
+    "AND symbol = ANY(%(symbols)s::text[]) AND side = 'sell' AND status = 'active' "
+    "GROUP BY account_id, symbol "
+    "UNION ALL SELECT 'sale', NULL, account_id, amount, NULL, NULL, occurred_at "
+    "FROM accounts.activities WHERE account_id = ANY(%(cash)s::text[]) "
+    "AND activity_type = 'fill' AND amount > 0 AND occurred_at > %(since)s::timestamptz"
 )
 INSERT_HOLDS = (
     "INSERT INTO accounts.holds (order_id, account_id, symbol, side, amount, qty, status) "
@@ -273,29 +274,39 @@ async def _place(
     sells = sorted({i.symbol for i in items if i.side == "sell"})
     clocks = [i.as_of for i in items if i.as_of is not None]
     since = min(clocks) - LOOKBACK if clocks else None
+    # four round trips: BEGIN, the locking read, the other reads, the inserts (and COMMIT)
     async with pool.transaction() as tx:
-        accounts = await tx.fetch(LOCK_ACCOUNTS, {"users": users})
-        existing = await tx.fetch(EXISTING, {"orders": [i.order_id for i in items]})
-        snap = Snapshot(
-            accounts={str(r["user_id"]): r for r in accounts},
-            existing={str(r["order_id"]): Decimal(r["amount"]) for r in existing},
-        )
+        locked = await tx.fetch(LOCK_ACCOUNTS, {"users": users})
+        snap = Snapshot(accounts={str(r["user_id"]): r for r in locked}, existing={})
         # what is held already: kept on the locked row (accounts.held_cash, by triggers)
-        snap.held = {str(a["id"]): Decimal(a["held_cash"]) for a in snap.accounts.values()}
+        snap.held = {str(a["id"]): Decimal(a["held_cash"]) for a in locked}
+        settling = since is not None and calendar is not None
+        rows = await tx.fetch(
+            READS,
+            {
+                "orders": [i.order_id for i in items],
+                "accounts": [str(a["id"]) for a in locked],
+                "symbols": sells,
+                "cash": [str(a["id"]) for a in locked if a["account_type"] == "cash"]
+                if settling
+                else [],
+                "since": since,
+            },
+        )
         positions: dict[str, list[Any]] = defaultdict(list)
-        for r in await tx.fetch(POSITIONS, {"users": users}):
-            positions[str(r["account_id"])].append(_Row(r))
+        sales: dict[str, list[tuple[Any, datetime]]] = defaultdict(list)
+        for r in rows:
+            kind = r["kind"]
+            if kind == "existing":
+                snap.existing[str(r["key"])] = Decimal(r["amount"])
+            elif kind == "position":
+                positions[str(r["account_id"])].append(_Row(r["key"], r["qty"], r["price"]))
+            elif kind == "sell_held":
+                snap.sell_held[str(r["account_id"]), str(r["key"])] = Decimal(r["qty"])
+            else:
+                sales[str(r["account_id"])].append((r["amount"], r["at"]))
         snap.positions = dict(positions)
-        if sells:
-            snap.sell_held = {
-                (str(r["account_id"]), str(r["symbol"])): Decimal(r["qty"])
-                for r in await tx.fetch(SELL_HELD, {"users": users, "symbols": sells})
-            }
-        if since is not None and calendar is not None:
-            sales: dict[str, list[tuple[Any, datetime]]] = defaultdict(list)
-            for r in await tx.fetch(SALES, {"users": users, "since": since}):
-                sales[str(r["account_id"])].append((r["amount"], r["occurred_at"]))
-            snap.sales = dict(sales)
+        snap.sales = dict(sales)
         if callable(marks):
             marks = await _margin_marks(marks, items, snap)
         results, inserts = decide_holds(items, snap, marks, calendar)
@@ -319,7 +330,7 @@ class _Row:
 
     __slots__ = ("avg_entry_price", "qty", "symbol")
 
-    def __init__(self, r: Mapping[str, Any]) -> None:
-        self.symbol = str(r["symbol"])
-        self.qty = r["qty"]
-        self.avg_entry_price = r["avg_entry_price"]
+    def __init__(self, symbol: str, qty: Any, avg_entry_price: Any) -> None:
+        self.symbol = str(symbol)
+        self.qty = qty
+        self.avg_entry_price = avg_entry_price
