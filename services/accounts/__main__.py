@@ -9,7 +9,7 @@ from services.accounts.consumer import TradeEventConsumer
 from services.accounts.job_runner import AccountJobRunner
 from services.accounts.servicer import AccountsServicer
 from services.conventions.calendar import MarketCalendar
-from services.platform.bus import JOBS_STREAM, TRADES_STREAM
+from services.platform.bus import JOBS_STREAM, LEDGER_SUBJECTS, TRADES_STREAM
 from services.platform.clients import ServiceChannel
 from services.platform.grpc_server import ServiceHost
 from services.platform.privacy import follow_erasures
@@ -31,7 +31,7 @@ async def build(rt: Runtime) -> ServiceHost:
 
     async def consume() -> None:
         await rt.bus.consume_batches(
-            "mbt.>", "accounts-ledger", consumer.handle_batch, stream=stream
+            LEDGER_SUBJECTS, "accounts-ledger", consumer.handle_batch, stream=stream
         )
 
     runner = AccountJobRunner(engine, md, calendar)

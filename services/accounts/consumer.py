@@ -14,10 +14,13 @@ from raxx.mbt.v1 import events_pb2
 from services.accounts import handlers
 from services.accounts.adapters.tables import accounts
 from services.accounts.ledger_batch import FillApplied, apply_fills
+from services.platform.bus import ENDS_WITHOUT_FILL
 from services.platform.wire import ts_from_wire
 
 log = logging.getLogger("mbt.accounts.consumer")
-DONE_WITHOUT_FILL = {"canceled", "expired", "rejected", "replaced"}
+# an order event on the ledger's subjects (services.platform.bus) whose order ended without
+# (more) fills releases its hold; any other is acknowledged and ignored
+DONE_WITHOUT_FILL = ENDS_WITHOUT_FILL
 
 
 class TradeEventConsumer:

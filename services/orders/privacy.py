@@ -8,7 +8,7 @@ from sqlalchemy import delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.orders.adapters.tables import audit_log, fills, orders, outbox
-from services.platform.bus import TRADES_STREAM, Bus
+from services.platform.bus import TRADES_STREAM, Bus, trade_subjects
 from services.platform.privacy import actor_hash, rows_to_json
 
 
@@ -70,14 +70,7 @@ async def erase_user(engine: AsyncEngine, bus: Bus | None, secret: bytes, user_i
         n += (await conn.execute(delete(fills).where(fills.c.user_id == user_id))).rowcount or 0
         for acct in account_ids:
             n += (
-                await conn.execute(
-                    delete(outbox).where(
-                        or_(
-                            outbox.c.subject == f"mbt.fills.{acct}",
-                            outbox.c.subject == f"mbt.orders.{acct}",
-                        )
-                    )
-                )
+                await conn.execute(delete(outbox).where(outbox.c.subject.in_(trade_subjects(acct))))
             ).rowcount or 0
         await conn.execute(
             update(audit_log)
@@ -90,6 +83,6 @@ async def erase_user(engine: AsyncEngine, bus: Bus | None, secret: bytes, user_i
     if bus is not None:
         stream = TRADES_STREAM.name or "MBT_TRADES"
         for acct in account_ids:
-            for subject in (f"mbt.fills.{acct}", f"mbt.orders.{acct}"):
+            for subject in trade_subjects(acct):
                 await bus.js.purge_stream(stream, subject=subject)
     return n

@@ -28,6 +28,7 @@ from services.orders.domain.model import (
     TimeInForce,
 )
 from services.orders.partitions import user_partition
+from services.platform.bus import order_subject
 from services.platform.db import UnitOfWork
 from services.platform.errors import NotFound
 from services.platform.wire import ts_to_wire
@@ -140,9 +141,8 @@ def order_event(event: str, row: Any, user_id: str) -> tuple[str, bytes, str]:
         user_id=user_id,
         timestamp=ts_to_wire(datetime.now(UTC)),
     )
-    acct = row["account_id"] or "none"
     return (
-        f"mbt.orders.{acct}",
+        order_subject(str(row["status"]), row["account_id"] or "none"),
         msg.SerializeToString(),
         f"{row['id']}:{event}:{uuid.uuid4().hex[:8]}",
     )

@@ -24,10 +24,36 @@ from services.platform.metrics import CONSUMER_LAG
 
 log = logging.getLogger("mbt.bus")
 
+# Trade events, per account (the last token is the account id), in one stream so an account's
+# events keep one order whatever their subject:
+# - mbt.fills.<account>: fills;
+# - mbt.orders.<account>: order events that end an order without (more) fills - canceled,
+#   expired, rejected, replaced - on which the ledger releases the order's hold;
+# - mbt.updates.<account>: every other order event (accepted, partially filled, filled, ...),
+#   which change nothing in the ledger: only trade-update streams read them, so the ledger's
+#   consumer is not sent one event per order it would only acknowledge.
+FILLS_SUBJECT = "mbt.fills"
+ORDERS_SUBJECT = "mbt.orders"
+UPDATES_SUBJECT = "mbt.updates"
+LEDGER_SUBJECTS = (f"{FILLS_SUBJECT}.>", f"{ORDERS_SUBJECT}.>")
+ENDS_WITHOUT_FILL = frozenset({"canceled", "expired", "rejected", "replaced"})
+
+
+def order_subject(status: str, account_id: str) -> str:
+    """The subject of an order event by the order's status (see above)."""
+    prefix = ORDERS_SUBJECT if status in ENDS_WITHOUT_FILL else UPDATES_SUBJECT
+    return f"{prefix}.{account_id}"
+
+
+def trade_subjects(account_id: str) -> tuple[str, ...]:
+    """Every trade-event subject of one account."""
+    return tuple(f"{p}.{account_id}" for p in (FILLS_SUBJECT, ORDERS_SUBJECT, UPDATES_SUBJECT))
+
+
 # Streams, declared idempotently by their owning service.
 TRADES_STREAM = StreamConfig(
     name="MBT_TRADES",
-    subjects=["mbt.fills.>", "mbt.orders.>"],
+    subjects=[*LEDGER_SUBJECTS, f"{UPDATES_SUBJECT}.>"],
     duplicate_window=600.0,
     max_age=30 * 24 * 3600.0,
 )
@@ -138,21 +164,25 @@ class Bus:
 
     async def consume_batches(
         self,
-        subject: str,
+        subject: str | Sequence[str],
         durable: str,
         handler: Callable[[list[Msg]], Awaitable[None]],
         *,
         stream: str,
         batch: int = 200,
     ) -> None:
-        """Pull from a durable consumer forever, handing each fetched batch to the handler
-        (which acks after its commit); ride out disconnects, the client reconnects itself."""
+        """Pull from a durable consumer of `subject` (one filter or several) forever, handing
+        each fetched batch to the handler (which acks after its commit); ride out disconnects,
+        the client reconnects itself. A durable that exists with other filters gets these, in
+        place: it keeps its position (what it acknowledged stays acknowledged)."""
+        filters = [subject] if isinstance(subject, str) else list(subject)
         await self.wait_for_stream(stream)
+        config = ConsumerConfig(ack_wait=30, max_deliver=-1, max_ack_pending=10_000)
+        if len(filters) > 1:
+            config.filter_subjects = filters
+        await self._refilter(stream, durable, filters)
         sub = await self.js.pull_subscribe(
-            subject,
-            durable=durable,
-            stream=stream,
-            config=ConsumerConfig(ack_wait=30, max_deliver=-1, max_ack_pending=10_000),
+            filters[0], durable=durable, stream=stream, config=config
         )
         while True:
             try:
@@ -166,6 +196,25 @@ class Bus:
             await handler(msgs)
             if msgs:  # what the stream still holds for this consumer after the batch
                 CONSUMER_LAG.labels(durable).set(msgs[-1].metadata.num_pending)
+
+    async def _refilter(self, stream: str, durable: str, filters: list[str]) -> None:
+        """Give an existing durable consumer `filters` if it has others (nats-server updates
+        a consumer's filter in place; nats.py's pull_subscribe binds to the consumer as it
+        is)."""
+        try:
+            info = await self.js.consumer_info(stream, durable)
+        except NotFoundError:
+            return
+        cfg = info.config
+        have = list(cfg.filter_subjects or ([cfg.filter_subject] if cfg.filter_subject else []))
+        if sorted(have) == sorted(filters):
+            return
+        if len(filters) > 1:
+            cfg.filter_subject, cfg.filter_subjects = None, filters
+        else:
+            cfg.filter_subject, cfg.filter_subjects = filters[0], None
+        await self.js.add_consumer(stream, cfg)
+        log.info("consumer %s now filters %s (was %s)", durable, filters, have)
 
     async def last_quote(self, symbol: str) -> bytes | None:
         """The newest QuoteEvent payload of `symbol` from the last-value cache, if any."""

@@ -373,7 +373,9 @@ def _accepted_events(system: RunningSystem, account_id: str, order_id: str) -> i
     async def run() -> int:
         nc = await nats.connect(url)
         try:
-            sub = await nc.jetstream().subscribe(f"mbt.orders.{account_id}", ordered_consumer=True)
+            sub = await nc.jetstream().subscribe(
+                f"mbt.*.{account_id}", stream="MBT_TRADES", ordered_consumer=True
+            )
             n = 0
             while True:
                 try:
