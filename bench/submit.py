@@ -6,12 +6,16 @@ GTC buy limits (limit $1.00, so nothing fills and each order is one durable acce
 audit row, outbox row, buying-power hold in accounts, all committed before the reply).
 
     python bench/submit.py [--orders-1 N] [--orders-32 N] [--users U] [--orders-instances N]
-                           [--forwarded]
+                           [--forwarded] [--stream]
 
 With --orders-instances N (and --users spreading the load over partitions), the same run is
 made with 1 instance and with N, and the ratio of their throughputs is printed. The clients
 send each user's orders to the instance that owns its partition, as the replies name it (as
 the gateway does); with --forwarded they go round robin and half are forwarded.
+
+With --stream each client sends its orders on one `SubmitOrders` stream (order entry for
+strategies that send many orders), one at a time as the unary clients do - an order's latency
+is from its request written to its result read - instead of one SubmitOrder call each.
 
 Then, in the same run and on the same PostgreSQL, pgbench's one-row INSERT at 32 clients: the
 reference the orders figure is a ratio of, so it means something on any machine.
@@ -112,6 +116,7 @@ async def run_phase(
     root: int = 0,
     data_dir: Path | None = None,
     route: bool = True,
+    stream: bool = False,
 ) -> dict[str, Any]:
     latencies: list[float] = []
     counter = iter(range(total))
@@ -125,7 +130,40 @@ async def run_phase(
     owners = OwnerRoutes()
     async with grpc.aio.insecure_channel(addr, options=options) as ch:
         stub = ogrpc.OrdersServiceStub(ch)
-        submit_path = f"/{opb.DESCRIPTOR.services_by_name['OrdersService'].full_name}/SubmitOrder"
+        service = opb.DESCRIPTOR.services_by_name["OrdersService"].full_name
+        submit_path = f"/{service}/SubmitOrder"
+        stream_path = f"/{service}/SubmitOrders"
+
+        async def streaming_client(k: int) -> None:
+            md = (("authorization", f"Bearer {tokens[k % len(tokens)]}"),)
+            call = stub.SubmitOrders(metadata=md, timeout=300)
+            owners.after(md, await call.initial_metadata())
+            owner = owners.channel(md)
+            if route and owner is not None:  # reopen on the owner the stream named
+                call.cancel()
+                call = owner.stream_stream(
+                    stream_path,
+                    request_serializer=opb.SubmitOrderRequest.SerializeToString,
+                    response_deserializer=opb.SubmitOrderResult.FromString,
+                )(metadata=md, timeout=300)
+            for i in counter:
+                t0 = time.perf_counter()
+                await call.write(order(i))
+                r = await call.read()
+                latencies.append((time.perf_counter() - t0) * 1000)
+                assert r.order.status == "accepted", r
+            await call.done_writing()
+
+        def order(i: int) -> opb.SubmitOrderRequest:
+            return opb.SubmitOrderRequest(
+                symbol="IBM",
+                side="buy",
+                qty="1",
+                order_type="limit",
+                limit_price="1.00",
+                time_in_force="gtc",
+                client_order_id=f"{tag}-{i}",
+            )
 
         async def client(k: int) -> None:
             md = (("authorization", f"Bearer {tokens[k % len(tokens)]}"),)
@@ -162,7 +200,7 @@ async def run_phase(
         )
         cpu0 = cpu_by_role(root, data_dir) if root else {}
         t0 = time.perf_counter()
-        await asyncio.gather(*[client(k) for k in range(clients)])
+        await asyncio.gather(*[(streaming_client if stream else client)(k) for k in range(clients)])
         wall = time.perf_counter() - t0
         cpu1 = cpu_by_role(root, data_dir) if root else {}
     await owners.close()
@@ -228,7 +266,12 @@ def pgbench_reference(system: harness.RunningSystem, clients: int = 32, seconds:
 
 
 async def bench(
-    system: harness.RunningSystem, n1: int, n32: int, users: int, route: bool = True
+    system: harness.RunningSystem,
+    n1: int,
+    n32: int,
+    users: int,
+    route: bool = True,
+    stream: bool = False,
 ) -> dict[str, Any]:
     endpoints = json.loads((system.data_dir / "endpoints.json").read_text())
     instances = endpoints.get("orders_instances") or [system.grpc_addr("orders")]
@@ -238,9 +281,11 @@ async def bench(
         for u in range(users)
     ]
     root = system.process.pid
-    one = await run_phase(orders_addr, tokens, 1, n1, "one", root, system.data_dir, route)
+    one = await run_phase(orders_addr, tokens, 1, n1, "one", root, system.data_dir, route, stream)
     print(json.dumps({"phase": "1 client", **one}), flush=True)
-    many = await run_phase(orders_addr, tokens, 32, n32, "many", root, system.data_dir, route)
+    many = await run_phase(
+        orders_addr, tokens, 32, n32, "many", root, system.data_dir, route, stream
+    )
     print(json.dumps({"phase": "32 clients", **many}), flush=True)
     tps = pgbench_reference(system)
     print(json.dumps({"phase": "pgbench one-row INSERT, 32 clients", "tps": tps}), flush=True)
@@ -256,6 +301,9 @@ async def bench(
         "users": users,
         "orders_instances": len(instances),
         "routing": "to the owner" if route else "round robin, forwarded",
+        "entry": "one SubmitOrders stream per client"
+        if stream
+        else "one SubmitOrder call per order",
         "cpus": os.cpu_count(),
     }
 
@@ -276,6 +324,11 @@ def main() -> None:
         action="store_true",
         help="clients ignore the owner their replies name (every other command is forwarded)",
     )
+    ap.add_argument(
+        "--stream",
+        action="store_true",
+        help="each client sends its orders on one SubmitOrders stream instead of unary calls",
+    )
     ns = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="mbt-bench-"))
     tmp.chmod(0o755)
@@ -290,7 +343,14 @@ def main() -> None:
             ) as system:
                 runs.append(
                     asyncio.run(
-                        bench(system, ns.orders_1, ns.orders_32, ns.users, not ns.forwarded)
+                        bench(
+                            system,
+                            ns.orders_1,
+                            ns.orders_32,
+                            ns.users,
+                            not ns.forwarded,
+                            ns.stream,
+                        )
                     )
                 )
     finally:

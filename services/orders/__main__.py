@@ -54,6 +54,7 @@ async def build(rt: Runtime) -> ServiceHost:
         rt.flags,
     )
     servicer = OrdersServicer(app, calendar, rt.bus)
+    servicer.limiter = rt.limiter
     shadow = ShadowRelay(rt.engine, rt.flags, ownership.owns)
 
     async def relay() -> None:

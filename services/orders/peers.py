@@ -44,10 +44,17 @@ class Peers:
         """Whether this instance owns the caller's partition; with several instances the reply
         names the owner (`OWNER_HEADER`), so a caller can send its next commands straight there
         (`services.platform.owner_routes`)."""
-        if self._ownership.instances > 1:
-            named = ((OWNER_HEADER, self._ownership.peer_of(user_id)),)
+        named = self.owner_metadata(user_id)
+        if named:
             context.set_trailing_metadata(tuple(context.trailing_metadata() or ()) + named)
         return self._ownership.owns(user_id)
+
+    def owner_metadata(self, user_id: str) -> tuple[tuple[str, str], ...]:
+        """Metadata naming the caller's owner, with several instances (else none): a command's
+        trailing metadata, a SubmitOrders stream's initial metadata."""
+        if self._ownership.instances > 1:
+            return ((OWNER_HEADER, self._ownership.peer_of(user_id)),)
+        return ()
 
     async def forward(self, method: str, request: Message, context: Any, user_id: str) -> Message:
         addr = self._ownership.peer_of(user_id)

@@ -19,6 +19,7 @@ from services.orders.app import OrdersApp
 from services.orders.backtest import run_replay
 from services.orders.convert import fill_to_pb, order_to_pb
 from services.orders.domain.model import OrderStatus, TimeInForce
+from services.orders.order_entry import submit_stream
 from services.orders.peers import Peers
 from services.orders.records import OPEN_STATUSES
 from services.orders.trade_updates import TradeUpdateSubscription
@@ -27,6 +28,7 @@ from services.platform.auth import require_service, require_user
 from services.platform.bus import Bus
 from services.platform.errors import InvalidArgument, NotFound, Unavailable
 from services.platform.pagination import next_page_token, page_bounds
+from services.platform.ratelimit import RateLimiter
 from services.platform.wire import parse_decimal
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -39,6 +41,7 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
         self.calendar = calendar
         self.bus = bus
         self.peers = Peers(app.ownership, app.settings.jwt_secret)
+        self.limiter: RateLimiter | None = None  # per order on a SubmitOrders stream
 
     async def StreamTradeUpdates(
         self, request: pb.StreamTradeUpdatesRequest, context: Ctx
@@ -126,6 +129,24 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
             return await self.peers.forward("SubmitOrder", request, context, user.user_id)
         intent = check_submit(request)
         return order_to_pb(await self.app.submit(user, intent))
+
+    async def SubmitOrders(
+        self, request_iterator: AsyncIterator[pb.SubmitOrderRequest], context: Ctx
+    ) -> AsyncIterator[pb.SubmitOrderResult]:
+        user = require_user()
+        owner = self.app.ownership.owns(user.user_id)
+        # at once (a client may wait for it before writing): the owner, with several instances
+        await context.send_initial_metadata(self.peers.owner_metadata(user.user_id))
+
+        async def submit(req: pb.SubmitOrderRequest) -> pb.Order:
+            if not owner:  # opened on another instance: each order goes to the owner
+                forwarded = await self.peers.forward("SubmitOrder", req, context, user.user_id)
+                assert isinstance(forwarded, pb.Order)
+                return forwarded
+            return order_to_pb(await self.app.submit(user, check_submit(req)))
+
+        async for result in submit_stream(request_iterator, user, self.limiter, submit):
+            yield result
 
     async def GetOrder(self, request: pb.GetOrderRequest, context: Ctx) -> pb.Order:
         user = require_user()

@@ -25,6 +25,7 @@ from services.platform.auth import (
     KEY_ID_HEADER,
     KEY_SECRET_HEADER,
     OPERATOR_HEADER,
+    Principal,
     authenticate,
     check_scope,
     gateway_vouch_key,
@@ -33,7 +34,7 @@ from services.platform.auth import (
 from services.platform.credentials import CredentialRegistry
 from services.platform.errors import MbtError, RateLimited
 from services.platform.metrics import RPC_LATENCY, RPCS, serve_metrics
-from services.platform.ratelimit import RateLimiter
+from services.platform.ratelimit import Decision, RateLimiter
 
 log = logging.getLogger("mbt.grpc")
 
@@ -67,6 +68,26 @@ def limiter_key(kind: str, ident: str) -> str:
     """A subject-safe limiter key ("u" + user id, or "ip" + address)."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in ident)[:80]
     return f"{kind}_{safe}"
+
+
+def rate_limited(d: Decision) -> RateLimited:
+    """The refusal of a request over its limit."""
+    return RateLimited(
+        f"rate limit of {d.limit} requests per minute reached; retry in {d.retry_after_s} s",
+        retry_after_s=d.retry_after_s,
+        limit=d.limit,
+    )
+
+
+async def limit_principal(limiter: RateLimiter | None, principal: Principal) -> None:
+    """Count one request of a user (as the interceptor counts each call) inside a call that
+    carries several (a stream of orders); raises `RateLimited` over the limit. MBT services
+    and operators are not limited."""
+    if limiter is None or principal.is_service or principal.is_operator:
+        return
+    d = await limiter.hit(limiter_key("u", principal.user_id), limiter.limit_for(principal.tier))
+    if not d.allowed:
+        raise rate_limited(d)
 
 
 class PlatformInterceptor(grpc.aio.ServerInterceptor):
@@ -106,12 +127,7 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             )
         )
         if not d.allowed:
-            raise RateLimited(
-                f"rate limit of {d.limit} requests per minute reached; retry in "
-                f"{d.retry_after_s} s",
-                retry_after_s=d.retry_after_s,
-                limit=d.limit,
-            )
+            raise rate_limited(d)
 
     async def intercept_service(
         self,
@@ -222,7 +238,31 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler
+        if handler.stream_stream:
+            inner_b: Any = handler.stream_stream
+
+            async def bidi(
+                requests: AsyncIterator[Any], ctx: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
+                try:
+                    await prepare(ctx)  # once, when the stream opens
+                    async for item in inner_b(requests, ctx):
+                        yield item
+                except asyncio.CancelledError:
+                    raise
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await fail(ctx, exc)
+
+            return grpc.stream_stream_rpc_method_handler(
+                bidi,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # a kind of method no service defines (client streaming): UNIMPLEMENTED, never served
+        # without its credentials checked
+        return None
 
 
 def _code_name(ctx: grpc.aio.ServicerContext[Any, Any]) -> str:

@@ -490,3 +490,38 @@ def test_export_lists_keys_and_sessions_without_secrets(
     assert len(own["sessions"]) >= 1
     assert key["secret"] not in text and "secret_hash" not in text
     assert token not in text
+
+
+def test_each_order_on_a_stream_counts_against_the_limit(
+    limited: RunningSystem, tmp_path: Path
+) -> None:
+    """A SubmitOrders stream is not a way around the limit: each order is one request."""
+    cfg = _signup(limited, tmp_path, "stream-limit@example.com")
+    key = cli_json(cfg, limited.url, "keys", "create", "--name", "s")
+    _fresh_window()
+    reqs = [
+        opb.SubmitOrderRequest(
+            symbol="IBM",
+            side="buy",
+            qty="1",
+            order_type="limit",
+            limit_price="1.00",
+            time_in_force="gtc",
+            client_order_id=f"lim-{i}",
+        )
+        for i in range(70)
+    ]
+    with grpc.insecure_channel(limited.grpc_addr("orders")) as ch:
+        results = list(
+            ogrpc.OrdersServiceStub(ch).SubmitOrders(iter(reqs), metadata=_key_md(key), timeout=60)
+        )
+    assert len(results) == 70
+    accepted = [r for r in results if r.WhichOneof("result") == "order"]
+    refused = [r for r in results if r.WhichOneof("result") == "error"]
+    # 60 a minute in all: signup, key mint and the stream's opening spent a few
+    assert 50 <= len(accepted) <= 59, [r.error.message for r in refused]
+    assert len(accepted) + len(refused) == 70
+    assert {r.error.code for r in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]}
+    retry = error_details_pb2.RetryInfo()
+    assert any(d.Unpack(retry) for d in refused[0].error.details)
+    assert 1 <= retry.retry_delay.seconds <= 120

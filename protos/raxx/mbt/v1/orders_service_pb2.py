@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 from raxx.mbt.v1 import accounts_service_pb2 as raxx_dot_mbt_dot_v1_dot_accounts__service__pb2
 from raxx.mbt.v1 import common_pb2 as raxx_dot_mbt_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n raxx/mbt/v1/orders_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\"raxx/mbt/v1/accounts_service.proto\x1a\x18raxx/mbt/v1/common.proto\"K\n\x19StreamTradeUpdatesRequest\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\x9a\x02\n\x0bTradeUpdate\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12!\n\x05order\x18\x03 \x01(\x0b\x32\x12.raxx.mbt.v1.Order\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65xecution_id\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\t\x12\x0b\n\x03qty\x18\x07 \x01(\t\x12\x14\n\x0cposition_qty\x18\x08 \x01(\t\x12\x1f\n\x04\x66ill\x18\t \x01(\x0b\x32\x11.raxx.mbt.v1.Fill\x12/\n\x0brecorded_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x08OrderLeg\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\r\n\x05ratio\x18\x03 \x01(\x05\"\xea\x04\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04side\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\t\x12\x12\n\norder_type\x18\x07 \x01(\t\x12\x15\n\rtime_in_force\x18\x08 \x01(\t\x12\x13\n\x0blimit_price\x18\t \x01(\t\x12\x12\n\nstop_price\x18\n \x01(\t\x12\x0e\n\x06status\x18\x0b \x01(\t\x12\x12\n\nfilled_qty\x18\x0c \x01(\t\x12\x18\n\x10\x66illed_avg_price\x18\r \x01(\t\x12\x15\n\rreject_reason\x18\x0e \x01(\t\x12\x30\n\x0csubmitted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfilled_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63\x61nceled_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04legs\x18\x14 \x03(\x0b\x32\x15.raxx.mbt.v1.OrderLeg\x12\x15\n\rstatus_reason\x18\x15 \x01(\t\x12\x10\n\x08replaces\x18\x16 \x01(\t\x12\x13\n\x0breplaced_by\x18\x17 \x01(\t\"\xea\x01\n\x12SubmitOrderRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\t\x12\x12\n\norder_type\x18\x04 \x01(\t\x12\x15\n\rtime_in_force\x18\x05 \x01(\t\x12\x13\n\x0blimit_price\x18\x06 \x01(\t\x12\x12\n\nstop_price\x18\x07 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x08 \x01(\t\x12#\n\x04legs\x18\t \x03(\x0b\x32\x15.raxx.mbt.v1.OrderLeg\x12\x17\n\x0f\x66ill_preference\x18\n \x01(\t\"<\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\"J\n\x11ListOrdersRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x12ListOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"&\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\xd9\x01\n\x04\x46ill\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04side\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\x12-\n\tfilled_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05quote\x18\t \x01(\x0b\x32\x12.raxx.mbt.v1.Quote\x12\x13\n\x0b\x65xplanation\x18\n \x01(\t\"K\n\x10ListFillsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x11ListFillsResponse\x12 \n\x05\x66ills\x18\x01 \x03(\x0b\x32\x11.raxx.mbt.v1.Fill\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x13ReplaceOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\t\x12\x13\n\x0blimit_price\x18\x03 \x01(\t\x12\x12\n\nstop_price\x18\x04 \x01(\t\x12\x15\n\rtime_in_force\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x06 \x01(\t\"\x18\n\x16\x43\x61ncelAllOrdersRequest\"=\n\x17\x43\x61ncelAllOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Order\"\xc3\x01\n\x13ReplayOrdersRequest\x12/\n\x06orders\x18\x01 \x03(\x0b\x32\x1f.raxx.mbt.v1.SubmitOrderRequest\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x63\x61p_at_displayed_size\x18\x04 \x01(\x08\"\x91\x01\n\x0bReplayEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\x13\n\x0border_index\x18\x02 \x01(\x05\x12\x1f\n\x04\x66ill\x18\x03 \x01(\x0b\x32\x11.raxx.mbt.v1.Fill\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\x14ReplayOrdersResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.raxx.mbt.v1.ReplayEvent\x12\x18\n\x10quotes_evaluated\x18\x02 \x01(\x05\"o\n\x0cImportedFill\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\t\x12-\n\tfilled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x03\n\rImportedOrder\x12\x17\n\x0f\x61lpaca_order_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\t\x12\x12\n\norder_type\x18\x06 \x01(\t\x12\x15\n\rtime_in_force\x18\x07 \x01(\t\x12\x13\n\x0blimit_price\x18\x08 \x01(\t\x12\x12\n\nstop_price\x18\t \x01(\t\x12\x0e\n\x06status\x18\n \x01(\t\x12\x12\n\nfilled_qty\x18\x0b \x01(\t\x12\x18\n\x10\x66illed_avg_price\x18\x0c \x01(\t\x12\x30\n\x0csubmitted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfilled_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63\x61nceled_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x66ills\x18\x10 \x03(\x0b\x32\x19.raxx.mbt.v1.ImportedFill\"f\n\x13ImportOrdersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12*\n\x06orders\x18\x03 \x03(\x0b\x32\x1a.raxx.mbt.v1.ImportedOrder\"L\n\x14ImportOrdersResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x05\x12\x13\n\x0b\x66ills_added\x18\x03 \x01(\x05\x32\xdd\x08\n\rOrdersService\x12^\n\x0bSubmitOrder\x12\x1f.raxx.mbt.v1.SubmitOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/mbt/orders:\x01*\x12`\n\x08GetOrder\x12\x1c.raxx.mbt.v1.GetOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/mbt/orders/{order_id}\x12\x66\n\nListOrders\x12\x1e.raxx.mbt.v1.ListOrdersRequest\x1a\x1f.raxx.mbt.v1.ListOrdersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/mbt/orders\x12\x66\n\x0b\x43\x61ncelOrder\x12\x1f.raxx.mbt.v1.CancelOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/api/mbt/orders/{order_id}\x12\x62\n\tListFills\x12\x1d.raxx.mbt.v1.ListFillsRequest\x1a\x1e.raxx.mbt.v1.ListFillsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/mbt/fills\x12k\n\x0cReplaceOrder\x12 .raxx.mbt.v1.ReplaceOrderRequest\x1a\x12.raxx.mbt.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\x32\x1a/api/mbt/orders/{order_id}:\x01*\x12u\n\x0f\x43\x61ncelAllOrders\x12#.raxx.mbt.v1.CancelAllOrdersRequest\x1a$.raxx.mbt.v1.CancelAllOrdersResponse\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/api/mbt/orders\x12p\n\x0cReplayOrders\x12 .raxx.mbt.v1.ReplayOrdersRequest\x1a!.raxx.mbt.v1.ReplayOrdersResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/mbt/replays:\x01*\x12Q\n\x0e\x45xportUserData\x12\".raxx.mbt.v1.ExportUserDataRequest\x1a\x1b.raxx.mbt.v1.UserDataExport\x12S\n\x0cImportOrders\x12 .raxx.mbt.v1.ImportOrdersRequest\x1a!.raxx.mbt.v1.ImportOrdersResponse\x12X\n\x12StreamTradeUpdates\x12&.raxx.mbt.v1.StreamTradeUpdatesRequest\x1a\x18.raxx.mbt.v1.TradeUpdate0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n raxx/mbt/v1/orders_service.proto\x12\x0braxx.mbt.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\x1a\"raxx/mbt/v1/accounts_service.proto\x1a\x18raxx/mbt/v1/common.proto\"K\n\x19StreamTradeUpdatesRequest\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x01 \x01(\x04H\x00\x88\x01\x01\x42\x11\n\x0f_after_sequence\"\x9a\x02\n\x0bTradeUpdate\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\r\n\x05\x65vent\x18\x02 \x01(\t\x12!\n\x05order\x18\x03 \x01(\x0b\x32\x12.raxx.mbt.v1.Order\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65xecution_id\x18\x05 \x01(\t\x12\r\n\x05price\x18\x06 \x01(\t\x12\x0b\n\x03qty\x18\x07 \x01(\t\x12\x14\n\x0cposition_qty\x18\x08 \x01(\t\x12\x1f\n\x04\x66ill\x18\t \x01(\x0b\x32\x11.raxx.mbt.v1.Fill\x12/\n\x0brecorded_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"7\n\x08OrderLeg\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\r\n\x05ratio\x18\x03 \x01(\x05\"\xea\x04\n\x05Order\x12\n\n\x02id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04side\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\t\x12\x12\n\norder_type\x18\x07 \x01(\t\x12\x15\n\rtime_in_force\x18\x08 \x01(\t\x12\x13\n\x0blimit_price\x18\t \x01(\t\x12\x12\n\nstop_price\x18\n \x01(\t\x12\x0e\n\x06status\x18\x0b \x01(\t\x12\x12\n\nfilled_qty\x18\x0c \x01(\t\x12\x18\n\x10\x66illed_avg_price\x18\r \x01(\t\x12\x15\n\rreject_reason\x18\x0e \x01(\t\x12\x30\n\x0csubmitted_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x61\x63\x63\x65pted_at\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfilled_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63\x61nceled_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04legs\x18\x14 \x03(\x0b\x32\x15.raxx.mbt.v1.OrderLeg\x12\x15\n\rstatus_reason\x18\x15 \x01(\t\x12\x10\n\x08replaces\x18\x16 \x01(\t\x12\x13\n\x0breplaced_by\x18\x17 \x01(\t\"\xea\x01\n\x12SubmitOrderRequest\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x0c\n\x04side\x18\x02 \x01(\t\x12\x0b\n\x03qty\x18\x03 \x01(\t\x12\x12\n\norder_type\x18\x04 \x01(\t\x12\x15\n\rtime_in_force\x18\x05 \x01(\t\x12\x13\n\x0blimit_price\x18\x06 \x01(\t\x12\x12\n\nstop_price\x18\x07 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x08 \x01(\t\x12#\n\x04legs\x18\t \x03(\x0b\x32\x15.raxx.mbt.v1.OrderLeg\x12\x17\n\x0f\x66ill_preference\x18\n \x01(\t\"\x80\x01\n\x11SubmitOrderResult\x12\x17\n\x0f\x63lient_order_id\x18\x01 \x01(\t\x12#\n\x05order\x18\x02 \x01(\x0b\x32\x12.raxx.mbt.v1.OrderH\x00\x12#\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x12.google.rpc.StatusH\x00\x42\x08\n\x06result\"<\n\x0fGetOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\"J\n\x11ListOrdersRequest\x12\x0e\n\x06status\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"a\n\x12ListOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Order\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\"&\n\x12\x43\x61ncelOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\"\xd9\x01\n\x04\x46ill\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08order_id\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\x12\x0e\n\x06symbol\x18\x04 \x01(\t\x12\x0c\n\x04side\x18\x05 \x01(\t\x12\x0b\n\x03qty\x18\x06 \x01(\t\x12\r\n\x05price\x18\x07 \x01(\t\x12-\n\tfilled_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12!\n\x05quote\x18\t \x01(\x0b\x32\x12.raxx.mbt.v1.Quote\x12\x13\n\x0b\x65xplanation\x18\n \x01(\t\"K\n\x10ListFillsRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x11ListFillsResponse\x12 \n\x05\x66ills\x18\x01 \x03(\x0b\x32\x11.raxx.mbt.v1.Fill\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8d\x01\n\x13ReplaceOrderRequest\x12\x10\n\x08order_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\t\x12\x13\n\x0blimit_price\x18\x03 \x01(\t\x12\x12\n\nstop_price\x18\x04 \x01(\t\x12\x15\n\rtime_in_force\x18\x05 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x06 \x01(\t\"\x18\n\x16\x43\x61ncelAllOrdersRequest\"=\n\x17\x43\x61ncelAllOrdersResponse\x12\"\n\x06orders\x18\x01 \x03(\x0b\x32\x12.raxx.mbt.v1.Order\"\xc3\x01\n\x13ReplayOrdersRequest\x12/\n\x06orders\x18\x01 \x03(\x0b\x32\x1f.raxx.mbt.v1.SubmitOrderRequest\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1d\n\x15\x63\x61p_at_displayed_size\x18\x04 \x01(\x08\"\x91\x01\n\x0bReplayEvent\x12\r\n\x05\x65vent\x18\x01 \x01(\t\x12\x13\n\x0border_index\x18\x02 \x01(\x05\x12\x1f\n\x04\x66ill\x18\x03 \x01(\x0b\x32\x11.raxx.mbt.v1.Fill\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"Z\n\x14ReplayOrdersResponse\x12(\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x18.raxx.mbt.v1.ReplayEvent\x12\x18\n\x10quotes_evaluated\x18\x02 \x01(\x05\"o\n\x0cImportedFill\x12\x14\n\x0c\x65xecution_id\x18\x01 \x01(\t\x12\x0b\n\x03qty\x18\x02 \x01(\t\x12\r\n\x05price\x18\x03 \x01(\t\x12-\n\tfilled_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xba\x03\n\rImportedOrder\x12\x17\n\x0f\x61lpaca_order_id\x18\x01 \x01(\t\x12\x17\n\x0f\x63lient_order_id\x18\x02 \x01(\t\x12\x0e\n\x06symbol\x18\x03 \x01(\t\x12\x0c\n\x04side\x18\x04 \x01(\t\x12\x0b\n\x03qty\x18\x05 \x01(\t\x12\x12\n\norder_type\x18\x06 \x01(\t\x12\x15\n\rtime_in_force\x18\x07 \x01(\t\x12\x13\n\x0blimit_price\x18\x08 \x01(\t\x12\x12\n\nstop_price\x18\t \x01(\t\x12\x0e\n\x06status\x18\n \x01(\t\x12\x12\n\nfilled_qty\x18\x0b \x01(\t\x12\x18\n\x10\x66illed_avg_price\x18\x0c \x01(\t\x12\x30\n\x0csubmitted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tfilled_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63\x61nceled_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n\x05\x66ills\x18\x10 \x03(\x0b\x32\x19.raxx.mbt.v1.ImportedFill\"f\n\x13ImportOrdersRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12*\n\x06orders\x18\x03 \x03(\x0b\x32\x1a.raxx.mbt.v1.ImportedOrder\"L\n\x14ImportOrdersResponse\x12\r\n\x05\x61\x64\x64\x65\x64\x18\x01 \x01(\x05\x12\x10\n\x08\x65xisting\x18\x02 \x01(\x05\x12\x13\n\x0b\x66ills_added\x18\x03 \x01(\x05\x32\xb2\t\n\rOrdersService\x12^\n\x0bSubmitOrder\x12\x1f.raxx.mbt.v1.SubmitOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/mbt/orders:\x01*\x12S\n\x0cSubmitOrders\x12\x1f.raxx.mbt.v1.SubmitOrderRequest\x1a\x1e.raxx.mbt.v1.SubmitOrderResult(\x01\x30\x01\x12`\n\x08GetOrder\x12\x1c.raxx.mbt.v1.GetOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\"\x82\xd3\xe4\x93\x02\x1c\x12\x1a/api/mbt/orders/{order_id}\x12\x66\n\nListOrders\x12\x1e.raxx.mbt.v1.ListOrdersRequest\x1a\x1f.raxx.mbt.v1.ListOrdersResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/mbt/orders\x12\x66\n\x0b\x43\x61ncelOrder\x12\x1f.raxx.mbt.v1.CancelOrderRequest\x1a\x12.raxx.mbt.v1.Order\"\"\x82\xd3\xe4\x93\x02\x1c*\x1a/api/mbt/orders/{order_id}\x12\x62\n\tListFills\x12\x1d.raxx.mbt.v1.ListFillsRequest\x1a\x1e.raxx.mbt.v1.ListFillsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/mbt/fills\x12k\n\x0cReplaceOrder\x12 .raxx.mbt.v1.ReplaceOrderRequest\x1a\x12.raxx.mbt.v1.Order\"%\x82\xd3\xe4\x93\x02\x1f\x32\x1a/api/mbt/orders/{order_id}:\x01*\x12u\n\x0f\x43\x61ncelAllOrders\x12#.raxx.mbt.v1.CancelAllOrdersRequest\x1a$.raxx.mbt.v1.CancelAllOrdersResponse\"\x17\x82\xd3\xe4\x93\x02\x11*\x0f/api/mbt/orders\x12p\n\x0cReplayOrders\x12 .raxx.mbt.v1.ReplayOrdersRequest\x1a!.raxx.mbt.v1.ReplayOrdersResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/api/mbt/replays:\x01*\x12Q\n\x0e\x45xportUserData\x12\".raxx.mbt.v1.ExportUserDataRequest\x1a\x1b.raxx.mbt.v1.UserDataExport\x12S\n\x0cImportOrders\x12 .raxx.mbt.v1.ImportOrdersRequest\x1a!.raxx.mbt.v1.ImportOrdersResponse\x12X\n\x12StreamTradeUpdates\x12&.raxx.mbt.v1.StreamTradeUpdatesRequest\x1a\x18.raxx.mbt.v1.TradeUpdate0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,50 +52,52 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORDERSSERVICE'].methods_by_name['CancelAllOrders']._serialized_options = b'\202\323\344\223\002\021*\017/api/mbt/orders'
   _globals['_ORDERSSERVICE'].methods_by_name['ReplayOrders']._loaded_options = None
   _globals['_ORDERSSERVICE'].methods_by_name['ReplayOrders']._serialized_options = b'\202\323\344\223\002\025\"\020/api/mbt/replays:\001*'
-  _globals['_STREAMTRADEUPDATESREQUEST']._serialized_start=174
-  _globals['_STREAMTRADEUPDATESREQUEST']._serialized_end=249
-  _globals['_TRADEUPDATE']._serialized_start=252
-  _globals['_TRADEUPDATE']._serialized_end=534
-  _globals['_ORDERLEG']._serialized_start=536
-  _globals['_ORDERLEG']._serialized_end=591
-  _globals['_ORDER']._serialized_start=594
-  _globals['_ORDER']._serialized_end=1212
-  _globals['_SUBMITORDERREQUEST']._serialized_start=1215
-  _globals['_SUBMITORDERREQUEST']._serialized_end=1449
-  _globals['_GETORDERREQUEST']._serialized_start=1451
-  _globals['_GETORDERREQUEST']._serialized_end=1511
-  _globals['_LISTORDERSREQUEST']._serialized_start=1513
-  _globals['_LISTORDERSREQUEST']._serialized_end=1587
-  _globals['_LISTORDERSRESPONSE']._serialized_start=1589
-  _globals['_LISTORDERSRESPONSE']._serialized_end=1686
-  _globals['_CANCELORDERREQUEST']._serialized_start=1688
-  _globals['_CANCELORDERREQUEST']._serialized_end=1726
-  _globals['_FILL']._serialized_start=1729
-  _globals['_FILL']._serialized_end=1946
-  _globals['_LISTFILLSREQUEST']._serialized_start=1948
-  _globals['_LISTFILLSREQUEST']._serialized_end=2023
-  _globals['_LISTFILLSRESPONSE']._serialized_start=2025
-  _globals['_LISTFILLSRESPONSE']._serialized_end=2103
-  _globals['_REPLACEORDERREQUEST']._serialized_start=2106
-  _globals['_REPLACEORDERREQUEST']._serialized_end=2247
-  _globals['_CANCELALLORDERSREQUEST']._serialized_start=2249
-  _globals['_CANCELALLORDERSREQUEST']._serialized_end=2273
-  _globals['_CANCELALLORDERSRESPONSE']._serialized_start=2275
-  _globals['_CANCELALLORDERSRESPONSE']._serialized_end=2336
-  _globals['_REPLAYORDERSREQUEST']._serialized_start=2339
-  _globals['_REPLAYORDERSREQUEST']._serialized_end=2534
-  _globals['_REPLAYEVENT']._serialized_start=2537
-  _globals['_REPLAYEVENT']._serialized_end=2682
-  _globals['_REPLAYORDERSRESPONSE']._serialized_start=2684
-  _globals['_REPLAYORDERSRESPONSE']._serialized_end=2774
-  _globals['_IMPORTEDFILL']._serialized_start=2776
-  _globals['_IMPORTEDFILL']._serialized_end=2887
-  _globals['_IMPORTEDORDER']._serialized_start=2890
-  _globals['_IMPORTEDORDER']._serialized_end=3332
-  _globals['_IMPORTORDERSREQUEST']._serialized_start=3334
-  _globals['_IMPORTORDERSREQUEST']._serialized_end=3436
-  _globals['_IMPORTORDERSRESPONSE']._serialized_start=3438
-  _globals['_IMPORTORDERSRESPONSE']._serialized_end=3514
-  _globals['_ORDERSSERVICE']._serialized_start=3517
-  _globals['_ORDERSSERVICE']._serialized_end=4634
+  _globals['_STREAMTRADEUPDATESREQUEST']._serialized_start=199
+  _globals['_STREAMTRADEUPDATESREQUEST']._serialized_end=274
+  _globals['_TRADEUPDATE']._serialized_start=277
+  _globals['_TRADEUPDATE']._serialized_end=559
+  _globals['_ORDERLEG']._serialized_start=561
+  _globals['_ORDERLEG']._serialized_end=616
+  _globals['_ORDER']._serialized_start=619
+  _globals['_ORDER']._serialized_end=1237
+  _globals['_SUBMITORDERREQUEST']._serialized_start=1240
+  _globals['_SUBMITORDERREQUEST']._serialized_end=1474
+  _globals['_SUBMITORDERRESULT']._serialized_start=1477
+  _globals['_SUBMITORDERRESULT']._serialized_end=1605
+  _globals['_GETORDERREQUEST']._serialized_start=1607
+  _globals['_GETORDERREQUEST']._serialized_end=1667
+  _globals['_LISTORDERSREQUEST']._serialized_start=1669
+  _globals['_LISTORDERSREQUEST']._serialized_end=1743
+  _globals['_LISTORDERSRESPONSE']._serialized_start=1745
+  _globals['_LISTORDERSRESPONSE']._serialized_end=1842
+  _globals['_CANCELORDERREQUEST']._serialized_start=1844
+  _globals['_CANCELORDERREQUEST']._serialized_end=1882
+  _globals['_FILL']._serialized_start=1885
+  _globals['_FILL']._serialized_end=2102
+  _globals['_LISTFILLSREQUEST']._serialized_start=2104
+  _globals['_LISTFILLSREQUEST']._serialized_end=2179
+  _globals['_LISTFILLSRESPONSE']._serialized_start=2181
+  _globals['_LISTFILLSRESPONSE']._serialized_end=2259
+  _globals['_REPLACEORDERREQUEST']._serialized_start=2262
+  _globals['_REPLACEORDERREQUEST']._serialized_end=2403
+  _globals['_CANCELALLORDERSREQUEST']._serialized_start=2405
+  _globals['_CANCELALLORDERSREQUEST']._serialized_end=2429
+  _globals['_CANCELALLORDERSRESPONSE']._serialized_start=2431
+  _globals['_CANCELALLORDERSRESPONSE']._serialized_end=2492
+  _globals['_REPLAYORDERSREQUEST']._serialized_start=2495
+  _globals['_REPLAYORDERSREQUEST']._serialized_end=2690
+  _globals['_REPLAYEVENT']._serialized_start=2693
+  _globals['_REPLAYEVENT']._serialized_end=2838
+  _globals['_REPLAYORDERSRESPONSE']._serialized_start=2840
+  _globals['_REPLAYORDERSRESPONSE']._serialized_end=2930
+  _globals['_IMPORTEDFILL']._serialized_start=2932
+  _globals['_IMPORTEDFILL']._serialized_end=3043
+  _globals['_IMPORTEDORDER']._serialized_start=3046
+  _globals['_IMPORTEDORDER']._serialized_end=3488
+  _globals['_IMPORTORDERSREQUEST']._serialized_start=3490
+  _globals['_IMPORTORDERSREQUEST']._serialized_end=3592
+  _globals['_IMPORTORDERSRESPONSE']._serialized_start=3594
+  _globals['_IMPORTORDERSRESPONSE']._serialized_end=3670
+  _globals['_ORDERSSERVICE']._serialized_start=3673
+  _globals['_ORDERSSERVICE']._serialized_end=4875
 # @@protoc_insertion_point(module_scope)

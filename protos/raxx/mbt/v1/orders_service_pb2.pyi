@@ -8,6 +8,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.rpc import status_pb2 as _status_pb2
 from raxx.mbt.v1 import common_pb2 as _common_pb2
 import builtins as _builtins
 import sys
@@ -308,6 +309,44 @@ class SubmitOrderRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitOrderRequest: _TypeAlias = SubmitOrderRequest  # noqa: Y015
+
+@_typing.final
+class SubmitOrderResult(_message.Message):
+    """The outcome of one request on a SubmitOrders stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_ORDER_ID_FIELD_NUMBER: _builtins.int
+    ORDER_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    client_order_id: _builtins.str
+    """The request's client_order_id (the one assigned, if it had none)."""
+    @_builtins.property
+    def order(self) -> Global___Order:
+        """Accepted (or, for a repeated client_order_id, the original order)."""
+
+    @_builtins.property
+    def error(self) -> _status_pb2.Status:
+        """Refused: the status a SubmitOrder call would have failed with (code, message, details
+        with the reason and the field).
+        """
+
+    def __init__(
+        self,
+        *,
+        client_order_id: _builtins.str = ...,
+        order: Global___Order | None = ...,
+        error: _status_pb2.Status | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "order", b"order", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_order_id", b"client_order_id", "error", b"error", "order", b"order", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["order", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___SubmitOrderResult: _TypeAlias = SubmitOrderResult  # noqa: Y015
 
 @_typing.final
 class GetOrderRequest(_message.Message):

@@ -41,6 +41,11 @@ class OrdersServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.SubmitOrderRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.Order.FromString,
                 _registered_method=True)
+        self.SubmitOrders = channel.stream_stream(
+                '/raxx.mbt.v1.OrdersService/SubmitOrders',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.SubmitOrderRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.SubmitOrderResult.FromString,
+                _registered_method=True)
         self.GetOrder = channel.unary_unary(
                 '/raxx.mbt.v1.OrdersService/GetOrder',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.GetOrderRequest.SerializeToString,
@@ -99,6 +104,20 @@ class OrdersServiceServicer:
 
     def SubmitOrder(self, request, context):
         """Submit an order. A repeated client_order_id returns the original order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitOrders(self, request_iterator, context):
+        """Order entry on one stream, for a strategy that sends many orders: each request is a
+        SubmitOrder (same checks, same durable accept, a repeated client_order_id returns the
+        original, each counted against your rate limit), answered by one SubmitOrderResult as soon
+        as it is decided - not necessarily in request order: match them by client_order_id, which
+        is filled in when a request leaves it empty. A refused order is a result with its error,
+        and the stream goes on. The stream itself is authenticated once, when it opens. With
+        several orders instances the initial metadata names the partition's owner
+        (`x-mbt-orders-owner`); a stream opened elsewhere still works, each order forwarded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,6 +205,11 @@ def add_OrdersServiceServicer_to_server(servicer, server):
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.SubmitOrderRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.Order.SerializeToString,
             ),
+            'SubmitOrders': grpc.stream_stream_rpc_method_handler(
+                    servicer.SubmitOrders,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.SubmitOrderRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.SubmitOrderResult.SerializeToString,
+            ),
             'GetOrder': grpc.unary_unary_rpc_method_handler(
                     servicer.GetOrder,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_orders__service__pb2.GetOrderRequest.FromString,
@@ -265,6 +289,33 @@ class OrdersService:
             '/raxx.mbt.v1.OrdersService/SubmitOrder',
             raxx_dot_mbt_dot_v1_dot_orders__service__pb2.SubmitOrderRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_orders__service__pb2.Order.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitOrders(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/raxx.mbt.v1.OrdersService/SubmitOrders',
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.SubmitOrderRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_orders__service__pb2.SubmitOrderResult.FromString,
             options,
             channel_credentials,
             insecure,

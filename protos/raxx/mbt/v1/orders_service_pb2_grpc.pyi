@@ -36,6 +36,16 @@ class OrdersServiceStub:
     def __new__(cls, channel: _aio.Channel) -> OrdersServiceAsyncStub: ...
     SubmitOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.SubmitOrderRequest, _orders_service_pb2.Order]
     """Submit an order. A repeated client_order_id returns the original order."""
+    SubmitOrders: _grpc.StreamStreamMultiCallable[_orders_service_pb2.SubmitOrderRequest, _orders_service_pb2.SubmitOrderResult]
+    """Order entry on one stream, for a strategy that sends many orders: each request is a
+    SubmitOrder (same checks, same durable accept, a repeated client_order_id returns the
+    original, each counted against your rate limit), answered by one SubmitOrderResult as soon
+    as it is decided - not necessarily in request order: match them by client_order_id, which
+    is filled in when a request leaves it empty. A refused order is a result with its error,
+    and the stream goes on. The stream itself is authenticated once, when it opens. With
+    several orders instances the initial metadata names the partition's owner
+    (`x-mbt-orders-owner`); a stream opened elsewhere still works, each order forwarded.
+    """
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.GetOrderRequest, _orders_service_pb2.Order]
     """One of your orders by id (NOT_FOUND for another user's)."""
     ListOrders: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ListOrdersRequest, _orders_service_pb2.ListOrdersResponse]
@@ -71,6 +81,16 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.SubmitOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
     """Submit an order. A repeated client_order_id returns the original order."""
+    SubmitOrders: _aio.StreamStreamMultiCallable[_orders_service_pb2.SubmitOrderRequest, _orders_service_pb2.SubmitOrderResult]  # type: ignore[assignment]
+    """Order entry on one stream, for a strategy that sends many orders: each request is a
+    SubmitOrder (same checks, same durable accept, a repeated client_order_id returns the
+    original, each counted against your rate limit), answered by one SubmitOrderResult as soon
+    as it is decided - not necessarily in request order: match them by client_order_id, which
+    is filled in when a request leaves it empty. A refused order is a result with its error,
+    and the stream goes on. The stream itself is authenticated once, when it opens. With
+    several orders instances the initial metadata names the partition's owner
+    (`x-mbt-orders-owner`); a stream opened elsewhere still works, each order forwarded.
+    """
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.GetOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
     """One of your orders by id (NOT_FOUND for another user's)."""
     ListOrders: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ListOrdersRequest, _orders_service_pb2.ListOrdersResponse]  # type: ignore[assignment]
@@ -109,6 +129,22 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_orders_service_pb2.Order, _abc.Awaitable[_orders_service_pb2.Order]]:
         """Submit an order. A repeated client_order_id returns the original order."""
+
+    @_abc_1.abstractmethod
+    def SubmitOrders(
+        self,
+        request_iterator: _MaybeAsyncIterator[_orders_service_pb2.SubmitOrderRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orders_service_pb2.SubmitOrderResult], _abc.AsyncIterator[_orders_service_pb2.SubmitOrderResult]]:
+        """Order entry on one stream, for a strategy that sends many orders: each request is a
+        SubmitOrder (same checks, same durable accept, a repeated client_order_id returns the
+        original, each counted against your rate limit), answered by one SubmitOrderResult as soon
+        as it is decided - not necessarily in request order: match them by client_order_id, which
+        is filled in when a request leaves it empty. A refused order is a result with its error,
+        and the stream goes on. The stream itself is authenticated once, when it opens. With
+        several orders instances the initial metadata names the partition's owner
+        (`x-mbt-orders-owner`); a stream opened elsewhere still works, each order forwarded.
+        """
 
     @_abc_1.abstractmethod
     def GetOrder(
