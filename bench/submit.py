@@ -154,7 +154,7 @@ async def run_phase(
                 assert r.order.status == "accepted", r
             await call.done_writing()
 
-        def order(i: int) -> opb.SubmitOrderRequest:
+        def order(i: int | str) -> opb.SubmitOrderRequest:
             return opb.SubmitOrderRequest(
                 symbol="IBM",
                 side="buy",
@@ -168,15 +168,7 @@ async def run_phase(
         async def client(k: int) -> None:
             md = (("authorization", f"Bearer {tokens[k % len(tokens)]}"),)
             for i in counter:
-                req = opb.SubmitOrderRequest(
-                    symbol="IBM",
-                    side="buy",
-                    qty="1",
-                    order_type="limit",
-                    limit_price="1.00",
-                    time_in_force="gtc",
-                    client_order_id=f"{tag}-{i}",
-                )
+                req = order(i)
                 t0 = time.perf_counter()
                 if route:
                     o, _ = await owners.unary(ch, submit_path, req, opb.Order, md, 30)
@@ -186,18 +178,7 @@ async def run_phase(
                 assert o.status == "accepted", o
 
         # warm up the connection and the server's code paths
-        await stub.SubmitOrder(
-            opb.SubmitOrderRequest(
-                symbol="IBM",
-                side="buy",
-                qty="1",
-                order_type="limit",
-                limit_price="1.00",
-                time_in_force="gtc",
-                client_order_id=f"{tag}-warm",
-            ),
-            metadata=md,
-        )
+        await stub.SubmitOrder(order("warm"), metadata=md)
         cpu0 = cpu_by_role(root, data_dir) if root else {}
         t0 = time.perf_counter()
         await asyncio.gather(*[(streaming_client if stream else client)(k) for k in range(clients)])

@@ -216,22 +216,31 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
+
+        async def served(
+            ctx: grpc.aio.ServicerContext[Any, Any], items: Callable[[], AsyncIterator[Any]]
+        ) -> AsyncIterator[Any]:
+            """A streaming method's replies, after `prepare` (once, when the stream opens)."""
+            try:
+                await prepare(ctx)
+                async for item in items():
+                    yield item
+            except asyncio.CancelledError:
+                raise
+            except grpc.aio.AbortError:
+                raise
+            except Exception as exc:
+                await fail(ctx, exc)
+
         if handler.unary_stream:
             inner_s: Any = handler.unary_stream
 
+            # async generator functions both (grpc.aio serves a handler as a stream only then)
             async def stream(
                 req: Any, ctx: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
-                try:
-                    await prepare(ctx)
-                    async for item in inner_s(req, ctx):
-                        yield item
-                except asyncio.CancelledError:
-                    raise
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as exc:
-                    await fail(ctx, exc)
+                async for item in served(ctx, lambda: inner_s(req, ctx)):
+                    yield item
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,
@@ -244,16 +253,8 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
             async def bidi(
                 requests: AsyncIterator[Any], ctx: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
-                try:
-                    await prepare(ctx)  # once, when the stream opens
-                    async for item in inner_b(requests, ctx):
-                        yield item
-                except asyncio.CancelledError:
-                    raise
-                except grpc.aio.AbortError:
-                    raise
-                except Exception as exc:
-                    await fail(ctx, exc)
+                async for item in served(ctx, lambda: inner_b(requests, ctx)):
+                    yield item
 
             return grpc.stream_stream_rpc_method_handler(
                 bidi,
