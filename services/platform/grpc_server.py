@@ -220,17 +220,25 @@ class PlatformInterceptor(grpc.aio.ServerInterceptor):
         async def served(
             ctx: grpc.aio.ServicerContext[Any, Any], items: Callable[[], AsyncIterator[Any]]
         ) -> AsyncIterator[Any]:
-            """A streaming method's replies, after `prepare` (once, when the stream opens)."""
+            """A streaming method's replies, after `prepare` (once, when the stream opens);
+            logged and counted once, when it ends, with its duration."""
+            t0 = time.perf_counter()
+            code = "OK"
             try:
                 await prepare(ctx)
                 async for item in items():
                     yield item
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, GeneratorExit):
+                code = "CANCELLED"
                 raise
             except grpc.aio.AbortError:
+                code = _code_name(ctx)
                 raise
             except Exception as exc:
+                code = exc.code.name if isinstance(exc, MbtError) else "INTERNAL"
                 await fail(ctx, exc)
+            finally:
+                _observe(method, code, rid, time.perf_counter() - t0)
 
         if handler.unary_stream:
             inner_s: Any = handler.unary_stream

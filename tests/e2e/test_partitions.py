@@ -305,3 +305,52 @@ def test_commands_through_the_gateway_go_straight_to_the_owner(two: RunningSyste
         after = submits_logged()
         assert after[k] - before[k] == 6, (k, before, after)  # every one ran on the owner
         assert after[1 - k] == before[1 - k], (k, before, after)  # none reached the other
+
+
+def test_a_submit_stream_names_its_owner_and_works_on_either_instance(two: RunningSystem) -> None:
+    """A SubmitOrders stream's initial metadata names the owner; opened on the other instance it
+    still accepts every order (each forwarded), and the orders are one set either way."""
+    addrs = json.loads((two.data_dir / "endpoints.json").read_text())["orders_instances"]
+    token = signup_http(two.url, "stream-owner@example.com")[0]
+    owner = instance_of(user_of(token))
+    md = (("authorization", f"Bearer {token}"),)
+
+    def orders_on(k: int, tag: str) -> tuple[str | None, list[opb.SubmitOrderResult]]:
+        reqs = [
+            opb.SubmitOrderRequest(
+                symbol="IBM",
+                side="buy",
+                qty="1",
+                order_type="limit",
+                limit_price="1.00",
+                time_in_force="gtc",
+                client_order_id=f"{tag}-{i}",
+            )
+            for i in range(5)
+        ]
+        with grpc.insecure_channel(addrs[k]) as ch:
+            call = ogrpc.OrdersServiceStub(ch).SubmitOrders(iter(reqs), metadata=md, timeout=30)
+            named = dict(call.initial_metadata()).get("x-mbt-orders-owner")
+            return (str(named) if named else None), list(call)
+
+    for k, tag in ((owner, "at-owner"), (1 - owner, "elsewhere")):
+        named, results = orders_on(k, tag)
+        assert named == addrs[owner]
+        assert sorted(r.client_order_id for r in results) == [f"{tag}-{i}" for i in range(5)]
+        assert {r.order.status for r in results} == {"accepted"}, results
+    # the orders live on the owner, whichever instance took the stream
+    with grpc.insecure_channel(addrs[1 - owner]) as ch:
+        coids = {o.client_order_id for o in listed(ogrpc.OrdersServiceStub(ch), token)}
+    assert coids == {f"{t}-{i}" for t in ("at-owner", "elsewhere") for i in range(5)}
+    logs = {k: two.data_dir / "logs" / ("orders-1.log" if k else "orders.log") for k in (0, 1)}
+    # each instance took one stream (logged when it ended); the other passed its five orders on
+    # to the owner as SubmitOrder commands
+    assert wait_for(
+        lambda: (
+            all(logs[k].read_text().count('OrdersService/SubmitOrders"') == 1 for k in (0, 1))
+            or None
+        ),
+        what="both streams in the request logs",
+    )
+    assert logs[owner].read_text().count('OrdersService/SubmitOrder"') == 5
+    assert logs[1 - owner].read_text().count('OrdersService/SubmitOrder"') == 0
