@@ -31,7 +31,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,7 @@ from services.orders.records import order_event
 from services.orders.validation import OrderIntent
 from services.platform.errors import AlreadyExists, MbtError, Unavailable, error_from_status
 from services.platform.hotpath import HotPath
-from services.platform.metrics import ORDERS
+from services.platform.metrics import ORDERS, SUBMIT_STAGE
 from services.platform.wire import ts_to_wire
 
 if TYPE_CHECKING:
@@ -164,6 +164,8 @@ class PendingSubmit:
     refusal: MbtError | None = None
     held: bool = False  # accounts placed its hold
     asked_at: float = 0.0  # when its hold was asked for (monotonic)
+    # when it entered its current stage's queue (monotonic)
+    queued_at: float = field(default_factory=time.monotonic)
     row: dict[str, Any] | None = None  # the row an earlier version left `new` (recovery)
 
 
@@ -336,24 +338,31 @@ class SubmitPipeline:
     async def run(self) -> None:
         """The two stages, until one fails (fail-stop)."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._stage(self._hold_q, self._hold, self._commit_q))
-            tg.create_task(self._stage(self._commit_q, self._commit, None))
+            tg.create_task(self._stage("hold", self._hold_q, self._hold, self._commit_q))
+            tg.create_task(self._stage("commit", self._commit_q, self._commit, None))
 
     async def _stage(
         self,
+        name: str,
         inbox: asyncio.Queue[PendingSubmit],
         work: Any,
         outbox: asyncio.Queue[PendingSubmit] | None,
     ) -> None:
+        waited, took = SUBMIT_STAGE.labels(f"{name}_wait"), SUBMIT_STAGE.labels(name)
         while True:
             batch = _drain(inbox, await inbox.get())
+            start = time.monotonic()
+            waited.observe(start - min(p.queued_at for p in batch))
             try:
                 passed: list[PendingSubmit] = await work(batch)
             except Exception as exc:
                 _fail(batch, exc)
                 raise  # fail-stop: the process restarts and re-arms from the database
+            end = time.monotonic()
+            took.observe(end - start)
             if outbox is not None:
                 for p in passed:
+                    p.queued_at = end
                     outbox.put_nowait(p)
 
     def _aside(self, work: Any) -> None:

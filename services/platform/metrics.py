@@ -20,6 +20,7 @@ __all__ = [
     "OUTBOX_PUBLISHED",
     "RPCS",
     "RPC_LATENCY",
+    "SUBMIT_STAGE",
     "serve_metrics",
 ]
 
@@ -31,6 +32,14 @@ RPC_LATENCY = Histogram(
     "RPC latency",
     ["method"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+# where a submit's time goes inside orders: waiting for a stage, and the stage itself (a batch's
+# `PlaceHolds` call, its commit statement and the engine); one observation per batch
+SUBMIT_STAGE = Histogram(
+    "mbt_submit_stage_seconds",
+    "time of a submit batch in each stage of the pipeline",
+    ["stage"],
+    buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
 ORDERS = Counter("mbt_orders_total", "orders decided by the submit pipeline", ["outcome"])
 FILLS = Counter("mbt_fills_total", "fills recorded")
