@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -673,6 +674,17 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         self, request: pb.PlaceHoldsRequest, context: Ctx
     ) -> pb.PlaceHoldsResponse:
         require_service()
+        return await self._holds_reply(request)
+
+    async def PlaceHoldsStream(
+        self, request_iterator: AsyncIterator[pb.PlaceHoldsRequest], context: Ctx
+    ) -> AsyncIterator[pb.PlaceHoldsResponse]:
+        """PlaceHolds on one stream: each request answered in order, as PlaceHolds would."""
+        require_service()
+        async for request in request_iterator:
+            yield await self._holds_reply(request)
+
+    async def _holds_reply(self, request: pb.PlaceHoldsRequest) -> pb.PlaceHoldsResponse:
         if len(request.holds) > MAX_HOLDS_PER_CALL:
             raise InvalidArgument("holds", f"at most {MAX_HOLDS_PER_CALL} in one call")
         out = pb.PlaceHoldsResponse()

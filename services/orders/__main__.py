@@ -68,6 +68,7 @@ async def build(rt: Runtime) -> ServiceHost:
         await reconcile_holds_forever(app)
 
     async def close() -> None:
+        await app.holds.close()
         await accounts.close()
         await marketdata.close()
 

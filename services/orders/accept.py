@@ -396,7 +396,7 @@ class SubmitPipeline:
                 as_of=ts_to_wire(app.sim_now),
             )
         try:
-            reply = await app.accounts.call(app.accounts_stub.PlaceHolds, request)
+            reply = await app.holds.call(request)
         except MbtError as exc:  # accounts unreachable: the batch is refused, with the reason
             for p in batch:
                 p.refusal = exc

@@ -44,7 +44,7 @@ from services.orders.partitions import Ownership
 from services.orders.persist import persist_events
 from services.orders.validation import OrderIntent
 from services.platform.auth import Principal
-from services.platform.clients import ServiceChannel
+from services.platform.clients import CallStream, ServiceChannel
 from services.platform.db import UnitOfWork
 from services.platform.errors import FailedPrecondition, MbtError, Unavailable
 from services.platform.flags import RuntimeFlags
@@ -74,6 +74,13 @@ class OrdersApp:
         self.matching = matching
         self.accounts = accounts
         self.accounts_stub = acct_grpc.AccountsServiceStub(accounts.channel)
+        # the submit pipeline's holds, one batch after another all day: on one stream
+        self.holds = CallStream(
+            accounts,
+            self.accounts_stub.PlaceHoldsStream,
+            self.accounts_stub.PlaceHolds,
+            "PlaceHolds",
+        )
         self.marketdata = marketdata
         self.md_stub = md_grpc.MarketDataServiceStub(marketdata.channel)
         self.settings = settings

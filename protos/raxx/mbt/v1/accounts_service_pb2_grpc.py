@@ -90,6 +90,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsResponse.FromString,
                 _registered_method=True)
+        self.PlaceHoldsStream = channel.stream_stream(
+                '/raxx.mbt.v1.AccountsService/PlaceHoldsStream',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsResponse.FromString,
+                _registered_method=True)
         self.ReleaseHold = channel.unary_unary(
                 '/raxx.mbt.v1.AccountsService/ReleaseHold',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.ReleaseHoldRequest.SerializeToString,
@@ -206,6 +211,17 @@ class AccountsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlaceHoldsStream(self, request_iterator, context):
+        """Internal (service principal only): PlaceHolds on one long-lived stream, for the caller that
+        places holds all day (the orders submit pipeline): each request is answered by one
+        response, in order, exactly as PlaceHolds would answer it; the stream is authenticated once
+        and a message costs a fraction of a call. A request PlaceHolds would refuse as a whole
+        ends the stream with that status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReleaseHold(self, request, context):
         """Internal (service principal only): release what is left of an order's hold.
         """
@@ -310,6 +326,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
             ),
             'PlaceHolds': grpc.unary_unary_rpc_method_handler(
                     servicer.PlaceHolds,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsResponse.SerializeToString,
+            ),
+            'PlaceHoldsStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.PlaceHoldsStream,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsResponse.SerializeToString,
             ),
@@ -640,6 +661,33 @@ class AccountsService:
             request,
             target,
             '/raxx.mbt.v1.AccountsService/PlaceHolds',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceHoldsStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/raxx.mbt.v1.AccountsService/PlaceHoldsStream',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.PlaceHoldsResponse.FromString,
             options,

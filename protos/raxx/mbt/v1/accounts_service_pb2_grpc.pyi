@@ -60,6 +60,13 @@ class AccountsServiceStub:
     in request order (two holds of one account never spend the same cash); each result is the
     hold placed, or why that one was refused.
     """
+    PlaceHoldsStream: _grpc.StreamStreamMultiCallable[_accounts_service_pb2.PlaceHoldsRequest, _accounts_service_pb2.PlaceHoldsResponse]
+    """Internal (service principal only): PlaceHolds on one long-lived stream, for the caller that
+    places holds all day (the orders submit pipeline): each request is answered by one
+    response, in order, exactly as PlaceHolds would answer it; the stream is authenticated once
+    and a message costs a fraction of a call. A request PlaceHolds would refuse as a whole
+    ends the stream with that status.
+    """
     ReleaseHold: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]
     """Internal (service principal only): release what is left of an order's hold."""
     ListActiveHolds: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.ListActiveHoldsRequest, _accounts_service_pb2.ListActiveHoldsResponse]
@@ -115,6 +122,13 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     """Internal (service principal only): place many holds in one transaction. Holds are decided
     in request order (two holds of one account never spend the same cash); each result is the
     hold placed, or why that one was refused.
+    """
+    PlaceHoldsStream: _aio.StreamStreamMultiCallable[_accounts_service_pb2.PlaceHoldsRequest, _accounts_service_pb2.PlaceHoldsResponse]  # type: ignore[assignment]
+    """Internal (service principal only): PlaceHolds on one long-lived stream, for the caller that
+    places holds all day (the orders submit pipeline): each request is answered by one
+    response, in order, exactly as PlaceHolds would answer it; the stream is authenticated once
+    and a message costs a fraction of a call. A request PlaceHolds would refuse as a whole
+    ends the stream with that status.
     """
     ReleaseHold: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.ReleaseHoldRequest, _accounts_service_pb2.ReleaseHoldResponse]  # type: ignore[assignment]
     """Internal (service principal only): release what is left of an order's hold."""
@@ -234,6 +248,19 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Internal (service principal only): place many holds in one transaction. Holds are decided
         in request order (two holds of one account never spend the same cash); each result is the
         hold placed, or why that one was refused.
+        """
+
+    @_abc_1.abstractmethod
+    def PlaceHoldsStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_accounts_service_pb2.PlaceHoldsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_accounts_service_pb2.PlaceHoldsResponse], _abc.AsyncIterator[_accounts_service_pb2.PlaceHoldsResponse]]:
+        """Internal (service principal only): PlaceHolds on one long-lived stream, for the caller that
+        places holds all day (the orders submit pipeline): each request is answered by one
+        response, in order, exactly as PlaceHolds would answer it; the stream is authenticated once
+        and a message costs a fraction of a call. A request PlaceHolds would refuse as a whole
+        ends the stream with that status.
         """
 
     @_abc_1.abstractmethod
