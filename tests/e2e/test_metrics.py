@@ -47,9 +47,23 @@ def test_every_process_serves_metrics_and_orders_counts_what_it_did(
 
     submits = re.findall(r"mbt_grpc_requests_total\{([^}]*SubmitOrder[^}]*)\} ([0-9.]+)", orders)
     assert any('code="OK"' in labels and float(n) >= 1 for labels, n in submits), orders[-3000:]
+    # where the submit's time went inside orders, by stage (one batch here)
+    for stage in ("hold_wait", "hold", "commit_wait", "commit"):
+        assert f'mbt_submit_stage_seconds_count{{stage="{stage}"}} ' in orders, stage
+    # its hold went to accounts on the pipeline's stream, not as a PlaceHolds call (unary
+    # calls are counted when they end, streams when they end: the stream is still open)
+    accounts = httpx.get(urls["accounts"]).text
+    assert 'method="/raxx.mbt.v1.AccountsService/PlaceHolds"' not in accounts
     assert 'route="/api/mbt/orders"' in httpx.get(urls["gateway"]).text
     assert "mbt_quote_feed_lag_seconds" in httpx.get(urls["marketdata"]).text
-    # the ledger's consumer reports what it has yet to apply once it has handled a batch
+    # the ledger's consumer reports what it has yet to apply once it has handled a batch: an
+    # accepted order changes nothing in the ledger (its event is not sent there), a cancel
+    # releases the order's hold
+    order_id = r.json()["data"]["id"]
+    c = httpx.delete(
+        f"{system.url}/api/mbt/orders/{order_id}", headers={"authorization": f"Bearer {token}"}
+    )
+    assert c.status_code == 200 and c.json()["data"]["status"] == "canceled", c.text
     wait_for(
         lambda: "mbt_consumer_lag_messages{" in httpx.get(urls["accounts"]).text or None,
         timeout=20,
