@@ -473,7 +473,6 @@ class SubmitPipeline:
                     f"orders instance {own.instance} was fenced out: another process claimed "
                     "a partition of this batch"
                 )
-            app.outbox.wake()
             done = set(result["changed"])
             accepted = [p for p in batch if p.refusal is None]
             ORDERS.labels("accepted").inc(sum(1 for p in accepted if p.order_id in done))
@@ -501,6 +500,9 @@ class SubmitPipeline:
                 p.done.set_exception(p.refusal)
             else:
                 p.done.set_result(after[p.order_id])
+        # the relay publishes the batch's events once the callers have their answers (woken
+        # before, it would take the loop first)
+        app.outbox.wake()
         return []
 
     async def _release(self, order_id: str) -> None:
