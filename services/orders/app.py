@@ -42,6 +42,7 @@ from services.orders.domain.model import (
 from services.orders.holds import package_hold, single_hold
 from services.orders.partitions import Ownership
 from services.orders.persist import persist_events
+from services.orders.quotes import QuoteSource
 from services.orders.validation import OrderIntent
 from services.platform.auth import Principal
 from services.platform.clients import CallStream, ServiceChannel
@@ -93,7 +94,7 @@ class OrdersApp:
         self.accepts = SubmitPipeline(self)
         self.sim_now = EPOCH
         self.feed_stale_reason = ""  # set while market data says its feed is stale
-        self.known_symbols: set[str] = set()  # symbols market data has confirmed
+        self.quotes = QuoteSource(self.matching.latest_quote, self._ask_market_data)
 
     # ---- time -------------------------------------------------------------------------
     def advance(self, ts: datetime) -> None:
@@ -154,24 +155,18 @@ class OrdersApp:
             str(uuid.uuid4()), user.user_id, coid, intent, amount, replaces, datetime.now(UTC)
         )
 
-    async def _current_quote(self, symbol: str) -> Quote:
-        """The engine's latest quote, else market data's (which also answers NOT_FOUND for an
-        unknown symbol and FAILED_PRECONDITION when there is no quote yet)."""
-        q = self.matching.latest_quote(symbol) if symbol in self.known_symbols else None
-        if q is not None:
-            return q
+    async def _ask_market_data(self, symbol: str) -> Quote:
         quote = await self.marketdata.call(
             self.md_stub.GetQuote, md_pb.GetQuoteRequest(symbol=symbol)
         )
-        self.known_symbols.add(symbol)
         return quote_from_pb(quote)
 
     async def hold_for(self, intent: OrderIntent) -> Decimal:
         """The buying power an order reserves (see `holds`), at the current quotes."""
         if intent.legs:
-            quotes = {leg.symbol: await self._current_quote(leg.symbol) for leg in intent.legs}
+            quotes = {leg.symbol: await self.quotes.current(leg.symbol) for leg in intent.legs}
             return package_hold(intent, quotes)
-        return single_hold(intent, (await self._current_quote(intent.symbol)).ask)
+        return single_hold(intent, (await self.quotes.current(intent.symbol)).ask)
 
     async def cancel(self, user: Principal, order_id: str) -> dict[str, Any]:
         row = await self.get_for_user(user.user_id, order_id)
