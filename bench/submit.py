@@ -107,6 +107,21 @@ def cpu_by_role(root: int, data_dir: Path | None = None) -> dict[str, float]:
     return out
 
 
+def settle(root: int, data_dir: Path, idle: float = 0.1, most_s: float = 30.0) -> float:
+    """Wait until the system's processes together use under `idle` of a core (what they do
+    once after a start - market data filling its book, the first consumers' catch-up - is not
+    counted in a phase's CPU per order); the seconds waited."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < most_s:
+        before = cpu_by_role(root, data_dir)
+        time.sleep(0.5)
+        after = cpu_by_role(root, data_dir)
+        used = sum(v - before.get(k, 0.0) for k, v in after.items() if k != "bench client")
+        if used < idle * 0.5:
+            break
+    return round(time.monotonic() - t0, 1)
+
+
 async def run_phase(
     addr: str,
     tokens: list[str],
@@ -262,6 +277,7 @@ async def bench(
         for u in range(users)
     ]
     root = system.process.pid
+    settle(root, system.data_dir)
     one = await run_phase(orders_addr, tokens, 1, n1, "one", root, system.data_dir, route, stream)
     print(json.dumps({"phase": "1 client", **one}), flush=True)
     many = await run_phase(
