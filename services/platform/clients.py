@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -13,6 +15,7 @@ from services.platform.errors import error_from_rpc
 from services.platform.grpc_server import request_id_var
 
 DEFAULT_TIMEOUT_S = 5.0
+UNARY_AFTER_UNIMPLEMENTED_S = 300.0
 log = logging.getLogger("mbt.clients")
 CHANNEL_OPTIONS = [("grpc.lb_policy_name", "round_robin")]
 
@@ -55,34 +58,44 @@ class CallStream:
     The methods must be idempotent, as a retry is: when the stream fails (the peer restarted,
     it did not answer within the deadline, it refused a request), that request is made again as
     the unary call, with its deadline and `wait_for_ready`, and the next one opens a new stream
-    (so a failure costs at most one deadline more than the unary call would).
-    A peer without the stream method (UNIMPLEMENTED, an older version) is called unary from
-    then on. Not safe for concurrent use: one caller task at a time.
+    (so a failure costs at most one deadline more than the unary call would). A stream that
+    ended while idle (the peer restarted between requests) is replaced before it is used. A
+    peer without the stream method (UNIMPLEMENTED, an older version) is called unary for
+    `UNARY_AFTER_UNIMPLEMENTED_S`, then the stream is tried again (a rolling upgrade ends).
+    Not safe for concurrent use: one caller task at a time.
     """
 
     def __init__(
-        self, channel: ServiceChannel, stream_method: Any, unary_method: Any, name: str
+        self,
+        channel: ServiceChannel,
+        stream_method: Any,
+        unary_method: Any,
+        name: str,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._channel = channel
         self._open = stream_method
         self._unary = unary_method
         self._name = name
+        self._clock = clock
         self._call: Any = None
-        self._streaming = True
+        self._unary_until = 0.0  # the peer said UNIMPLEMENTED: unary until then
 
     async def call(self, request: Any, timeout: float = DEFAULT_TIMEOUT_S) -> Any:
         """The reply to `request` (a downstream error comes back as the typed MbtError)."""
-        if self._streaming:
+        if self._clock() >= self._unary_until:
             try:
                 return await asyncio.wait_for(self._exchange(request), timeout)
-            except (grpc.aio.AioRpcError, grpc.aio.UsageError, TimeoutError, EOFError) as exc:
+            except _STREAM_FAILURES as exc:
                 self._drop()
                 if _code(exc) == grpc.StatusCode.UNIMPLEMENTED:
-                    self._streaming = False
+                    self._unary_until = self._clock() + UNARY_AFTER_UNIMPLEMENTED_S
                 log.info("%s stream failed (%s); calling unary", self._name, _why(exc))
         return await self._channel.call(self._unary, request, timeout)
 
     async def _exchange(self, request: Any) -> Any:
+        if self._call is not None and self._call.done():  # it ended while idle
+            self._call = None
         if self._call is None:
             # no wait_for_ready: a peer that is down fails the stream at once, and the unary
             # call rides out its restart
@@ -105,8 +118,19 @@ class CallStream:
             try:
                 await asyncio.wait_for(call.done_writing(), 1)
                 await asyncio.wait_for(call.read(), 1)  # EOF once the peer has ended it
-            except (grpc.aio.AioRpcError, TimeoutError):
+            except _STREAM_FAILURES:
                 call.cancel()
+
+
+# how a stream call fails (a finished call raises InvalidStateError on write; the rest are
+# grpc's and the deadline's); anything else is a bug and propagates
+_STREAM_FAILURES = (
+    grpc.aio.AioRpcError,
+    grpc.aio.UsageError,
+    asyncio.InvalidStateError,
+    TimeoutError,
+    EOFError,
+)
 
 
 def _code(exc: BaseException) -> grpc.StatusCode | None:

@@ -13,10 +13,22 @@ from tests.e2e.helpers import signup_http, wait_for
 pytestmark = pytest.mark.e2e
 
 
+def sample(page: str, name: str, label: str) -> float:
+    """The sum of a metric's samples whose labels include `label` (0 if none)."""
+    total = 0.0
+    for line in page.splitlines():
+        if line.startswith(name + "{") and label in line.split("}", 1)[0]:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
 def test_every_process_serves_metrics_and_orders_counts_what_it_did(
     system: RunningSystem,
 ) -> None:
     token, _ = signup_http(system.url, "metrics@example.com")
+    urls = json.loads((system.data_dir / "endpoints.json").read_text())["metrics"]
+    # the system is shared with other tests: what this test changes is counted from here
+    before = {name: httpx.get(urls[name]).text for name in ("orders", "accounts")}
     r = httpx.post(
         f"{system.url}/api/mbt/orders",
         headers={"authorization": f"Bearer {token}"},
@@ -30,7 +42,6 @@ def test_every_process_serves_metrics_and_orders_counts_what_it_did(
         },
     )
     assert r.status_code == 200, r.text
-    urls = json.loads((system.data_dir / "endpoints.json").read_text())["metrics"]
     assert {"gateway", "orders", "accounts", "marketdata", "sessions", "handoff"} <= set(urls)
     for name, url in urls.items():
         page = httpx.get(url).text
@@ -49,11 +60,12 @@ def test_every_process_serves_metrics_and_orders_counts_what_it_did(
     assert any('code="OK"' in labels and float(n) >= 1 for labels, n in submits), orders[-3000:]
     # where the submit's time went inside orders, by stage (one batch here)
     for stage in ("hold_wait", "hold", "commit_wait", "commit"):
-        assert f'mbt_submit_stage_seconds_count{{stage="{stage}"}} ' in orders, stage
-    # its hold went to accounts on the pipeline's stream, not as a PlaceHolds call (unary
-    # calls are counted when they end, streams when they end: the stream is still open)
-    accounts = httpx.get(urls["accounts"]).text
-    assert 'method="/raxx.mbt.v1.AccountsService/PlaceHolds"' not in accounts
+        series = "mbt_submit_stage_seconds_count", f'stage="{stage}"'
+        assert sample(orders, *series) - sample(before["orders"], *series) >= 1, stage
+    # its hold went to accounts on the pipeline's stream, not as a PlaceHolds call (a unary
+    # call is counted when it ends, a stream when it ends: the stream is still open)
+    unary = "mbt_grpc_requests_total", 'method="/raxx.mbt.v1.AccountsService/PlaceHolds"'
+    assert sample(httpx.get(urls["accounts"]).text, *unary) == sample(before["accounts"], *unary)
     assert 'route="/api/mbt/orders"' in httpx.get(urls["gateway"]).text
     assert "mbt_quote_feed_lag_seconds" in httpx.get(urls["marketdata"]).text
     # the ledger's consumer reports what it has yet to apply once it has handled a batch: an

@@ -38,6 +38,7 @@ class World:
 
     async def ask(self, symbol: str) -> Quote:
         self.asked.append(symbol)
+        await asyncio.sleep(0.01)  # a call takes a while
         if symbol not in self.market:
             raise NotFound(f"unknown symbol {symbol}")
         return self.market[symbol]
@@ -62,6 +63,20 @@ def test_a_burst_for_a_quiet_symbol_asks_market_data_once_per_reuse_window() -> 
     w.now += REUSE_S
     assert asyncio.run(burst(3)) == [Decimal("169.60")] * 3  # asked again, once
     assert w.asked == ["SPY", "SPY"]
+
+
+def test_orders_that_come_together_share_one_answer() -> None:
+    w = World()
+    w.market["SPY"] = quote("SPY", "169.50")
+    src = w.source()
+
+    async def together(n: int, symbol: str) -> list[Decimal | str]:
+        got = await asyncio.gather(*(src.current(symbol) for _ in range(n)), return_exceptions=True)
+        return [q.ask if isinstance(q, Quote) else type(q).__name__ for q in got]
+
+    assert asyncio.run(together(10, "SPY")) == [Decimal("169.50")] * 10
+    assert asyncio.run(together(3, "NOPE")) == ["NotFound"] * 3  # the refusal is shared too
+    assert w.asked == ["SPY", "NOPE"]
 
 
 def test_the_engines_quote_wins_once_it_has_one() -> None:

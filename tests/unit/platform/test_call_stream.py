@@ -13,7 +13,7 @@ import grpc
 
 from raxx.mbt.v1 import accounts_service_pb2 as pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as pb_grpc
-from services.platform.clients import CallStream, ServiceChannel
+from services.platform.clients import UNARY_AFTER_UNIMPLEMENTED_S, CallStream, ServiceChannel
 
 SECRET = b"s" * 32
 
@@ -32,6 +32,8 @@ class Accounts(pb_grpc.AccountsServiceServicer):
         self.unary = 0
         self.fail_at: set[int] = set()  # message numbers (from 1) that end the stream
         self.stall_at: set[int] = set()  # message numbers left unanswered
+        self.end_after: set[int] = set()  # message numbers after whose answer the stream ends
+        self.abort_after: set[int] = set()  # ... ends with an error
         self.clean_ends = 0
         self.asked: list[str] = []
 
@@ -50,6 +52,10 @@ class Accounts(pb_grpc.AccountsServiceServicer):
             if self.messages in self.stall_at:
                 await asyncio.sleep(30)
             yield answer(request, "stream")
+            if self.messages in self.end_after:
+                return
+            if self.messages in self.abort_after:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "going away")
         self.clean_ends += 1
 
 
@@ -76,7 +82,10 @@ def via(reply: pb.PlaceHoldsResponse) -> list[str]:
 
 
 def run(
-    body: Callable[[CallStream, Accounts], Awaitable[None]], *, old_peer: bool = False
+    body: Callable[[CallStream, Accounts], Awaitable[None]],
+    *,
+    old_peer: bool = False,
+    clock: Callable[[], float] | None = None,
 ) -> Accounts:
     servicer = Accounts()
     asked = Asked()
@@ -101,7 +110,13 @@ def run(
         await server.start()
         channel = ServiceChannel(f"127.0.0.1:{port}", caller="orders", secret=SECRET)
         stub = pb_grpc.AccountsServiceStub(channel.channel)
-        calls = CallStream(channel, stub.PlaceHoldsStream, stub.PlaceHolds, "PlaceHolds")
+        calls = CallStream(
+            channel,
+            stub.PlaceHoldsStream,
+            stub.PlaceHolds,
+            "PlaceHolds",
+            **({"clock": clock} if clock else {}),
+        )
         try:
             await body(calls, servicer)
         finally:
@@ -142,6 +157,18 @@ def test_a_failed_stream_answers_that_request_unary_and_the_next_opens_a_new_one
     assert (s.opens, s.unary) == (2, 1)
 
 
+def test_a_stream_that_ended_between_requests_is_replaced_before_the_next() -> None:
+    async def body(calls: CallStream, s: Accounts) -> None:
+        s.end_after, s.abort_after = {2}, {4}
+        for i in range(6):
+            assert via(await calls.call(holds(f"o{i}"))) == [f"stream:o{i}"]
+            await asyncio.sleep(0.05)  # the end reaches the client while it is idle
+
+    s = run(body)
+    # ended cleanly after the 2nd, with an error after the 4th: three streams, no unary call
+    assert (s.opens, s.messages, s.unary) == (3, 6, 0)
+
+
 def test_a_silent_stream_gives_way_to_the_call_after_the_deadline() -> None:
     async def body(calls: CallStream, s: Accounts) -> None:
         s.stall_at = {2}
@@ -164,3 +191,23 @@ def test_a_peer_without_the_stream_method_is_called_unary_from_then_on() -> None
     assert (s.opens, s.unary) == (0, 5)
     # the stream was asked for once, refused, and not again
     assert s.asked == ["PlaceHoldsStream"] + ["PlaceHolds"] * 5
+
+
+def test_the_stream_is_tried_again_after_a_while_when_the_peer_had_none() -> None:
+    now = [0.0]
+
+    async def body(calls: CallStream, s: Accounts) -> None:
+        assert via(await calls.call(holds("o0"))) == ["unary:o0"]
+        now[0] += UNARY_AFTER_UNIMPLEMENTED_S / 2
+        assert via(await calls.call(holds("o1"))) == ["unary:o1"]
+        now[0] += UNARY_AFTER_UNIMPLEMENTED_S  # e.g. the rolling upgrade has ended meanwhile
+        assert via(await calls.call(holds("o2"))) == ["unary:o2"]
+
+    s = run(body, old_peer=True, clock=lambda: now[0])
+    assert s.asked == [
+        "PlaceHoldsStream",
+        "PlaceHolds",
+        "PlaceHolds",
+        "PlaceHoldsStream",
+        "PlaceHolds",
+    ]
