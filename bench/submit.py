@@ -23,7 +23,9 @@ reference the orders figure is a ratio of, so it means something on any machine.
 Each phase also reports the CPU each process of the system spent per order (`cpu_ms_per_order`:
 user + system time of PostgreSQL, NATS, each service and the benchmark's own client, over the
 phase, divided by its orders), which says where the cost is and moves less with the machine's
-load than a rate does.
+load than a rate does; and, from orders' `mbt_submit_stage_seconds`, the mean time a batch
+waited for and spent in each stage of the submit pipeline (`stage_ms_per_batch`) and the
+orders in a hold batch.
 
 Prints one line per phase and, last, one JSON object:
 {"pgbench_tps": ..., "orders_per_pgbench_tps": ..., "p50_ms": ..., "p99_ms": ...,
@@ -43,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +125,46 @@ def settle(root: int, data_dir: Path, idle: float = 0.1, most_s: float = 30.0) -
     return round(time.monotonic() - t0, 1)
 
 
+STAGE_SERIES = re.compile(
+    r'^mbt_submit_stage_seconds_(sum|count)\{stage="([a-z_]+)"\} (\S+)$', re.M
+)
+
+
+def stage_totals(data_dir: Path | None) -> dict[str, dict[str, float]]:
+    """Orders' submit-stage histograms so far (`mbt_submit_stage_seconds`), summed over every
+    orders instance: stage -> {"sum": seconds, "count": batches}."""
+    if data_dir is None:
+        return {}
+    urls = json.loads((data_dir / "endpoints.json").read_text()).get("metrics", {})
+    out: dict[str, dict[str, float]] = {}
+    for name, url in urls.items():
+        if not name.startswith("orders"):
+            continue
+        with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - our own metrics
+            page = r.read().decode()
+        for kind, stage, value in STAGE_SERIES.findall(page):
+            slot = out.setdefault(stage, {"sum": 0.0, "count": 0.0})
+            slot[kind] += float(value)
+    return out
+
+
+def stage_figures(
+    before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], orders: int
+) -> dict[str, Any]:
+    """Mean time per batch in each stage over a phase, and the orders in a hold batch."""
+    means: dict[str, float] = {}
+    for stage, a in sorted(after.items()):
+        b = before.get(stage, {"sum": 0.0, "count": 0.0})
+        batches = a["count"] - b["count"]
+        if batches > 0:
+            means[stage] = round(1000 * (a["sum"] - b["sum"]) / batches, 3)
+    held = after.get("hold", {}).get("count", 0.0) - before.get("hold", {}).get("count", 0.0)
+    return {
+        "stage_ms_per_batch": means,
+        "orders_per_hold_batch": round(orders / held, 1) if held else None,
+    }
+
+
 async def run_phase(
     addr: str,
     tokens: list[str],
@@ -195,10 +238,12 @@ async def run_phase(
         # warm up the connection and the server's code paths
         await stub.SubmitOrder(order("warm"), metadata=md)
         cpu0 = cpu_by_role(root, data_dir) if root else {}
+        stages0 = stage_totals(data_dir)
         t0 = time.perf_counter()
         await asyncio.gather(*[(streaming_client if stream else client)(k) for k in range(clients)])
         wall = time.perf_counter() - t0
         cpu1 = cpu_by_role(root, data_dir) if root else {}
+        stages1 = stage_totals(data_dir)
     await owners.close()
     latencies.sort()
     return {
@@ -212,6 +257,7 @@ async def run_phase(
             for k, v in sorted(cpu1.items())
             if v - cpu0.get(k, 0.0) > 0.001
         },
+        **stage_figures(stages0, stages1, len(latencies)),
     }
 
 
