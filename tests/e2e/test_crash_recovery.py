@@ -388,3 +388,28 @@ def _accepted_events(system: RunningSystem, account_id: str, order_id: str) -> i
             await nc.close()
 
     return asyncio.run(run())
+
+
+def test_orders_rides_out_an_accounts_restart_between_its_orders(system: RunningSystem) -> None:
+    """Orders sends its holds on one stream to accounts; accounts dying while that stream is
+    idle must cost the next order nothing but a new stream (it once stopped orders: writing to
+    the ended stream raised an error the hold stage did not expect)."""
+    url = system.url
+    token, _ = signup_http(url, "accounts-restart@example.com")
+    h = {"authorization": f"Bearer {token}"}
+    order = {
+        "symbol": "IBM",
+        "side": "buy",
+        "qty": "1",
+        "order_type": "limit",
+        "limit_price": "1.00",
+        "time_in_force": "gtc",
+    }
+    r = httpx.post(f"{url}/api/mbt/orders", headers=h, json=order)
+    assert r.status_code == 200 and r.json()["data"]["status"] == "accepted", r.text
+    orders_pid = pid_listening_on(system.grpc_ports["orders"])
+    kill_service(system, "accounts")  # restarted by the launcher; orders' stream has ended
+    for _ in range(3):
+        r = httpx.post(f"{url}/api/mbt/orders", headers=h, json=order, timeout=30)
+        assert r.status_code == 200 and r.json()["data"]["status"] == "accepted", r.text
+    assert pid_listening_on(system.grpc_ports["orders"]) == orders_pid  # never restarted
