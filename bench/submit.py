@@ -51,6 +51,7 @@ from typing import Any
 
 import grpc
 import psutil
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -110,10 +111,10 @@ def cpu_by_role(root: int, data_dir: Path | None = None) -> dict[str, float]:
     return out
 
 
-def settle(root: int, data_dir: Path, idle: float = 0.1, most_s: float = 30.0) -> float:
+def settle(root: int, data_dir: Path, idle: float = 0.1, most_s: float = 30.0) -> None:
     """Wait until the system's processes together use under `idle` of a core (what they do
     once after a start - market data filling its book, the first consumers' catch-up - is not
-    counted in a phase's CPU per order); the seconds waited."""
+    counted in a phase's CPU per order), for at most `most_s`."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < most_s:
         before = cpu_by_role(root, data_dir)
@@ -121,13 +122,7 @@ def settle(root: int, data_dir: Path, idle: float = 0.1, most_s: float = 30.0) -
         after = cpu_by_role(root, data_dir)
         used = sum(v - before.get(k, 0.0) for k, v in after.items() if k != "bench client")
         if used < idle * 0.5:
-            break
-    return round(time.monotonic() - t0, 1)
-
-
-STAGE_SERIES = re.compile(
-    r'^mbt_submit_stage_seconds_(sum|count)\{stage="([a-z_]+)"\} (\S+)$', re.M
-)
+            return
 
 
 def stage_totals(data_dir: Path | None) -> dict[str, dict[str, float]]:
@@ -142,9 +137,14 @@ def stage_totals(data_dir: Path | None) -> dict[str, dict[str, float]]:
             continue
         with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - our own metrics
             page = r.read().decode()
-        for kind, stage, value in STAGE_SERIES.findall(page):
-            slot = out.setdefault(stage, {"sum": 0.0, "count": 0.0})
-            slot[kind] += float(value)
+        for family in text_string_to_metric_families(page):
+            if family.name != "mbt_submit_stage_seconds":
+                continue
+            for x in family.samples:
+                kind = x.name.rsplit("_", 1)[-1]
+                if kind in ("sum", "count"):
+                    slot = out.setdefault(x.labels["stage"], {"sum": 0.0, "count": 0.0})
+                    slot[kind] += x.value
     return out
 
 
@@ -152,16 +152,17 @@ def stage_figures(
     before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], orders: int
 ) -> dict[str, Any]:
     """Mean time per batch in each stage over a phase, and the orders in a hold batch."""
-    means: dict[str, float] = {}
-    for stage, a in sorted(after.items()):
-        b = before.get(stage, {"sum": 0.0, "count": 0.0})
-        batches = a["count"] - b["count"]
-        if batches > 0:
-            means[stage] = round(1000 * (a["sum"] - b["sum"]) / batches, 3)
-    held = after.get("hold", {}).get("count", 0.0) - before.get("hold", {}).get("count", 0.0)
+    none = {"sum": 0.0, "count": 0.0}
+    batches = {k: a["count"] - before.get(k, none)["count"] for k, a in after.items()}
     return {
-        "stage_ms_per_batch": means,
-        "orders_per_hold_batch": round(orders / held, 1) if held else None,
+        "stage_ms_per_batch": {
+            k: round(1000 * (after[k]["sum"] - before.get(k, none)["sum"]) / n, 3)
+            for k, n in sorted(batches.items())
+            if n > 0
+        },
+        "orders_per_hold_batch": round(orders / batches["hold"], 1)
+        if batches.get("hold")
+        else None,
     }
 
 

@@ -19,6 +19,16 @@ from mbt.passkey import SoftPasskey
 
 T = TypeVar("T")
 
+# a buy that rests and never fills (IBM trades near $180): one durable accept, nothing more
+RESTING_BUY = {
+    "symbol": "IBM",
+    "side": "buy",
+    "qty": "1",
+    "order_type": "limit",
+    "limit_price": "1.00",
+    "time_in_force": "gtc",
+}
+
 
 def run_cli(
     config_dir: Path, url: str, *args: str, ok: bool = True

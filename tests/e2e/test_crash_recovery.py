@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from tests.e2e.conftest import RunningSystem
-from tests.e2e.helpers import signup_http, wait_for
+from tests.e2e.helpers import RESTING_BUY, signup_http, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -397,19 +397,11 @@ def test_orders_rides_out_an_accounts_restart_between_its_orders(system: Running
     url = system.url
     token, _ = signup_http(url, "accounts-restart@example.com")
     h = {"authorization": f"Bearer {token}"}
-    order = {
-        "symbol": "IBM",
-        "side": "buy",
-        "qty": "1",
-        "order_type": "limit",
-        "limit_price": "1.00",
-        "time_in_force": "gtc",
-    }
-    r = httpx.post(f"{url}/api/mbt/orders", headers=h, json=order)
+    r = httpx.post(f"{url}/api/mbt/orders", headers=h, json=RESTING_BUY)
     assert r.status_code == 200 and r.json()["data"]["status"] == "accepted", r.text
     orders_pid = pid_listening_on(system.grpc_ports["orders"])
     kill_service(system, "accounts")  # restarted by the launcher; orders' stream has ended
     for _ in range(3):
-        r = httpx.post(f"{url}/api/mbt/orders", headers=h, json=order, timeout=30)
+        r = httpx.post(f"{url}/api/mbt/orders", headers=h, json=RESTING_BUY, timeout=30)
         assert r.status_code == 200 and r.json()["data"]["status"] == "accepted", r.text
     assert pid_listening_on(system.grpc_ports["orders"]) == orders_pid  # never restarted

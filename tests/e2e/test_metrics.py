@@ -6,20 +6,22 @@ import json
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.conftest import RunningSystem
-from tests.e2e.helpers import signup_http, wait_for
+from tests.e2e.helpers import RESTING_BUY, signup_http, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-def sample(page: str, name: str, label: str) -> float:
-    """The sum of a metric's samples whose labels include `label` (0 if none)."""
-    total = 0.0
-    for line in page.splitlines():
-        if line.startswith(name + "{") and label in line.split("}", 1)[0]:
-            total += float(line.rsplit(" ", 1)[1])
-    return total
+def sample(page: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples that carry `labels` (0 if none)."""
+    return sum(
+        x.value
+        for family in text_string_to_metric_families(page)
+        for x in family.samples
+        if x.name == name and labels.items() <= x.labels.items()
+    )
 
 
 def test_every_process_serves_metrics_and_orders_counts_what_it_did(
@@ -32,14 +34,7 @@ def test_every_process_serves_metrics_and_orders_counts_what_it_did(
     r = httpx.post(
         f"{system.url}/api/mbt/orders",
         headers={"authorization": f"Bearer {token}"},
-        json={
-            "symbol": "IBM",
-            "side": "buy",
-            "qty": "1",
-            "order_type": "limit",
-            "limit_price": "1.00",
-            "time_in_force": "gtc",
-        },
+        json=RESTING_BUY,
     )
     assert r.status_code == 200, r.text
     assert {"gateway", "orders", "accounts", "marketdata", "sessions", "handoff"} <= set(urls)
@@ -60,12 +55,17 @@ def test_every_process_serves_metrics_and_orders_counts_what_it_did(
     assert any('code="OK"' in labels and float(n) >= 1 for labels, n in submits), orders[-3000:]
     # where the submit's time went inside orders, by stage (one batch here)
     for stage in ("hold_wait", "hold", "commit_wait", "commit"):
-        series = "mbt_submit_stage_seconds_count", f'stage="{stage}"'
-        assert sample(orders, *series) - sample(before["orders"], *series) >= 1, stage
+        batches = sample(orders, "mbt_submit_stage_seconds_count", stage=stage)
+        assert (
+            batches - sample(before["orders"], "mbt_submit_stage_seconds_count", stage=stage) >= 1
+        ), stage
     # its hold went to accounts on the pipeline's stream, not as a PlaceHolds call (a unary
     # call is counted when it ends, a stream when it ends: the stream is still open)
-    unary = "mbt_grpc_requests_total", 'method="/raxx.mbt.v1.AccountsService/PlaceHolds"'
-    assert sample(httpx.get(urls["accounts"]).text, *unary) == sample(before["accounts"], *unary)
+    calls = "mbt_grpc_requests_total"
+    unary = {"method": "/raxx.mbt.v1.AccountsService/PlaceHolds"}
+    assert sample(httpx.get(urls["accounts"]).text, calls, **unary) == sample(
+        before["accounts"], calls, **unary
+    )
     assert 'route="/api/mbt/orders"' in httpx.get(urls["gateway"]).text
     assert "mbt_quote_feed_lag_seconds" in httpx.get(urls["marketdata"]).text
     # the ledger's consumer reports what it has yet to apply once it has handled a batch: an

@@ -21,7 +21,7 @@ from raxx.mbt.v1 import orders_service_pb2 as opb
 from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
 from services.orders.partitions import DEFAULT_PARTITIONS, partition_of
 from tests.e2e.conftest import RunningSystem, running_system
-from tests.e2e.helpers import run_admin, signup_http, wait_for
+from tests.e2e.helpers import RESTING_BUY, run_admin, signup_http, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -175,14 +175,7 @@ def test_kill_switches_flip_at_run_time_on_every_instance(two: RunningSystem) ->
         httpx.post(
             f"{two.url}/api/mbt/orders",
             headers=h,
-            json={
-                "symbol": "IBM",
-                "side": "buy",
-                "qty": "1",
-                "order_type": "limit",
-                "limit_price": "1.00",
-                "time_in_force": "gtc",
-            },
+            json=RESTING_BUY,
         ).json()["data"]["id"]
         for _ in range(2)
     ]

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import RunningSystem, running_system
-from tests.e2e.helpers import run_admin, signup_http
+from tests.e2e.helpers import RESTING_BUY, run_admin, signup_http
 
 pytestmark = pytest.mark.e2e
 
@@ -363,14 +363,7 @@ def test_a_shadow_day_mirrors_orders_and_parity_catches_a_divergence(
     rest = httpx.post(
         f"{system.url}/api/mbt/orders",
         headers=h,
-        json={
-            "symbol": "IBM",
-            "side": "buy",
-            "qty": "1",
-            "order_type": "limit",
-            "limit_price": "1.00",
-            "time_in_force": "gtc",
-        },
+        json=RESTING_BUY,
     ).json()["data"]
 
     def at_alpaca(oid: str) -> dict[str, Any] | None:

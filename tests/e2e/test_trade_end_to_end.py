@@ -20,7 +20,7 @@ from raxx.mbt.v1 import sessions_service_pb2 as spb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as sgrpc
 from services.marketdata.domain.recorded import RecordedArchive
 from tests.e2e.conftest import RunningSystem
-from tests.e2e.helpers import cli_json, run_cli, signup_http, ts, wait_for
+from tests.e2e.helpers import RESTING_BUY, cli_json, run_cli, signup_http, ts, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -265,14 +265,7 @@ def test_users_cannot_see_each_other(system: RunningSystem) -> None:
     r = httpx.post(
         f"{url}/api/mbt/orders",
         headers=ha,
-        json={
-            "symbol": "IBM",
-            "side": "buy",
-            "qty": "1",
-            "order_type": "limit",
-            "limit_price": "1.00",
-            "time_in_force": "gtc",
-        },
+        json=RESTING_BUY,
     )
     oid = r.json()["data"]["id"]
     assert httpx.get(f"{url}/api/mbt/orders/{oid}", headers=hb).status_code == 404
