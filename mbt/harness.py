@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -61,22 +61,20 @@ class RunningSystem:
             raise
 
 
-def _is_free(port: int) -> bool:
-    with socket.socket() as s:
+def _with_service_logs(text: str, lines: int = 40) -> str:
+    """``mbt up``'s output, followed by the tail of each service log it points to."""
+    for path in dict.fromkeys(re.findall(r"see (\S+\.log)", text)):
         try:
-            s.bind(("127.0.0.1", port))
+            tail = Path(path).read_text(errors="replace").splitlines()[-lines:]
         except OSError:
-            return False
-    return True
+            continue
+        text += f"\n--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
+    return text
 
 
 def free_port_block(n: int) -> int:
-    """A base port with ``n`` free consecutive ports from it."""
-    for _ in range(50):
-        base = free_port()
-        if base + n < 65000 and all(_is_free(base + i) for i in range(n)):
-            return base
-    raise RuntimeError("no block of free ports")
+    """A base port with ``n`` free consecutive ports from it (outside the ephemeral range)."""
+    return free_port(n)
 
 
 def start(
@@ -122,11 +120,11 @@ def start(
     deadline = time.monotonic() + timeout
     while READY_LINE not in log.read_text():
         if proc.poll() is not None:
-            raise SystemDidNotStart(f"mbt up exited early:\n{log.read_text()}")
+            raise SystemDidNotStart(f"mbt up exited early:\n{_with_service_logs(log.read_text())}")
         if time.monotonic() > deadline:
             proc.kill()
             raise SystemDidNotStart(
-                f"mbt up did not come up in {timeout:.0f} s:\n{log.read_text()}"
+                f"mbt up did not come up in {timeout:.0f} s:\n{_with_service_logs(log.read_text())}"
             )
         time.sleep(0.2)
     ports = {name: base + i for i, name in enumerate(DEFAULT_PORTS)}

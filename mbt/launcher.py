@@ -37,10 +37,39 @@ class UpOptions:
     live_sandbox: bool = False  # also run the local Alpaca sandbox broker for live handoff
 
 
-def free_port() -> int:
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux's default if unknown)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def port_is_free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(span: int = 1) -> int:
+    """A port with ``span`` free consecutive ports from it, outside the ephemeral range.
+
+    A port the kernel hands out for ``bind(0)`` lies in the range it also uses for outgoing
+    connections, so between choosing it and a service binding it any connection (to PostgreSQL,
+    NATS, a peer) may take it. Ports below that range are only ever taken by a listener.
+    """
+    low, high = _ephemeral_range()
+    first, last = (10000, low - span) if low - span > 10000 else (high + 1, 65535 - span)
+    rng = secrets.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(first, last)
+        if all(port_is_free(base + i) for i in range(span)):
+            return base
+    raise RuntimeError(f"no {span} free consecutive ports in {first}-{last + span}")
 
 
 OPERATOR_TOKEN_FILE = "operator-token"

@@ -12,6 +12,7 @@ import pytest
 
 from mbt import harness
 from mbt.launcher import free_port
+from services.platform.settings import DEFAULT_PORTS
 from tests.conftest import private_tmp
 from tests.e2e.helpers import cli_json, run_cli
 
@@ -30,7 +31,7 @@ def descendants(p: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 def test_stop_leaves_nothing_running_and_data_survives(tmp_path: Path) -> None:
     data, cfg = private_tmp("mbt-restart-") / "data", tmp_path / "cfg"
-    port, base = free_port(), free_port() + 7
+    port, base = free_port(), harness.free_port_block(len(DEFAULT_PORTS))
     p = start(data, port, base, tmp_path / "up1.log")
     url = f"http://127.0.0.1:{port}"
     run_cli(cfg, url, "signup", "--email", "restart@example.com", "--json")
