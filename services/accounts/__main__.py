@@ -6,6 +6,7 @@ from raxx.mbt.v1 import accounts_service_pb2, accounts_service_pb2_grpc
 from services.accounts import privacy
 from services.accounts.adapters.tables import MIGRATIONS
 from services.accounts.consumer import TradeEventConsumer
+from services.accounts.freshness import LedgerFreshness
 from services.accounts.job_runner import AccountJobRunner
 from services.accounts.servicer import AccountsServicer
 from services.conventions.calendar import MarketCalendar
@@ -28,6 +29,7 @@ async def build(rt: Runtime) -> ServiceHost:
     servicer.flags = rt.flags
     consumer = TradeEventConsumer(engine)
     stream = TRADES_STREAM.name or "MBT_TRADES"
+    servicer.freshness = LedgerFreshness(engine, rt.bus, stream)
 
     async def consume() -> None:
         await rt.bus.consume_batches(

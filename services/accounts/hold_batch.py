@@ -25,7 +25,13 @@ from services.accounts.domain.margin import margin_summary, mark_positions
 from services.accounts.ledger_batch import multiplier_of
 from services.accounts.settlement import LOOKBACK, NEW_YORK, unsettled_of
 from services.conventions.calendar import MarketCalendar
-from services.platform.errors import FailedPrecondition, MbtError, NotFound
+from services.platform.errors import (
+    LEDGER_BEHIND,
+    FailedPrecondition,
+    MbtError,
+    NotFound,
+    Unavailable,
+)
 from services.platform.hotpath import Deadlock, HotPathPool
 
 __all__ = ["HoldPlaced", "HoldRequest", "decide_holds", "place_holds"]
@@ -51,7 +57,9 @@ READS = (
     "GROUP BY account_id, symbol "
     "UNION ALL SELECT 'sale', NULL, account_id, amount, NULL, NULL, occurred_at "
     "FROM accounts.activities WHERE account_id = ANY(%(cash)s::text[]) "
-    "AND activity_type = 'fill' AND amount > 0 AND occurred_at > %(since)s::timestamptz"
+    "AND activity_type = 'fill' AND amount > 0 AND occurred_at > %(since)s::timestamptz "
+    "UNION ALL SELECT 'applied', event_id, NULL, NULL, NULL, NULL, NULL "
+    "FROM accounts.applied_events WHERE event_id = ANY(%(after)s::text[])"
 )
 INSERT_HOLDS = (
     "INSERT INTO accounts.holds (order_id, account_id, symbol, side, amount, qty, status) "
@@ -76,6 +84,8 @@ class HoldRequest:
     qty: Decimal
     amount: Decimal  # cash to reserve (buys)
     as_of: datetime | None = None  # the market clock: sale proceeds settle T+1 from it
+    # not decided until the ledger has applied this event (a message id; "" for none)
+    after_event: str = ""
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,8 @@ class Snapshot:
     sell_held: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     positions: dict[str, list[Any]] = field(default_factory=dict)  # account id -> rows
     sales: dict[str, list[tuple[Any, datetime]]] = field(default_factory=dict)
+    # users whose holds wait: the ledger has not applied an event one of them waits for
+    behind: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -211,6 +223,14 @@ def decide_holds(
         if item.order_id in existing:  # placed before (or earlier in this batch): the same
             results.append(HoldPlaced(account_id, existing[item.order_id], preference))
             continue
+        if item.user_id in snap.behind:  # with the ledger from before its newest event
+            results.append(
+                Unavailable(
+                    f"the ledger has not applied event {item.after_event or 'before this'} yet",
+                    reason=LEDGER_BEHIND,
+                )
+            )
+            continue
         if acct["status"] != "active":
             results.append(
                 FailedPrecondition(f"account is {acct['status']}", reason="ACCOUNT_NOT_ACTIVE")
@@ -291,8 +311,10 @@ async def _place(
                 if settling
                 else [],
                 "since": since,
+                "after": sorted({i.after_event for i in items if i.after_event}),
             },
         )
+        applied: set[str] = set()
         positions: dict[str, list[Any]] = defaultdict(list)
         sales: dict[str, list[tuple[Any, datetime]]] = defaultdict(list)
         for r in rows:
@@ -303,10 +325,14 @@ async def _place(
                 positions[str(r["account_id"])].append(_Row(r["key"], r["qty"], r["price"]))
             elif kind == "sell_held":
                 snap.sell_held[str(r["account_id"]), str(r["key"])] = Decimal(r["qty"])
+            elif kind == "applied":
+                applied.add(str(r["key"]))
             else:
                 sales[str(r["account_id"])].append((r["amount"], r["at"]))
         snap.positions = dict(positions)
         snap.sales = dict(sales)
+        # a user's holds wait together (in their order) while one of them waits for the ledger
+        snap.behind = {i.user_id for i in items if i.after_event and i.after_event not in applied}
         if callable(marks):
             marks = await _margin_marks(marks, items, snap)
         results, inserts = decide_holds(items, snap, marks, calendar)

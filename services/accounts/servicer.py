@@ -25,6 +25,7 @@ from services.accounts.adapters.tables import (
     positions,
 )
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
+from services.accounts.freshness import LedgerFreshness
 from services.accounts.ledger_batch import multiplier_of
 from services.accounts.settlement import NEW_YORK, unsettled_proceeds
 from services.conventions.calendar import MarketCalendar
@@ -63,6 +64,8 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
     ) -> None:
         self.orders = orders
         self.flags = RuntimeFlags()  # the runtime's, set by the entrypoint
+        # reads wait for the ledger to apply the account's newest events (set by the entrypoint)
+        self.freshness: LedgerFreshness | None = None
         self.calendar = calendar
         self.engine = engine
         self.md = marketdata
@@ -76,6 +79,11 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             return None
         bid, ask = Decimal(q.bid), Decimal(q.ask)
         return (bid + ask) / 2 if bid > 0 else ask
+
+    async def _caught_up(self, account_id: str) -> bool:
+        """Wait for the ledger to apply the account's newest events (`freshness`); whether it
+        was behind."""
+        return self.freshness is not None and await self.freshness.wait(account_id)
 
     async def _positions(self, account_id: str) -> list[pb.Position]:
         async with self.engine.connect() as conn:
@@ -191,6 +199,10 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
             held = await handlers.held_amount(conn, str(acct["id"]))
+        if await self._caught_up(str(acct["id"])):  # read again, with the newest fills
+            async with self.engine.connect() as conn:
+                acct = await handlers.account_of_user(conn, user.user_id)
+                held = await handlers.held_amount(conn, str(acct["id"]))
         mine = await self._account_message(acct, held)
         if (creds := self._shadow_source(user.user_id)) is not None:
             from services.accounts.shadow_reads import alpaca_account
@@ -208,6 +220,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             return pb.ListPositionsResponse(positions=await alpaca_positions(creds), source=SOURCE)
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
+        await self._caught_up(str(acct["id"]))
         return pb.ListPositionsResponse(
             positions=await self._positions(str(acct["id"])), source="mbt"
         )
@@ -219,6 +232,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             raise InvalidArgument("symbol", "is required")
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
+        await self._caught_up(str(acct["id"]))
         for p in await self._positions(str(acct["id"])):
             if p.symbol == symbol:
                 return p
@@ -717,6 +731,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                     qty,
                     amount,
                     ts_from_wire(r.as_of) if r.HasField("as_of") else None,
+                    r.after_event,
                 )
             except MbtError as exc:
                 parsed.append(exc)

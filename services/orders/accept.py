@@ -43,9 +43,15 @@ from services.orders.domain.events import Event
 from services.orders.partitions import Fenced, user_partition
 from services.orders.records import order_event
 from services.orders.validation import OrderIntent
-from services.platform.errors import AlreadyExists, MbtError, Unavailable, error_from_status
+from services.platform.errors import (
+    LEDGER_BEHIND,
+    AlreadyExists,
+    MbtError,
+    Unavailable,
+    error_from_status,
+)
 from services.platform.hotpath import HotPath
-from services.platform.metrics import ORDERS, SUBMIT_STAGE
+from services.platform.metrics import HOLD_LEDGER_WAITS, ORDERS, SUBMIT_STAGE
 from services.platform.wire import ts_to_wire
 
 if TYPE_CHECKING:
@@ -62,6 +68,10 @@ __all__ = [
 MAX_BATCH = 256
 # a batch is committed within this long of asking for its holds, or not at all
 HOLD_TO_COMMIT_S = 60.0
+# a hold waits at most this long for the accounts ledger to apply the user's newest fill or
+# order end (`ledger_marks`), asked again every LEDGER_RETRY_S; then it is decided as things are
+LEDGER_WAIT_S = 2.0
+LEDGER_RETRY_S = 0.003
 # the background reconciliation releases holds without an order once they are this old
 ORPHAN_AGE = timedelta(minutes=10)
 log = logging.getLogger("mbt.orders")
@@ -164,6 +174,9 @@ class PendingSubmit:
     refusal: MbtError | None = None
     held: bool = False  # accounts placed its hold
     asked_at: float = 0.0  # when its hold was asked for (monotonic)
+    # the ledger event its hold waits for (`ledger_marks`), until `ledger_deadline` (monotonic)
+    after_event: str | None = None
+    ledger_deadline: float = 0.0
     # when it entered its current stage's queue (monotonic)
     queued_at: float = field(default_factory=time.monotonic)
     row: dict[str, Any] | None = None  # the row an earlier version left `new` (recovery)
@@ -385,6 +398,12 @@ class SubmitPipeline:
         asked = time.monotonic()
         for p in batch:
             p.asked_at = asked
+            if p.after_event is None:  # first time asked
+                p.after_event = app.ledger_marks.after(p.user_id)
+                p.ledger_deadline = asked + LEDGER_WAIT_S
+            elif p.after_event and asked >= p.ledger_deadline:
+                p.after_event = ""  # waited long enough: decide on the ledger as it is
+                HOLD_LEDGER_WAITS.labels("gave_up").inc()
             # a spread reserves cash as a package; a plain sell reserves what it sells
             request.holds.add(
                 user_id=p.user_id,
@@ -394,6 +413,7 @@ class SubmitPipeline:
                 qty=str(p.intent.qty),
                 amount=str(p.amount),
                 as_of=ts_to_wire(app.sim_now),
+                after_event=p.after_event,
             )
         try:
             reply = await app.holds.call(request)
@@ -401,16 +421,35 @@ class SubmitPipeline:
             for p in batch:
                 p.refusal = exc
             return batch
+        behind: list[PendingSubmit] = []
         for p, result in zip(batch, reply.results, strict=True):
             if result.HasField("error"):
-                p.refusal = error_from_status(result.error)
+                error = error_from_status(result.error)
+                if error.reason == LEDGER_BEHIND:  # not decided yet: asked again shortly
+                    behind.append(p)
+                    continue
+                p.refusal = error
             else:
                 p.held = True
                 p.account_id = result.hold.account_id
                 p.preference = (
                     p.intent.fill_preference or result.hold.default_fill_preference or "aggressive"
                 )
+        if behind:
+            HOLD_LEDGER_WAITS.labels("deferred").inc(len(behind))
+            self._aside(self._ask_again(behind))
+            waiting = {id(p) for p in behind}
+            batch = [p for p in batch if id(p) not in waiting]
         return batch
+
+    async def _ask_again(self, batch: list[PendingSubmit]) -> None:
+        """Holds the ledger was not ready for: back in the hold queue a moment later (the
+        batches behind them are not held up)."""
+        await asyncio.sleep(LEDGER_RETRY_S)
+        now = time.monotonic()
+        for p in batch:
+            p.queued_at = now
+            self._hold_q.put_nowait(p)
 
     async def _commit(self, batch: list[PendingSubmit]) -> list[PendingSubmit]:
         """Write the batch's orders, accepted or rejected, in one statement; then the engine."""

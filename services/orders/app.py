@@ -40,6 +40,7 @@ from services.orders.domain.model import (
     TimeInForce,
 )
 from services.orders.holds import package_hold, single_hold
+from services.orders.ledger_marks import LedgerMarks
 from services.orders.partitions import Ownership
 from services.orders.persist import persist_events
 from services.orders.quotes import QuoteSource
@@ -91,6 +92,9 @@ class OrdersApp:
         self.ownership = ownership or Ownership()
         self.fence = self.ownership.fence
         self.lock = asyncio.Lock()
+        # the newest ledger event committed per user: each hold waits for the ledger to apply it
+        self.ledger_marks = LedgerMarks()
+        outbox.on_commit.append(self.ledger_marks.committed)
         self.accepts = SubmitPipeline(self)
         self.sim_now = EPOCH
         self.feed_stale_reason = ""  # set while market data says its feed is stale

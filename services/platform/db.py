@@ -128,7 +128,7 @@ class UnitOfWork:
                     await self._outbox.write(conn, self._pending)
                 await conn.commit()
                 if self._pending and self._outbox is not None:
-                    self._outbox.wake()  # type: ignore[attr-defined]
+                    self._outbox.committed(self._pending)  # type: ignore[attr-defined]
             else:
                 await conn.rollback()
         finally:

@@ -104,6 +104,11 @@ class Unavailable(MbtError):
     default_reason = "UNAVAILABLE"
 
 
+# the reason of a hold accounts did not decide yet: its ledger has not applied the event the
+# hold waits for (`after_event`); the caller asks again
+LEDGER_BEHIND = "LEDGER_BEHIND"
+
+
 class ResourceExhausted(MbtError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
     default_reason = "RESOURCE_EXHAUSTED"

@@ -41,6 +41,16 @@ SUBMIT_STAGE = Histogram(
     ["stage"],
     buckets=(0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
 )
+# holds accounts could not decide yet, its ledger not having applied the user's newest fill or
+# order end (deferred: asked again), and holds decided after waiting the longest (gave_up)
+HOLD_LEDGER_WAITS = Counter(
+    "mbt_hold_ledger_waits_total", "holds that waited for the accounts ledger", ["outcome"]
+)
+# reads of an account that waited for the ledger to apply its newest events from the stream
+# (waited), read without them after the longest wait (gave_up), or could not ask (unknown)
+LEDGER_READ_WAITS = Counter(
+    "mbt_ledger_read_waits_total", "account reads that waited for the ledger", ["outcome"]
+)
 ORDERS = Counter("mbt_orders_total", "orders decided by the submit pipeline", ["outcome"])
 FILLS = Counter("mbt_fills_total", "fills recorded")
 OUTBOX_PUBLISHED = Counter("mbt_outbox_published_total", "outbox rows published to JetStream")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import nats
 from sqlalchemy import (
@@ -46,6 +46,7 @@ _UNREACHABLE: tuple[type[BaseException], ...] = (
 _FAILED_OR_SLOW: tuple[type[BaseException], ...] = (*DATABASE_ERRORS, TimeoutError)
 
 log = logging.getLogger("mbt.outbox")
+OutboxRow = tuple[str, bytes, str, int | None]  # subject, payload, message id, partition
 RELAY_BATCH = 200
 # a round's published rows are deleted by the next round, at the latest this long after it
 DELETE_AFTER_S = 0.02
@@ -79,10 +80,10 @@ class Outbox:
         self.relay_unpartitioned = True
         self._purge: asyncio.Task[None] | None = None
         self._published: list[int] = []  # seqs acked by JetStream, deleted by the next round
+        # called with the rows of each committed unit of work (see `committed`)
+        self.on_commit: list[Callable[[Sequence[OutboxRow]], None]] = []
 
-    async def write(
-        self, conn: AsyncConnection, rows: Sequence[tuple[str, bytes, str, int | None]]
-    ) -> None:
+    async def write(self, conn: AsyncConnection, rows: Sequence[OutboxRow]) -> None:
         await conn.execute(
             self.table.insert(),
             [
@@ -97,6 +98,12 @@ class Outbox:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def committed(self, rows: Sequence[OutboxRow]) -> None:
+        """Rows a unit of work has just committed: tell the listeners, wake the relay."""
+        for listener in self.on_commit:
+            listener(rows)
+        self.wake()
 
     async def relay_forever(
         self,

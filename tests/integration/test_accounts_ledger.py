@@ -130,6 +130,38 @@ async def test_a_batch_of_holds_is_decided_in_order_as_one_at_a_time_would_be(en
     assert len(placed) == 10
 
 
+async def test_a_hold_waits_for_the_ledger_event_it_names(engine) -> None:  # type: ignore[no-untyped-def]
+    """A hold with `after_event` is not decided (LEDGER_BEHIND) until the ledger has applied
+    that event, and neither are its user's later holds in the batch; other users' are decided.
+    Once the fill is applied, the same sell is placed against the shares it bought."""
+    user, other = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.open_account(engine, user, "trial", "free", None)
+    await handlers.open_account(engine, other, "trial", "free", None)
+    bought = str(uuid.uuid4())
+    f = fill(user, bought, "buy", "10", "100", "filled")
+    sell = handlers.HoldRequest(
+        user, str(uuid.uuid4()), "IBM", "sell", D(10), D(0), after_event=f.execution_id
+    )
+    later = handlers.HoldRequest(user, str(uuid.uuid4()), "IBM", "buy", D(1), D(100))
+    theirs = handlers.HoldRequest(other, str(uuid.uuid4()), "IBM", "buy", D(1), D(100))
+    results = await handlers.place_holds(engine, [sell, later, theirs])
+    assert [getattr(r, "reason", "placed") for r in results] == [
+        "LEDGER_BEHIND",
+        "LEDGER_BEHIND",
+        "placed",
+    ]
+    async with engine.connect() as conn:  # nothing held for the waiting user
+        acct = await handlers.account_of_user(conn, user)
+        assert await handlers.held_amount(conn, str(acct["id"])) == 0
+    # without the wait the sell is refused: the ledger holds no IBM for the user yet
+    with pytest.raises(FailedPrecondition, match="0 available"):
+        await handlers.place_hold(engine, user, str(uuid.uuid4()), "IBM", "sell", D(10), D(0))
+    async with engine.begin() as conn:
+        await handlers.apply_fill_event(conn, f.execution_id, f)
+    placed = await handlers.place_holds(engine, [sell, later])
+    assert all(isinstance(r, handlers.HoldPlaced) for r in placed), placed
+
+
 async def test_fill_applies_exactly_once_and_releases_the_hold(engine) -> None:  # type: ignore[no-untyped-def]
     user, order = str(uuid.uuid4()), str(uuid.uuid4())
     await handlers.open_account(engine, user, "diversifier", "free", None)

@@ -462,6 +462,7 @@ class PlaceHoldRequest(_message.Message):
     QTY_FIELD_NUMBER: _builtins.int
     AMOUNT_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    AFTER_EVENT_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     order_id: _builtins.str
     symbol: _builtins.str
@@ -470,6 +471,11 @@ class PlaceHoldRequest(_message.Message):
     qty: _builtins.str
     amount: _builtins.str
     """cash to reserve (buys)"""
+    after_event: _builtins.str
+    """the newest ledger event (its message id: a fill, or an order's end) that orders committed
+    for this user lately; until the ledger has applied it the hold is not decided (the result
+    is UNAVAILABLE, reason LEDGER_BEHIND, and orders asks again). Empty: decide now.
+    """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """the market clock when the order was accepted: sale proceeds settle T+1 from it"""
@@ -484,10 +490,11 @@ class PlaceHoldRequest(_message.Message):
         qty: _builtins.str = ...,
         amount: _builtins.str = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
+        after_event: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["amount", b"amount", "as_of", b"as_of", "order_id", b"order_id", "qty", b"qty", "side", b"side", "symbol", b"symbol", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_event", b"after_event", "amount", b"amount", "as_of", b"as_of", "order_id", b"order_id", "qty", b"qty", "side", b"side", "symbol", b"symbol", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
