@@ -213,6 +213,7 @@ class OrdersApp:
             await self.accounts.call(
                 self.accounts_stub.ReleaseHold, acct_pb.ReleaseHoldRequest(order_id=order_id)
             )
+            self.ledger_marks.released(user.user_id, order_id)
         return done
 
     async def replace(
@@ -285,6 +286,7 @@ class OrdersApp:
         await self.accounts.call(
             self.accounts_stub.ReleaseHold, acct_pb.ReleaseHoldRequest(order_id=order_id)
         )
+        self.ledger_marks.released(user.user_id, order_id)  # the new order need not wait
         new = await self.submit(user, intent, replaces=order_id)
         async with self.db.begin() as conn:
             await conn.execute(

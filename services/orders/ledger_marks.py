@@ -22,13 +22,14 @@ from services.platform.bus import FILLS_SUBJECT, ORDERS_SUBJECT
 from services.platform.outbox import OutboxRow
 
 KEEP_S = 60.0
+RECENT = 8  # events remembered per user (newest last), so a released order's end can be dropped
 _FILLS, _ORDERS = f"{FILLS_SUBJECT}.", f"{ORDERS_SUBJECT}."
 
 
 class LedgerMarks:
     def __init__(self, keep_s: float = KEEP_S) -> None:
         self.keep_s = keep_s
-        self._marks: dict[str, tuple[str, float]] = {}  # user id -> (message id, when)
+        self._marks: dict[str, list[tuple[str, float]]] = {}  # user id -> [(message id, when)]
         self._pruned = time.monotonic()
 
     def committed(self, rows: Sequence[OutboxRow]) -> None:
@@ -42,14 +43,27 @@ class LedgerMarks:
                 user = events_pb2.OrderEvent.FromString(payload).user_id
             else:
                 continue
-            self._marks[user] = (msg_id, now)
+            recent = self._marks.setdefault(user, [])
+            recent.append((msg_id, now))
+            del recent[:-RECENT]
         if now - self._pruned > self.keep_s:
             self._pruned = now
-            self._marks = {u: m for u, m in self._marks.items() if now - m[1] <= self.keep_s}
+            self._marks = {u: m for u, m in self._marks.items() if now - m[-1][1] <= self.keep_s}
+
+    def released(self, user_id: str, order_id: str) -> None:
+        """Orders released the order's hold itself (a user's cancel or replace): the ledger's
+        applying its end frees nothing, so it is not waited for (what came before it still is).
+        An order event's message id starts with the order id."""
+        recent = self._marks.get(user_id)
+        if recent is None:
+            return
+        recent[:] = [m for m in recent if not m[0].startswith(f"{order_id}:")]
+        if not recent:
+            del self._marks[user_id]
 
     def after(self, user_id: str) -> str:
         """The message id the user's next hold waits for the ledger to apply; "" for none."""
-        mark = self._marks.get(user_id)
-        if mark is None or time.monotonic() - mark[1] > self.keep_s:
+        recent = self._marks.get(user_id)
+        if not recent or time.monotonic() - recent[-1][1] > self.keep_s:
             return ""
-        return mark[0]
+        return recent[-1][0]

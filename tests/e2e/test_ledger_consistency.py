@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from services.orders.accept import LEDGER_WAIT_S
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.helpers import RESTING_BUY, signup_http, wait_for
 
@@ -147,3 +148,22 @@ def test_positions_read_right_after_a_fill_show_it(system: RunningSystem) -> Non
     assert read.status_code == 200, read.text
     # no position before the fix: the ledger had not applied the buy
     assert [(p["symbol"], p["qty"]) for p in read.json()["data"]["positions"]] == [("IBM", "3")]
+
+
+def test_a_cancel_or_replace_does_not_wait_for_the_ledger(system: RunningSystem) -> None:
+    """A user's cancel and replace release the hold themselves: the next order (the
+    replacement, or a new one) is decided at once, even while the ledger is behind."""
+    url = system.url
+    token, _ = signup_http(url, "amend-while-behind@example.com")
+    h = {"authorization": f"Bearer {token}"}
+    with _ledger_behind(system):
+        first = _accepted(httpx.post(f"{url}/api/mbt/orders", headers=h, json=RESTING_BUY))
+        started = time.monotonic()
+        r = httpx.patch(f"{url}/api/mbt/orders/{first}", headers=h, json={"limit_price": "1.10"})
+        replacement = _accepted(r)
+        c = httpx.delete(f"{url}/api/mbt/orders/{replacement}", headers=h)
+        assert c.status_code == 200 and c.json()["data"]["status"] == "canceled", c.text
+        _accepted(httpx.post(f"{url}/api/mbt/orders", headers=h, json=RESTING_BUY))
+        took = time.monotonic() - started
+    # each would wait out the ledger (2 s) if it waited for the replace or the cancel
+    assert took < LEDGER_WAIT_S, took

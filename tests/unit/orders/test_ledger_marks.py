@@ -44,3 +44,19 @@ def test_an_old_event_is_not_waited_for() -> None:
     assert marks.after("a") == ""
     marks.committed([("mbt.fills.acct-b", _fill("b"), "exec-2", 0)])  # prunes "a"
     assert marks.after("b") == "exec-2" and "a" not in marks._marks
+
+
+def test_an_order_whose_hold_orders_released_itself_is_not_waited_for() -> None:
+    """A user's cancel or replace releases the hold at once: the next hold waits for the fill
+    before it, not for the ledger to apply the cancel."""
+    marks = LedgerMarks()
+    marks.committed([("mbt.fills.acct-a", _fill("a"), "exec-1", 0)])
+    marks.committed([("mbt.orders.acct-a", _order("a"), "ord-9:canceled:x", 0)])
+    assert marks.after("a") == "ord-9:canceled:x"
+    marks.released("a", "ord-9")
+    assert marks.after("a") == "exec-1"
+    marks.released("a", "ord-1")  # not this user's newest: nothing changes
+    assert marks.after("a") == "exec-1"
+    marks.committed([("mbt.orders.acct-b", _order("b"), "ord-7:replaced:y", 0)])
+    marks.released("b", "ord-7")
+    assert marks.after("b") == ""
