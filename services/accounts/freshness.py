@@ -27,7 +27,8 @@ from services.platform.metrics import LEDGER_READ_WAITS
 
 log = logging.getLogger("mbt.accounts.freshness")
 WAIT_S = 2.0
-POLL_S = 0.003
+POLL_S = (0.002, 0.05)  # the first poll's delay, doubling up to the second
+ASK_S = 0.5  # at most this long for the stream's answer (a reconnecting client buffers)
 
 
 class LedgerFreshness:
@@ -47,9 +48,12 @@ class LedgerFreshness:
         """Until the ledger has applied the account's newest fill and order end (or WAIT_S);
         whether it was behind when asked (what was read before is out of date)."""
         try:
-            newest = await asyncio.gather(
-                self._newest(f"{FILLS_SUBJECT}.{account_id}"),
-                self._newest(f"{ORDERS_SUBJECT}.{account_id}"),
+            newest = await asyncio.wait_for(
+                asyncio.gather(
+                    self._newest(f"{FILLS_SUBJECT}.{account_id}"),
+                    self._newest(f"{ORDERS_SUBJECT}.{account_id}"),
+                ),
+                ASK_S,
             )
         except (nats.errors.Error, TimeoutError) as exc:  # the bus is down: read what is here
             log.warning("cannot ask the stream for the newest events (%s)", exc)
@@ -60,6 +64,7 @@ class LedgerFreshness:
             return False
         deadline = time.monotonic() + WAIT_S
         waited = False
+        delay, most = POLL_S
         while True:
             async with self.engine.connect() as conn:
                 applied = (
@@ -75,4 +80,5 @@ class LedgerFreshness:
                 LEDGER_READ_WAITS.labels("gave_up").inc()
                 return True
             waited = True
-            await asyncio.sleep(POLL_S)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, most)

@@ -71,7 +71,7 @@ HOLD_TO_COMMIT_S = 60.0
 # a hold waits at most this long for the accounts ledger to apply the user's newest fill or
 # order end (`ledger_marks`), asked again every LEDGER_RETRY_S; then it is decided as things are
 LEDGER_WAIT_S = 2.0
-LEDGER_RETRY_S = 0.003
+LEDGER_RETRY_S = (0.002, 0.05)  # the first retry's delay, doubling up to the second
 # the background reconciliation releases holds without an order once they are this old
 ORPHAN_AGE = timedelta(minutes=10)
 log = logging.getLogger("mbt.orders")
@@ -177,6 +177,7 @@ class PendingSubmit:
     # the ledger event its hold waits for (`ledger_marks`), until `ledger_deadline` (monotonic)
     after_event: str | None = None
     ledger_deadline: float = 0.0
+    ledger_asks: int = 0  # times accounts answered that its ledger was behind
     # when it entered its current stage's queue (monotonic)
     queued_at: float = field(default_factory=time.monotonic)
     row: dict[str, Any] | None = None  # the row an earlier version left `new` (recovery)
@@ -275,6 +276,9 @@ class SubmitPipeline:
         self._hold_q: asyncio.Queue[PendingSubmit] = asyncio.Queue()
         self._commit_q: asyncio.Queue[PendingSubmit] = asyncio.Queue()
         self._in_flight: dict[tuple[str, str], PendingSubmit] = {}
+        # per user, orders whose holds wait for the ledger, in their order: the user's later
+        # orders queue behind them (one user's holds are decided in the order they came)
+        self._ledger_waits: dict[str, list[PendingSubmit]] = {}
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._commit_db = HotPath(app.settings.database_url)
 
@@ -394,15 +398,29 @@ class SubmitPipeline:
     async def _hold(self, batch: list[PendingSubmit]) -> list[PendingSubmit]:
         """Reserve the batch's buying power in one call to accounts."""
         app = self.app
+        asking: list[PendingSubmit] = []
+        for p in batch:
+            waiting = self._ledger_waits.get(p.user_id)
+            if waiting is not None:  # behind the user's orders that wait for the ledger
+                waiting.append(p)
+            else:
+                asking.append(p)
+        batch = asking
+        if not batch:
+            return []
         request = acct_pb.PlaceHoldsRequest()
         asked = time.monotonic()
+        expired: set[str] = set()  # users whose oldest waiting hold has waited long enough
         for p in batch:
             p.asked_at = asked
             if p.after_event is None:  # first time asked
                 p.after_event = app.ledger_marks.after(p.user_id)
                 p.ledger_deadline = asked + LEDGER_WAIT_S
-            elif p.after_event and asked >= p.ledger_deadline:
-                p.after_event = ""  # waited long enough: decide on the ledger as it is
+            if p.after_event and (asked >= p.ledger_deadline or p.user_id in expired):
+                # decide on the ledger as it is, and the user's holds after it too
+                expired.add(p.user_id)
+                app.ledger_marks.gave_up(p.user_id, p.after_event)
+                p.after_event = ""
                 HOLD_LEDGER_WAITS.labels("gave_up").inc()
             # a spread reserves cash as a package; a plain sell reserves what it sells
             request.holds.add(
@@ -436,20 +454,30 @@ class SubmitPipeline:
                     p.intent.fill_preference or result.hold.default_fill_preference or "aggressive"
                 )
         if behind:
-            HOLD_LEDGER_WAITS.labels("deferred").inc(len(behind))
-            self._aside(self._ask_again(behind))
-            waiting = {id(p) for p in behind}
-            batch = [p for p in batch if id(p) not in waiting]
+            for p in behind:
+                p.ledger_asks += 1
+                if p.ledger_asks == 1:
+                    HOLD_LEDGER_WAITS.labels("deferred").inc()
+                if p.user_id not in self._ledger_waits:
+                    self._ledger_waits[p.user_id] = []
+                    first, most = LEDGER_RETRY_S
+                    delay = min(first * 2 ** (p.ledger_asks - 1), most)
+                    self._aside(self._ask_again(p.user_id, delay))
+                self._ledger_waits[p.user_id].append(p)
+            deferred = {id(p) for p in behind}
+            batch = [p for p in batch if id(p) not in deferred]
         return batch
 
-    async def _ask_again(self, batch: list[PendingSubmit]) -> None:
-        """Holds the ledger was not ready for: back in the hold queue a moment later (the
-        batches behind them are not held up)."""
-        await asyncio.sleep(LEDGER_RETRY_S)
-        now = time.monotonic()
-        for p in batch:
-            p.queued_at = now
-            self._hold_q.put_nowait(p)
+    async def _ask_again(self, user_id: str, delay: float) -> None:
+        """A user's holds the ledger was not ready for, and the orders that came after them:
+        back in the hold queue, in order, a moment later (other users' batches go on)."""
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            now = time.monotonic()
+            for p in self._ledger_waits.pop(user_id, []):
+                p.queued_at = now
+                self._hold_q.put_nowait(p)
 
     async def _commit(self, batch: list[PendingSubmit]) -> list[PendingSubmit]:
         """Write the batch's orders, accepted or rejected, in one statement; then the engine."""

@@ -101,9 +101,13 @@ class Outbox:
 
     def committed(self, rows: Sequence[OutboxRow]) -> None:
         """Rows a unit of work has just committed: tell the listeners, wake the relay."""
-        for listener in self.on_commit:
-            listener(rows)
-        self.wake()
+        try:
+            for listener in self.on_commit:
+                listener(rows)
+        except Exception:  # committed all the same: a listener's failure is only logged
+            log.exception("outbox commit listener failed")
+        finally:
+            self.wake()
 
     async def relay_forever(
         self,
