@@ -252,6 +252,8 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         a = activities.c
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, user.user_id)
+        await self._caught_up(str(acct["id"]))  # with the activities of the newest fills
+        async with self.engine.connect() as conn:
             q = select(activities).where(a.account_id == acct["id"])
             if request.activity_type:
                 q = q.where(a.activity_type == request.activity_type)

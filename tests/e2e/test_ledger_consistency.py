@@ -81,13 +81,13 @@ def _ledger_behind(system: RunningSystem) -> Iterator[None]:
         _ledger(system, None)
 
 
-def _once_the_ledger_resumes(system: RunningSystem, call: Callable[[], httpx.Response]) -> Any:
+def _once_the_ledger_resumes(system: RunningSystem, call: Callable[[], Any]) -> Any:
     """Run ``call`` while the paused ledger stays behind for LAG_S, then resume the ledger:
     ``call`` must not have been answered before that. Its answer."""
     with ThreadPoolExecutor(1) as pool:
         pending = pool.submit(call)
         time.sleep(LAG_S)
-        assert not pending.done(), f"answered on the ledger from before: {pending.result().text}"
+        assert not pending.done(), f"answered on the ledger from before: {pending.result()}"
         _ledger(system, None)
         return pending.result()
 
@@ -136,18 +136,28 @@ def test_buying_with_what_an_ioc_left_unspent_waits_for_the_ledger(system: Runni
     assert Decimal(account["held_for_orders"]) == Decimal(body["qty"]) * Decimal("1.00")
 
 
-def test_positions_read_right_after_a_fill_show_it(system: RunningSystem) -> None:
+def test_positions_and_activities_read_right_after_a_fill_show_it(system: RunningSystem) -> None:
     url = system.url
     token, _ = signup_http(url, "read-after-fill@example.com")
     h = {"authorization": f"Bearer {token}"}
+
+    def get(path: str) -> httpx.Response:
+        r = httpx.get(f"{url}/api/mbt/{path}", headers=h, timeout=30)
+        assert r.status_code == 200, r.text
+        return r
+
     with _ledger_behind(system):
-        _filled(url, h, _accepted(_order(url, h, "buy", "3")))
-        read = _once_the_ledger_resumes(
-            system, lambda: httpx.get(f"{url}/api/mbt/positions", headers=h, timeout=30)
+        oid = _accepted(_order(url, h, "buy", "3"))
+        _filled(url, h, oid)
+        # each read waits for the ledger (each was answered at once, without the fill, before)
+        activities, positions = _once_the_ledger_resumes(
+            system, lambda: (get("activities"), get("positions"))
         )
-    assert read.status_code == 200, read.text
-    # no position before the fix: the ledger had not applied the buy
-    assert [(p["symbol"], p["qty"]) for p in read.json()["data"]["positions"]] == [("IBM", "3")]
+    fills = [x for x in activities.json()["data"]["activities"] if x["activity_type"] == "fill"]
+    assert [(x["symbol"], x["qty"]) for x in fills] == [("IBM", "3")], fills
+    assert [(p["symbol"], p["qty"]) for p in positions.json()["data"]["positions"]] == [
+        ("IBM", "3")
+    ]
 
 
 def test_a_cancel_or_replace_does_not_wait_for_the_ledger(system: RunningSystem) -> None:
