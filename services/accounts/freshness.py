@@ -2,8 +2,8 @@
 
 The ledger applies an account's fills and order ends a moment after orders commits them. A
 strategy that sees its order filled and reads its positions (or `DELETE /v2/positions`, which
-sells what the read finds) must see that fill. Before an account's balances or positions are
-read, the newest event on each of its ledger subjects is looked up in the stream (two
+sells what the read finds) must see that fill. Before an account's balances, positions or
+activities are read, the newest event on each of its ledger subjects is looked up in the stream (two
 last-message requests), and the read waits until the ledger's inbox (`applied_events`) has
 both, for at most `WAIT_S`; then it reads what is there.
 
