@@ -25,7 +25,6 @@ from services.platform.settings import DEFAULT_PORTS
 __all__ = [
     "RunningSystem",
     "SystemDidNotStart",
-    "free_port_block",
     "running_system",
     "signup_http",
     "start",
@@ -72,11 +71,6 @@ def _with_service_logs(text: str, lines: int = 40) -> str:
     return text
 
 
-def free_port_block(n: int) -> int:
-    """A base port with ``n`` free consecutive ports from it (outside the ephemeral range)."""
-    return free_port(n)
-
-
 def start(
     data_dir: Path,
     *extra: str,
@@ -93,7 +87,7 @@ def start(
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     gw = gateway_port or free_port()
-    base = grpc_port_base or free_port_block(len(DEFAULT_PORTS))
+    base = grpc_port_base or free_port(len(DEFAULT_PORTS))
     log = log or data_dir / "up.log"
     child_env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "NATS_URL")}
     child_env.update(env or {})

@@ -31,7 +31,7 @@ def descendants(p: subprocess.Popen[bytes]) -> list[psutil.Process]:
 
 def test_stop_leaves_nothing_running_and_data_survives(tmp_path: Path) -> None:
     data, cfg = private_tmp("mbt-restart-") / "data", tmp_path / "cfg"
-    port, base = free_port(), harness.free_port_block(len(DEFAULT_PORTS))
+    port, base = free_port(), free_port(len(DEFAULT_PORTS))
     p = start(data, port, base, tmp_path / "up1.log")
     url = f"http://127.0.0.1:{port}"
     run_cli(cfg, url, "signup", "--email", "restart@example.com", "--json")
