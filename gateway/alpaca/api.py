@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import grpc
 from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -30,7 +32,7 @@ from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
 from services.platform.grpc_server import FOLLOW_UP_HEADER
 from services.platform.owner_routes import OwnerRoutes
 
-__all__ = ["AlpacaApi", "AlpacaError"]
+__all__ = ["AlpacaApi", "AlpacaError", "time_param", "timestamp_pb"]
 
 ORDERS_SERVICE = opb.DESCRIPTOR.services_by_name["OrdersService"].full_name
 COMMAND_REPLIES: dict[str, Any] = {
@@ -106,6 +108,24 @@ def _decimal_text(field: str, v: Any) -> str:
         raise AlpacaError(422, f"{field}: invalid decimal {v!r}")
     out = f"{d.normalize():f}"
     return out if "." not in out else out.rstrip("0").rstrip(".") or "0"
+
+
+def time_param(q: Mapping[str, str], name: str) -> datetime | None:
+    """A query time as Alpaca takes it: RFC 3339, or a date (its midnight); no zone: UTC."""
+    raw = (q.get(name) or "").strip().replace(" ", "+")  # an unescaped '+' arrives as ' '
+    if not raw:
+        return None
+    try:
+        dt = datetime.fromisoformat(raw)
+    except ValueError:
+        raise AlpacaError(422, f"{name}: not an RFC 3339 time: {raw[:40]!r}") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def timestamp_pb(dt: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(dt)
+    return ts
 
 
 def _iso_date(field: str, raw: str) -> Any:
@@ -292,6 +312,8 @@ class AlpacaApi:
         return await self.list_orders(request)
 
     async def list_orders(self, request: Request) -> Response:
+        """Alpaca's GET /v2/orders: the filters and the order are ListOrders' (so a page of
+        more than 100 is the right one either way); `asset_class` is sorted out here."""
         q = request.query_params
         status = (q.get("status") or "open").lower()
         if status not in ("open", "closed", "all"):
@@ -300,25 +322,38 @@ class AlpacaApi:
             limit = min(500, max(1, int(q.get("limit") or 50)))
         except ValueError:
             raise AlpacaError(422, "limit must be an integer") from None
-        symbols = {s.strip() for s in (q.get("symbols") or "").split(",") if s.strip()}
+        direction = (q.get("direction") or "desc").lower()
+        if direction not in ("asc", "desc"):
+            raise AlpacaError(422, "direction must be asc or desc")
         side = (q.get("side") or "").lower()
+        if side not in ("", "buy", "sell"):
+            raise AlpacaError(422, "side must be buy or sell")
+        classes = {c.strip().lower() for c in (q.get("asset_class") or "").split(",") if c.strip()}
+        if unknown := classes - {"us_equity", "us_option"}:
+            raise AlpacaError(422, f"asset_class {sorted(unknown)[0]!r} is not traded on MBT")
+        req = opb.ListOrdersRequest(
+            status=status,
+            page_size=100,
+            direction=direction,
+            side=side,
+            symbols=[s.strip() for s in (q.get("symbols") or "").split(",") if s.strip()],
+        )
+        for name in ("after", "until"):
+            if (t := time_param(q, name)) is not None:
+                getattr(req, name).CopyFrom(timestamp_pb(t))
         out: list[dict[str, Any]] = []
-        token = ""
         while len(out) < limit:
-            page = await self.call(
-                request,
-                self.orders.ListOrders,
-                opb.ListOrdersRequest(status=status, page_size=100, page_token=token),
-            )
+            page = await self.call(request, self.orders.ListOrders, req)
             for o in page.orders:
-                if (symbols and o.symbol not in symbols) or (side and o.side != side):
-                    continue
-                out.append(shapes.order_json(o))
-            token = page.next_page_token
-            if not token:
+                shaped = shapes.order_json(o)
+                kinds = {shaped["asset_class"]} | {
+                    leg["asset_class"] for leg in shaped.get("legs") or []
+                }
+                if not classes or kinds & classes:
+                    out.append(shaped)
+            if not page.next_page_token:
                 break
-        if (q.get("direction") or "desc").lower() == "asc":
-            out.reverse()
+            req.page_token = page.next_page_token
         return JSONResponse(out[:limit])
 
     async def order_by_client_id(self, request: Request) -> Response:

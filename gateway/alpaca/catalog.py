@@ -19,12 +19,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.alpaca import shapes
-from gateway.alpaca.api import AlpacaApi, AlpacaError
+from gateway.alpaca.api import AlpacaApi, AlpacaError, time_param, timestamp_pb
 from gateway.alpaca.market_data import quote_json
 from raxx.mbt.v1 import accounts_service_pb2 as apb
 from raxx.mbt.v1 import marketdata_service_pb2 as mpb
@@ -156,20 +155,6 @@ def _decimal_param(q: Mapping[str, str], name: str) -> Decimal | None:
     return d
 
 
-def _time_param(q: Mapping[str, str], name: str) -> datetime | None:
-    raw = q.get(name)
-    if not raw:
-        return None
-    try:
-        dt = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            dt = datetime.combine(date.fromisoformat(raw), datetime.min.time())
-        except ValueError:
-            raise AlpacaError(422, f"{name}: not an RFC 3339 time: {raw[:40]!r}") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
-
-
 def _int_param(q: Mapping[str, str], name: str, default: int, most: int) -> int:
     raw = q.get(name)
     if not raw:
@@ -177,12 +162,6 @@ def _int_param(q: Mapping[str, str], name: str, default: int, most: int) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= most:
         raise AlpacaError(422, f"{name} must be an integer from 1 to {most}")
     return int(raw)
-
-
-def _ts(dt: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(dt)
-    return ts
 
 
 def _offset_token(offset: int) -> str:
@@ -225,15 +204,15 @@ class CatalogApi:
             raise AlpacaError(422, "direction must be asc or desc")
         req.ascending = direction == "asc"
         day = _date_param(q, "date")
-        after, until = _time_param(q, "after"), _time_param(q, "until")
+        after, until = time_param(q, "after"), time_param(q, "until")
         if day is not None:
             start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
             after, until = start, start + timedelta(days=1)
-            req.start_time.CopyFrom(_ts(after))
+            req.start_time.CopyFrom(timestamp_pb(after))
         elif after is not None:
-            req.start_time.CopyFrom(_ts(after + timedelta(microseconds=1)))
+            req.start_time.CopyFrom(timestamp_pb(after + timedelta(microseconds=1)))
         if until is not None:
-            req.end_time.CopyFrom(_ts(until))
+            req.end_time.CopyFrom(timestamp_pb(until))
         req.page_size = _int_param(q, "page_size", MAX_ACTIVITY_PAGE, MAX_ACTIVITY_PAGE)
         token = q.get("page_token")
         if token:

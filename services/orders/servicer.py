@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC
 from typing import Any
 
 import grpc
-from sqlalchemy import select
+from sqlalchemy import Select, or_, select
 
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import orders_service_pb2 as pb
@@ -33,6 +34,36 @@ from services.platform.wire import parse_decimal
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 STATUS_NAMES = {s.value for s in OrderStatus}
+
+
+MAX_SYMBOLS = 100
+
+
+def _filtered(q: Select[Any], request: pb.ListOrdersRequest) -> tuple[Select[Any], bool]:
+    """ListOrders' filters (submission window, symbols, side) on `q`, and whether newest first."""
+    direction = request.direction.strip().lower() or "desc"
+    if direction not in ("asc", "desc"):
+        raise InvalidArgument("direction", f"must be asc or desc; got {request.direction[:20]!r}")
+    if request.HasField("after"):
+        q = q.where(orders.c.submitted_at > request.after.ToDatetime(tzinfo=UTC))
+    if request.HasField("until"):
+        q = q.where(orders.c.submitted_at < request.until.ToDatetime(tzinfo=UTC))
+    symbols = sorted({s.strip().upper() for s in request.symbols if s.strip()})
+    if len(symbols) > MAX_SYMBOLS:
+        raise InvalidArgument("symbols", f"at most {MAX_SYMBOLS} symbols; got {len(symbols)}")
+    if symbols:
+        q = q.where(
+            or_(
+                orders.c.symbol.in_(symbols),
+                *(orders.c.legs.contains([{"symbol": s}]) for s in symbols),
+            )
+        )
+    side = request.side.strip().lower()
+    if side:
+        if side not in ("buy", "sell"):
+            raise InvalidArgument("side", f"must be buy or sell; got {request.side[:20]!r}")
+        q = q.where(orders.c.side == side)
+    return q, direction == "desc"
 
 
 class OrdersServicer(pb_grpc.OrdersServiceServicer):
@@ -192,7 +223,13 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
             if (creds := ShadowCredentials().of(user.user_id)) is not None:
                 listed = await alpaca_orders(creds, status)
                 return pb.ListOrdersResponse(orders=listed[:size], source="alpaca_paper")
-        q = q.order_by(orders.c.submitted_at.desc(), orders.c.id).offset(offset).limit(size + 1)
+        q, newest_first = _filtered(q, request)
+        by = (
+            (orders.c.submitted_at.desc(), orders.c.id.desc())
+            if newest_first
+            else (orders.c.submitted_at.asc(), orders.c.id.asc())
+        )
+        q = q.order_by(*by).offset(offset).limit(size + 1)
         async with self.app.db.connect() as conn:
             rows = (await conn.execute(q)).mappings().all()
         return pb.ListOrdersResponse(

@@ -367,3 +367,63 @@ def test_account_activities_as_alpaca_lists_them(system: RunningSystem, tmp_path
     assert bad.status_code == 422 and "activity type" in bad.json()["message"]
     bad = httpx.get(url, headers=h, params={"page_token": "not-an-activity"})
     assert bad.status_code == 422 and "after_id" in bad.json()["message"]
+
+
+def test_listing_orders_filters_and_pages_as_alpaca(system: RunningSystem, tmp_path: Path) -> None:
+    """GET /v2/orders with more orders than one internal page (100): each direction's first
+    page is that direction's, and after/until/symbols/side/asset_class select on the server."""
+    import httpx
+
+    email = "alpaca-list@example.com"
+    key = _key(system, tmp_path, email)
+    set_tier(system.data_dir, email, "pro_plus")  # 105 submits inside a minute
+    c = _client(system, key)
+    placed: list[Order] = []
+    for i in range(105):
+        o = c.submit_order(
+            LimitOrderRequest(
+                symbol="SPY" if i % 35 == 0 else "IBM",
+                qty=1,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.GTC,
+                limit_price=1.00,
+            )
+        )
+        assert isinstance(o, Order)
+        placed.append(o)
+    ids = [o.id for o in placed]
+
+    def listed(**params: Any) -> list[Any]:
+        got = c.get_orders(GetOrdersRequest(**params))
+        assert isinstance(got, list)
+        return [o.id for o in got]
+
+    assert listed(status=QueryOrderStatus.ALL, limit=500, direction="asc") == ids
+    assert listed(status=QueryOrderStatus.OPEN, limit=500) == ids[::-1]
+    assert listed(status=QueryOrderStatus.ALL) == ids[::-1][:50]  # Alpaca's default limit 50
+    assert listed(status=QueryOrderStatus.ALL, limit=10, direction="asc") == ids[:10]
+    cut = placed[49].submitted_at
+    assert listed(status=QueryOrderStatus.ALL, limit=500, after=cut, direction="asc") == ids[50:]
+    assert listed(status=QueryOrderStatus.ALL, limit=500, until=cut) == ids[:49][::-1]
+    assert listed(
+        status=QueryOrderStatus.ALL, after=placed[2].submitted_at, until=placed[6].submitted_at
+    ) == [ids[5], ids[4], ids[3]]
+    spy = [o.id for o in placed if o.symbol == "SPY"]
+    assert len(spy) == 3 and listed(status=QueryOrderStatus.ALL, symbols=["SPY"]) == spy[::-1]
+    assert listed(status=QueryOrderStatus.ALL, side=OrderSide.SELL) == []
+    assert listed(status=QueryOrderStatus.CLOSED, limit=500) == []
+
+    h = {"APCA-API-KEY-ID": key["key_id"], "APCA-API-SECRET-KEY": key["secret"]}
+    url = f"{system.url}/v2/orders"
+    options = httpx.get(url, headers=h, params={"status": "all", "asset_class": "us_option"})
+    assert options.status_code == 200 and options.json() == []
+    equities = httpx.get(url, headers=h, params={"asset_class": "us_equity", "limit": 3})
+    assert [o["id"] for o in equities.json()] == [str(i) for i in ids[::-1][:3]]
+    for params, word in (
+        ({"direction": "sideways"}, "direction"),
+        ({"after": "yesterday"}, "after"),
+        ({"side": "short"}, "side"),
+        ({"asset_class": "crypto"}, "asset_class"),
+    ):
+        bad = httpx.get(url, headers=h, params=params)
+        assert bad.status_code == 422 and word in bad.json()["message"], (params, bad.text)

@@ -378,20 +378,46 @@ class ListOrdersRequest(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    AFTER_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    DIRECTION_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    SIDE_FIELD_NUMBER: _builtins.int
     status: _builtins.str
     """"open" | "closed" | "all" or one status name; default "all" """
     page_size: _builtins.int
     page_token: _builtins.str
+    direction: _builtins.str
+    """"desc" (newest first, the default) or "asc" (oldest first), by submission time"""
+    side: _builtins.str
+    """only "buy" or "sell" orders"""
+    @_builtins.property
+    def after(self) -> _timestamp_pb2.Timestamp:
+        """only orders submitted after this instant (exclusive)"""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """only orders submitted before this instant (exclusive)"""
+
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """only orders in these symbols (a multi-leg order: any of its legs)"""
+
     def __init__(
         self,
         *,
         status: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        after: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        direction: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        side: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after", b"after", "direction", b"direction", "page_size", b"page_size", "page_token", b"page_token", "side", b"side", "status", b"status", "symbols", b"symbols", "until", b"until"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -412,7 +438,7 @@ class ListOrdersResponse(_message.Message):
     """
     @_builtins.property
     def orders(self) -> _containers.RepeatedCompositeFieldContainer[Global___Order]:
-        """newest first"""
+        """newest first (or oldest first: direction "asc")"""
 
     def __init__(
         self,

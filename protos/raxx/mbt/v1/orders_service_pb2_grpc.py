@@ -131,7 +131,8 @@ class OrdersServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListOrders(self, request, context):
-        """Your orders, newest first: open ones by default, or by status.
+        """Your orders, newest first (or oldest first), all by default or by status, symbol, side
+        and submission time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -49,7 +49,9 @@ class OrdersServiceStub:
     GetOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.GetOrderRequest, _orders_service_pb2.Order]
     """One of your orders by id (NOT_FOUND for another user's)."""
     ListOrders: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ListOrdersRequest, _orders_service_pb2.ListOrdersResponse]
-    """Your orders, newest first: open ones by default, or by status."""
+    """Your orders, newest first (or oldest first), all by default or by status, symbol, side
+    and submission time.
+    """
     CancelOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.CancelOrderRequest, _orders_service_pb2.Order]
     """Cancel an open order (idempotent: a done order is returned as it is)."""
     ListFills: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ListFillsRequest, _orders_service_pb2.ListFillsResponse]
@@ -94,7 +96,9 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     GetOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.GetOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
     """One of your orders by id (NOT_FOUND for another user's)."""
     ListOrders: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ListOrdersRequest, _orders_service_pb2.ListOrdersResponse]  # type: ignore[assignment]
-    """Your orders, newest first: open ones by default, or by status."""
+    """Your orders, newest first (or oldest first), all by default or by status, symbol, side
+    and submission time.
+    """
     CancelOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.CancelOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
     """Cancel an open order (idempotent: a done order is returned as it is)."""
     ListFills: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ListFillsRequest, _orders_service_pb2.ListFillsResponse]  # type: ignore[assignment]
@@ -160,7 +164,9 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orders_service_pb2.ListOrdersRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orders_service_pb2.ListOrdersResponse, _abc.Awaitable[_orders_service_pb2.ListOrdersResponse]]:
-        """Your orders, newest first: open ones by default, or by status."""
+        """Your orders, newest first (or oldest first), all by default or by status, symbol, side
+        and submission time.
+        """
 
     @_abc_1.abstractmethod
     def CancelOrder(
