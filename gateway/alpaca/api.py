@@ -63,21 +63,29 @@ STATUS_BY_REASON = {
     "INSUFFICIENT_QTY": 403,
     "ORDER_NOT_OPEN": 422,
 }
+# MBT reason -> Alpaca's code, where it is not the status's (42210000: a business rule)
+CODE_BY_REASON = {"SUB_PENNY_PRICE": 42210000}
 SUPPORTED_TYPES = ("market", "limit", "stop", "stop_limit")
 CREDENTIAL_KEYS = ("authorization", "apca-api-key-id", "apca-api-secret-key")
 
 
 class AlpacaError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        code: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.code = code or CODE_BY_STATUS.get(status, status * 100000)
 
     def response(self) -> JSONResponse:
-        code = CODE_BY_STATUS.get(self.status, self.status * 100000)
         return JSONResponse(
-            {"code": code, "message": self.message}, self.status, headers=self.headers
+            {"code": self.code, "message": self.message}, self.status, headers=self.headers
         )
 
 
@@ -91,7 +99,7 @@ def _from_rpc(err: grpc.aio.AioRpcError) -> AlpacaError:
     headers = {}
     if status == 429:
         headers["retry-after"] = str(retry_after_from_rpc(err) or 1)
-    return AlpacaError(status, message, headers)
+    return AlpacaError(status, message, headers, CODE_BY_REASON.get(reason))
 
 
 def _decimal_text(field: str, v: Any) -> str:
@@ -411,7 +419,7 @@ class AlpacaApi:
                             "symbol": p.symbol,
                             "status": exc.status,
                             "body": {
-                                "code": CODE_BY_STATUS.get(exc.status, 0),
+                                "code": exc.code,
                                 "message": exc.message,
                             },
                         }

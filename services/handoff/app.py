@@ -37,6 +37,7 @@ from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as acct_grpc
 from raxx.mbt.v1 import sessions_service_pb2 as sess_pb
 from raxx.mbt.v1 import sessions_service_pb2_grpc as sess_grpc
+from services.conventions.ticks import off_tick, price_increment
 from services.conventions.timestamps import parse_rfc3339
 from services.handoff.adapters.tables import (
     audit_log,
@@ -893,9 +894,12 @@ def _payload(live_order_id: str, req: Any) -> dict[str, str]:
             limit = Decimal(req.limit_price)
         except InvalidOperation:
             raise InvalidArgument("limit_price", "is required for a limit order") from None
-        if not limit.is_finite() or limit <= 0 or limit != limit.quantize(Decimal("0.01")):
-            raise InvalidArgument("limit_price", "must be a positive price in cents (e.g. 185.10)")
-        out["limit_price"] = str(limit.quantize(Decimal("0.01")))
+        if not limit.is_finite() or limit <= 0 or off_tick(limit, option=False) is not None:
+            raise InvalidArgument(
+                "limit_price",
+                "must be a positive price in cents (e.g. 185.10), or in $0.0001 below $1",
+            )
+        out["limit_price"] = str(limit.quantize(price_increment(limit, option=False)))
     elif req.limit_price:
         raise InvalidArgument("limit_price", "is only for limit orders")
     return out

@@ -44,7 +44,7 @@ from services.orders.ledger_marks import LedgerMarks
 from services.orders.partitions import Ownership
 from services.orders.persist import persist_events
 from services.orders.quotes import QuoteSource
-from services.orders.validation import OrderIntent
+from services.orders.validation import OrderIntent, check_ticks
 from services.platform.auth import Principal
 from services.platform.clients import CallStream, ServiceChannel
 from services.platform.db import UnitOfWork
@@ -247,6 +247,7 @@ class OrdersApp:
             stop_price=changes.get("stop_price") or old["stop_price"],
             client_order_id=new_coid,
         )
+        check_ticks(intent.limit_price, intent.stop_price, option=intent.is_option)
         async with self.lock:
             self.matching.cancel(order_id, self.sim_now)  # leaves the book; recorded below
             new_id_placeholder = str(uuid.uuid4())

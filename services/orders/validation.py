@@ -14,6 +14,7 @@ from enum import StrEnum
 
 from raxx.mbt.v1 import orders_service_pb2 as pb
 from services.conventions.occ import is_occ_symbol, parse_occ
+from services.conventions.ticks import off_tick
 from services.orders.domain.errors import InvalidOrderError
 from services.orders.domain.model import (
     FillPreference,
@@ -28,7 +29,7 @@ from services.platform.errors import InvalidArgument
 from services.platform.wire import parse_decimal
 
 MAX_CLIENT_ORDER_ID = 128
-MAX_PRICE_PLACES = 4
+SUB_PENNY_PRICE = "SUB_PENNY_PRICE"
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,25 @@ def _legs(req: pb.SubmitOrderRequest) -> tuple[tuple[Leg, ...], str]:
     return tuple(legs), roots.pop()
 
 
+def check_ticks(limit: Decimal | None, stop: Decimal | None, *, option: bool) -> None:
+    """Limit and stop prices in the market's increments (`conventions.ticks`), as Alpaca checks
+    them: a sub-penny price is refused, never rounded."""
+    for name, price in (("limit_price", limit), ("stop_price", stop)):
+        if price is None or (tick := off_tick(price, option)) is None:
+            continue
+        rule = (
+            "an option's price is in whole cents"
+            if option
+            else "$1.00 or more: whole cents; below $1.00: $0.0001"
+        )
+        raise InvalidArgument(
+            name,
+            f"invalid {name} {price}. sub-penny increment does not fulfill minimum pricing "
+            f"criteria (a multiple of {tick}: {rule})",
+            reason=SUB_PENNY_PRICE,
+        )
+
+
 def check_submit(req: pb.SubmitOrderRequest) -> OrderIntent:
     legs: tuple[Leg, ...] = ()
     if req.legs:
@@ -107,9 +127,7 @@ def check_submit(req: pb.SubmitOrderRequest) -> OrderIntent:
     needs_limit = order_type in (OrderType.LIMIT, OrderType.STOP_LIMIT)
     if needs_limit and limit is None:
         raise InvalidArgument("limit_price", f"is required for {order_type.value} orders")
-    for name, price in (("limit_price", limit), ("stop_price", stop)):
-        if price is not None and -price.as_tuple().exponent > MAX_PRICE_PLACES:  # type: ignore[operator]
-            raise InvalidArgument(name, f"at most {MAX_PRICE_PLACES} decimal places; got {price}")
+    check_ticks(limit, stop, option=bool(legs) or is_occ_symbol(symbol))
     preference = None
     if req.fill_preference:
         preference = FillPreference(_choice("fill_preference", req.fill_preference, FillPreference))

@@ -167,6 +167,32 @@ def test_trading_client_end_to_end(system: RunningSystem, tmp_path: Path) -> Non
             )
         )
     assert e.value.status_code in (404, 422) and isinstance(e.value.code, int)
+    # a sub-penny price: refused as Alpaca refuses it (a business rule, 42210000), on submit
+    # and on replace, and nothing is placed
+    open_before = c.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))
+    with pytest.raises(APIError) as e:
+        c.submit_order(
+            LimitOrderRequest(
+                symbol="IBM",
+                qty=1,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.GTC,
+                limit_price=1.005,
+            )
+        )
+    assert e.value.status_code == 422 and e.value.code == 42210000
+    assert "sub-penny" in e.value.message and "1.005" in e.value.message
+    resting = c.submit_order(
+        LimitOrderRequest(
+            symbol="IBM", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.GTC, limit_price=1.01
+        )
+    )
+    with pytest.raises(APIError) as e:
+        c.replace_order_by_id(resting.id, ReplaceOrderRequest(limit_price=1.015))
+    assert e.value.status_code == 422 and e.value.code == 42210000
+    assert c.get_order_by_id(resting.id).status == OrderStatus.ACCEPTED  # left as it was
+    c.cancel_order_by_id(resting.id)
+    assert c.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN)) == open_before
 
 
 def test_raw_data_is_alpacas_json(system: RunningSystem, tmp_path: Path) -> None:
