@@ -201,7 +201,7 @@ def account_configuration(margin: bool) -> dict[str, Any]:
     }
 
 
-def position_json(p: apb.Position, qty_available: str | None = None) -> dict[str, Any]:
+def position_json(p: apb.Position) -> dict[str, Any]:
     from decimal import Decimal
 
     qty = Decimal(p.qty or "0")
@@ -215,7 +215,7 @@ def position_json(p: apb.Position, qty_available: str | None = None) -> dict[str
         "asset_class": asset_class(p.symbol),
         "asset_marginable": not is_occ_symbol(p.symbol),
         "qty": p.qty,
-        "qty_available": qty_available if qty_available is not None else p.qty,
+        "qty_available": p.qty_available or p.qty,  # an older accounts: the whole position
         "avg_entry_price": p.avg_entry_price,
         "side": "short" if qty < 0 else "long",
         "market_value": p.market_value,

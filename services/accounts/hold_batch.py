@@ -43,7 +43,8 @@ LOCK_ACCOUNTS = (
 )
 # everything else the decisions read, in one statement (one round trip) once the accounts are
 # locked: this batch's holds placed before, the accounts' positions, the shares their active
-# sell holds reserve of the symbols the batch sells, and cash accounts' recent sale proceeds
+# sell holds reserve of the symbols the batch sells (and margin accounts' buy holds, of a short
+# they cover, of the symbols it buys), and cash accounts' recent sale proceeds
 # (which settle later); `kind` says which
 READS = (
     "SELECT 'existing' AS kind, order_id AS key, NULL::text AS account_id, amount, "
@@ -54,6 +55,10 @@ READS = (
     "UNION ALL SELECT 'sell_held', symbol, account_id, NULL, sum(qty), NULL, NULL "
     "FROM accounts.holds WHERE account_id = ANY(%(accounts)s::text[]) "
     "AND symbol = ANY(%(symbols)s::text[]) AND side = 'sell' AND status = 'active' "
+    "GROUP BY account_id, symbol "
+    "UNION ALL SELECT 'buy_held', symbol, account_id, NULL, sum(qty), NULL, NULL "
+    "FROM accounts.holds WHERE account_id = ANY(%(margin)s::text[]) "
+    "AND symbol = ANY(%(buys)s::text[]) AND side = 'buy' AND status = 'active' "
     "GROUP BY account_id, symbol "
     "UNION ALL SELECT 'sale', NULL, account_id, amount, NULL, NULL, occurred_at "
     "FROM accounts.activities WHERE account_id = ANY(%(cash)s::text[]) "
@@ -86,6 +91,8 @@ class HoldRequest:
     as_of: datetime | None = None  # the market clock: sale proceeds settle T+1 from it
     # not decided until the ledger has applied this event (a message id; "" for none)
     after_event: str = ""
+    # a multi-leg order's package (cash only, under the underlying's symbol: no shares)
+    package: bool = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,8 @@ class Snapshot:
     existing: dict[str, Decimal]  # order id -> cash held, for holds placed before
     held: dict[str, Decimal] = field(default_factory=dict)  # account id -> active cash held
     sell_held: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    # (account id, symbol) -> shares open buys would cover of a short (margin accounts)
+    buy_held: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     positions: dict[str, list[Any]] = field(default_factory=dict)  # account id -> rows
     sales: dict[str, list[tuple[Any, datetime]]] = field(default_factory=dict)
     # users whose holds wait: the ledger has not applied an event one of them waits for
@@ -118,6 +127,7 @@ class _Budget:
     marks: Mapping[str, Decimal]
     cash: dict[object, Decimal] = field(default_factory=dict)
     qty: dict[str, Decimal] = field(default_factory=dict)
+    cover: dict[str, Decimal] = field(default_factory=dict)  # of a short, what buys may cover
 
     @property
     def id(self) -> str:
@@ -158,38 +168,75 @@ def _available(
     return key
 
 
+def _owned(b: _Budget, snap: Snapshot, symbol: str) -> Decimal:
+    """The account's position in `symbol` (negative: short)."""
+    return next((Decimal(p.qty) for p in snap.positions.get(b.id, []) if p.symbol == symbol), ZERO)
+
+
+def _short_of_qty(item: HoldRequest, available: Decimal, why: str) -> FailedPrecondition:
+    free = max(available, ZERO)
+    return FailedPrecondition(
+        f"insufficient qty available for order (requested: {item.qty.normalize():f}, "
+        f"available: {free.normalize():f}): {why}",
+        reason="INSUFFICIENT_QTY",
+        metadata={"symbol": item.symbol, "available": str(free), "requested": str(item.qty)},
+    )
+
+
 def _decide(
     b: _Budget, snap: Snapshot, item: HoldRequest, calendar: MarketCalendar | None
 ) -> tuple[Decimal, Decimal]:
-    """(cash held, shares held) for one order against the account's budget, or refuse."""
+    """(cash held, shares held) for one order against the account's budget, or refuse.
+
+    As at Alpaca, one order never turns a position from long to short or back: a sell while
+    long may sell what open sells do not already hold, a buy while short may cover what open
+    buys do not already cover; beyond that it is refused (403 "insufficient qty available").
+    """
     key = _available(b, snap, item, calendar)
     available = b.cash[key]
     if item.side == "buy":
-        _require(item.amount, available)
-        hold_amount, hold_qty = item.amount, ZERO
-    else:
-        if item.symbol not in b.qty:
-            owned = next(
-                (Decimal(p.qty) for p in snap.positions.get(b.id, []) if p.symbol == item.symbol),
-                ZERO,
+        hold_qty = ZERO
+        owned = _owned(b, snap, item.symbol) if b.margin and not item.package else ZERO
+        if owned < 0:
+            cover = b.cover.setdefault(
+                item.symbol, -owned - snap.buy_held.get((b.id, item.symbol), ZERO)
             )
+            if item.qty > cover:
+                raise _short_of_qty(
+                    item,
+                    cover,
+                    f"you are short {item.symbol}; a buy may cover the short, not also open a "
+                    "long position (cover it first, then buy)",
+                )
+            hold_qty = item.qty
+        _require(item.amount, available)
+        hold_amount = item.amount
+        if hold_qty:
+            b.cover[item.symbol] -= hold_qty
+    else:
+        owned = _owned(b, snap, item.symbol)
+        if item.symbol not in b.qty:
             b.qty[item.symbol] = owned - snap.sell_held.get((b.id, item.symbol), ZERO)
         available_qty = b.qty[item.symbol]
         hold_amount, hold_qty = ZERO, item.qty
         if item.qty > available_qty:
-            free = max(available_qty, ZERO)
             mark = b.marks.get(item.symbol)
-            if not b.margin or mark is None:
-                raise FailedPrecondition(
-                    f"insufficient qty: selling {item.qty.normalize():f} {item.symbol} but "
-                    f"{free.normalize():f} available (cash accounts cannot sell short)",
-                    reason="INSUFFICIENT_QTY",
-                    metadata={"symbol": item.symbol, "available": str(free)},
+            if not b.margin:
+                raise _short_of_qty(item, available_qty, "cash accounts cannot sell short")
+            if owned > 0:
+                raise _short_of_qty(
+                    item,
+                    available_qty,
+                    f"you hold {owned.normalize():f} {item.symbol} long (less what open sells "
+                    "hold); a sell may close the position, not also open a short (close it "
+                    "first, then sell short)",
                 )
-            # margin: the part beyond the shares held is a short sale, held in buying power
-            short_notional = (item.qty - free) * mark * multiplier_of(item.symbol)
+            if mark is None:
+                raise _short_of_qty(item, available_qty, f"no price for {item.symbol} to short at")
+            # margin, flat or short: a short sale, held in buying power
+            short_notional = item.qty * mark * multiplier_of(item.symbol)
             _require(short_notional, available)
-            hold_amount, hold_qty = short_notional, free
+            hold_amount, hold_qty = short_notional, ZERO
         b.qty[item.symbol] = available_qty - hold_qty
     # every budget of this account (each settlement day) falls by what this hold reserves
     b.held += hold_amount
@@ -307,6 +354,9 @@ async def _place(
                 "orders": [i.order_id for i in items],
                 "accounts": [str(a["id"]) for a in locked],
                 "symbols": sells,
+                # what open buys cover of a short: margin accounts only (cash cannot be short)
+                "margin": [str(a["id"]) for a in locked if a["account_type"] == "margin"],
+                "buys": sorted({i.symbol for i in items if i.side == "buy" and not i.package}),
                 "cash": [str(a["id"]) for a in locked if a["account_type"] == "cash"]
                 if settling
                 else [],
@@ -325,6 +375,8 @@ async def _place(
                 positions[str(r["account_id"])].append(_Row(r["key"], r["qty"], r["price"]))
             elif kind == "sell_held":
                 snap.sell_held[str(r["account_id"]), str(r["key"])] = Decimal(r["qty"])
+            elif kind == "buy_held":
+                snap.buy_held[str(r["account_id"]), str(r["key"])] = Decimal(r["qty"])
             elif kind == "applied":
                 applied.add(str(r["key"]))
             else:

@@ -98,9 +98,20 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                 .mappings()
                 .all()
             )
+            # what open closing orders hold: sells of a long, buys covering a short
+            held = {
+                (h.symbol, h.side): Decimal(h.qty)
+                for h in await conn.execute(
+                    select(holds.c.symbol, holds.c.side, func.sum(holds.c.qty).label("qty"))
+                    .where(holds.c.account_id == account_id, holds.c.status == "active")
+                    .group_by(holds.c.symbol, holds.c.side)
+                )
+            }
         out = []
         for r in rows:
             qty, avg = Decimal(r["qty"]), Decimal(r["avg_entry_price"])
+            closing = held.get((r["symbol"], "sell" if qty > 0 else "buy"), ZERO)
+            available = qty - closing if qty > 0 else qty + closing
             mark = await self._mark(r["symbol"])
             m = multiplier_of(r["symbol"])
             mv = (qty * mark if mark is not None else qty * avg) * m
@@ -109,6 +120,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                     symbol=r["symbol"],
                     asset_class=r["asset_class"],
                     qty=dec_to_wire(qty),
+                    qty_available=dec_to_wire(available),
                     avg_entry_price=dec_to_wire(avg.quantize(Decimal("0.0001"))),
                     cost_basis=money(qty * avg * m),
                     current_price=dec_to_wire(mark) if mark is not None else "",
@@ -734,6 +746,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                     amount,
                     ts_from_wire(r.as_of) if r.HasField("as_of") else None,
                     r.after_event,
+                    r.package,
                 )
             except MbtError as exc:
                 parsed.append(exc)

@@ -43,6 +43,7 @@ async def alpaca_positions(creds: AlpacaPaperCredentials) -> list[pb.Position]:
             symbol=str(p["symbol"]),
             asset_class="option" if p.get("asset_class") == "us_option" else "equity",
             qty=str(p.get("qty", "0")),
+            qty_available=str(p.get("qty_available") or p.get("qty", "0")),
             avg_entry_price=str(p.get("avg_entry_price", "")),
             cost_basis=_m(p.get("cost_basis")),
             current_price=str(p.get("current_price", "")),

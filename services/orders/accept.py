@@ -432,6 +432,7 @@ class SubmitPipeline:
                 amount=str(p.amount),
                 as_of=ts_to_wire(app.sim_now),
                 after_event=p.after_event,
+                package=bool(p.intent.legs),
             )
         try:
             reply = await app.holds.call(request)

@@ -121,6 +121,18 @@ def test_trading_client_end_to_end(system: RunningSystem, tmp_path: Path) -> Non
     )
     open_ids = {o.id for o in c.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN))}
     assert {lim.id, stop.id, stop_limit.id} <= open_ids
+    # the resting stop sells 1 of the 3 held: 2 are left for another closing order, and a sell
+    # of 3 now is refused (as at Alpaca), not turned into a short sale
+    held = c.get_open_position("IBM")
+    assert (held.qty, held.qty_available) == ("3", "2")
+    with pytest.raises(APIError) as e:
+        c.submit_order(
+            MarketOrderRequest(
+                symbol="IBM", qty=3, side=OrderSide.SELL, time_in_force=TimeInForce.DAY
+            )
+        )
+    assert e.value.status_code == 403 and e.value.code == 40310000
+    assert "insufficient qty available for order (requested: 3, available: 2)" in e.value.message
     new = c.replace_order_by_id(lim.id, ReplaceOrderRequest(limit_price=1.25))
     assert new.replaces == lim.id and new.limit_price == "1.25"
     assert c.get_order_by_id(lim.id).status == OrderStatus.REPLACED

@@ -113,7 +113,7 @@ async def test_a_batch_of_holds_is_decided_in_order_as_one_at_a_time_would_be(en
         "FailedPrecondition",
     ]
     assert isinstance(results[1], FailedPrecondition) and "available $4000.00" in results[1].message
-    assert isinstance(results[5], FailedPrecondition) and "4 available" in results[5].message
+    assert isinstance(results[5], FailedPrecondition) and "available: 4)" in results[5].message
     assert results[3] == results[0]
     async with engine.connect() as conn:
         acct_a = await handlers.account_of_user(conn, a)
@@ -154,7 +154,7 @@ async def test_a_hold_waits_for_the_ledger_event_it_names(engine) -> None:  # ty
         acct = await handlers.account_of_user(conn, user)
         assert await handlers.held_amount(conn, str(acct["id"])) == 0
     # without the wait the sell is refused: the ledger holds no IBM for the user yet
-    with pytest.raises(FailedPrecondition, match="0 available"):
+    with pytest.raises(FailedPrecondition, match=r"available: 0\)"):
         await handlers.place_hold(engine, user, str(uuid.uuid4()), "IBM", "sell", D(10), D(0))
     async with engine.begin() as conn:
         await handlers.apply_fill_event(conn, f.execution_id, f)
@@ -194,7 +194,7 @@ async def test_sell_hold_reserves_shares(engine) -> None:  # type: ignore[no-unt
             conn, f"{buy}:1", fill(user, buy, "buy", "10", "100", "filled")
         )
     await handlers.place_hold(engine, user, str(uuid.uuid4()), "IBM", "sell", D(6), D(0))
-    with pytest.raises(FailedPrecondition, match="4 available"):
+    with pytest.raises(FailedPrecondition, match=r"available: 4\)"):
         await handlers.place_hold(engine, user, str(uuid.uuid4()), "IBM", "sell", D(5), D(0))
 
 
@@ -344,3 +344,59 @@ async def test_held_cash_on_the_account_row_is_the_sum_of_its_active_holds(engin
         await handlers.release_hold(conn, orders[2])
     held, total = await both()
     assert held == total == D("1000") - D("400") + D("44.44")
+
+
+async def test_one_order_never_turns_a_margin_position_from_long_to_short_or_back(engine) -> None:  # type: ignore[no-untyped-def]
+    """As at Alpaca: a sell while long sells at most what open sells do not hold yet, a buy
+    while short covers at most what open buys do not cover yet (403 "insufficient qty
+    available"); flat, a sell is a short sale; a spread's package hold buys no shares."""
+    import dataclasses
+
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "diversifier", "free", None, "margin")
+    long_buy, short_sale = str(uuid.uuid4()), str(uuid.uuid4())
+    async with engine.begin() as conn:  # long 10 IBM, short 20 XYZ
+        await handlers.apply_fill_event(
+            conn, f"{long_buy}:1", fill(user, long_buy, "buy", "10", "100", "filled")
+        )
+        f = dataclasses.replace(
+            fill(user, short_sale, "sell", "20", "10", "filled"),
+            symbol="XYZ",
+            execution_id=f"{short_sale}:1",
+        )
+        await handlers.apply_fill_event(conn, f.execution_id, f)
+    marks = {"IBM": D("100"), "XYZ": D("10"), "ABC": D("5")}
+
+    async def hold(symbol: str, side: str, qty: int, amount: str = "0") -> D:
+        _, held, _ = await handlers.place_hold(
+            engine, user, str(uuid.uuid4()), symbol, side, D(qty), D(amount), marks
+        )
+        return held
+
+    async def refused(symbol: str, side: str, qty: int, available: int) -> None:
+        with pytest.raises(FailedPrecondition) as err:
+            await hold(symbol, side, qty, str(qty * 100))
+        assert err.value.reason == "INSUFFICIENT_QTY"
+        assert f"(requested: {qty}, available: {available})" in err.value.message
+
+    await refused("IBM", "sell", 15, 10)  # would sell 10 and short 5
+    assert await hold("IBM", "sell", 6) == 0  # closes part: shares held, no cash
+    await refused("IBM", "sell", 5, 4)
+    assert await hold("IBM", "sell", 4) == 0
+    await refused("IBM", "sell", 1, 0)
+
+    await refused("XYZ", "buy", 25, 20)  # would cover 20 and go long 5
+    assert await hold("XYZ", "buy", 12, "120") == D("120")
+    await refused("XYZ", "buy", 10, 8)
+    assert await hold("XYZ", "buy", 8, "80") == D("80")
+    await refused("XYZ", "buy", 1, 0)
+    # a spread on XYZ options reserves cash under "XYZ" and trades no XYZ shares
+    (spread,) = await handlers.place_holds(
+        engine,
+        [handlers.HoldRequest(user, str(uuid.uuid4()), "XYZ", "buy", D(3), D(450), package=True)],
+        {user: marks},
+    )
+    assert not isinstance(spread, Exception) and spread.amount == D(450)
+
+    # flat: a sell is a short sale, held in buying power (5 × $5)
+    assert await hold("ABC", "sell", 5) == D("25")

@@ -63,7 +63,7 @@ holds = Table(
     Column("symbol", String(32), nullable=False),
     Column("side", String(4), nullable=False),
     Column("amount", MONEY, nullable=False),  # cash reserved (buys)
-    Column("qty", QTY, nullable=False),  # shares reserved (sells)
+    Column("qty", QTY, nullable=False),  # shares reserved (sells; buys covering a short)
     Column("status", String(10), nullable=False),  # active | released
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("holds_active", "account_id", postgresql_where="status = 'active'"),

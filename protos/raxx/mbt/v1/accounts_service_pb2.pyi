@@ -126,6 +126,7 @@ class Position(_message.Message):
     UNREALIZED_PL_FIELD_NUMBER: _builtins.int
     REALIZED_PL_FIELD_NUMBER: _builtins.int
     OPENED_AT_FIELD_NUMBER: _builtins.int
+    QTY_AVAILABLE_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     """the instrument held"""
     asset_class: _builtins.str
@@ -144,6 +145,10 @@ class Position(_message.Message):
     """market value - cost basis"""
     realized_pl: _builtins.str
     """P&L realized by closing trades in this symbol"""
+    qty_available: _builtins.str
+    """qty less what open closing orders hold (sells of a long, buys covering a short); signed
+    as qty. What a new closing order may still close.
+    """
     @_builtins.property
     def opened_at(self) -> _timestamp_pb2.Timestamp:
         """when the position was opened"""
@@ -161,10 +166,11 @@ class Position(_message.Message):
         unrealized_pl: _builtins.str = ...,
         realized_pl: _builtins.str = ...,
         opened_at: _timestamp_pb2.Timestamp | None = ...,
+        qty_available: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["opened_at", b"opened_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_class", b"asset_class", "avg_entry_price", b"avg_entry_price", "cost_basis", b"cost_basis", "current_price", b"current_price", "market_value", b"market_value", "opened_at", b"opened_at", "qty", b"qty", "realized_pl", b"realized_pl", "symbol", b"symbol", "unrealized_pl", b"unrealized_pl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_class", b"asset_class", "avg_entry_price", b"avg_entry_price", "cost_basis", b"cost_basis", "current_price", b"current_price", "market_value", b"market_value", "opened_at", b"opened_at", "qty", b"qty", "qty_available", b"qty_available", "realized_pl", b"realized_pl", "symbol", b"symbol", "unrealized_pl", b"unrealized_pl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -463,6 +469,7 @@ class PlaceHoldRequest(_message.Message):
     AMOUNT_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
     AFTER_EVENT_FIELD_NUMBER: _builtins.int
+    PACKAGE_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     order_id: _builtins.str
     symbol: _builtins.str
@@ -475,6 +482,10 @@ class PlaceHoldRequest(_message.Message):
     """the newest ledger event (its message id: a fill, or an order's end) that orders committed
     for this user lately; until the ledger has applied it the hold is not decided (the result
     is UNAVAILABLE, reason LEDGER_BEHIND, and orders asks again). Empty: decide now.
+    """
+    package: _builtins.bool
+    """a multi-leg order's hold: cash for the package, under its underlying's symbol; it buys no
+    shares of that symbol (so it cannot cover a short of it)
     """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
@@ -491,10 +502,11 @@ class PlaceHoldRequest(_message.Message):
         amount: _builtins.str = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
         after_event: _builtins.str = ...,
+        package: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_event", b"after_event", "amount", b"amount", "as_of", b"as_of", "order_id", b"order_id", "qty", b"qty", "side", b"side", "symbol", b"symbol", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_event", b"after_event", "amount", b"amount", "as_of", b"as_of", "order_id", b"order_id", "package", b"package", "qty", b"qty", "side", b"side", "symbol", b"symbol", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
