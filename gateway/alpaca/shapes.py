@@ -53,8 +53,15 @@ def asset_class(symbol: str) -> str:
     return "us_option" if is_occ_symbol(symbol) else "us_equity"
 
 
+# MBT's order status -> Alpaca's: an accepted order is on MBT's book, working, which Alpaca
+# calls `new` (its trade_updates event for it is `new` too); MBT's `new` is an order recorded
+# whose acceptance (the buying-power hold) is not decided yet, Alpaca's `pending_new`
+ALPACA_STATUS = {"accepted": "new", "new": "pending_new"}
+
+
 def order_json(o: opb.Order) -> dict[str, Any]:
     """An Order as Alpaca returns it (a spread is order_class "mleg" with its legs)."""
+    status = ALPACA_STATUS.get(o.status, o.status)
     created = _ts(o.submitted_at) or _ts(o.updated_at)
     updated = _ts(o.updated_at) or created
     ended = _ts(o.canceled_at)
@@ -89,7 +96,7 @@ def order_json(o: opb.Order) -> dict[str, Any]:
                 "time_in_force": o.time_in_force,
                 "limit_price": None,
                 "stop_price": None,
-                "status": o.status,
+                "status": status,
                 "extended_hours": False,
                 "legs": None,
                 "ratio_qty": str(leg.ratio),
@@ -127,7 +134,7 @@ def order_json(o: opb.Order) -> dict[str, Any]:
         "time_in_force": o.time_in_force,
         "limit_price": _dec(o.limit_price),
         "stop_price": _dec(o.stop_price),
-        "status": o.status,
+        "status": status,
         "extended_hours": False,
         "legs": legs,
         "trail_percent": None,

@@ -66,6 +66,19 @@ def _filtered(q: Select[Any], request: pb.ListOrdersRequest) -> tuple[Select[Any
     return q, direction == "desc"
 
 
+def _alpaca_filters(request: pb.ListOrdersRequest) -> dict[str, str]:
+    """ListOrders' filters as Alpaca's GET /v2/orders takes them (shadow mode reads there)."""
+    out = {"direction": request.direction.strip().lower() or "desc"}
+    for name in ("after", "until"):
+        if request.HasField(name):
+            out[name] = getattr(request, name).ToJsonString()
+    if request.symbols:
+        out["symbols"] = ",".join(s.strip().upper() for s in request.symbols if s.strip())
+    if request.side.strip():
+        out["side"] = request.side.strip().lower()
+    return out
+
+
 class OrdersServicer(pb_grpc.OrdersServiceServicer):
     def __init__(self, app: OrdersApp, calendar: MarketCalendar, bus: Bus | None = None) -> None:
         self.app = app
@@ -216,14 +229,14 @@ class OrdersServicer(pb_grpc.OrdersServiceServicer):
             raise InvalidArgument(
                 "status", f"must be open, closed, all or a status name; got {request.status!r}"
             )
+        q, newest_first = _filtered(q, request)  # checked here, also for shadow reads
         if self.app.flags.paper_mode(user.user_id) == "shadow":
             from services.orders.shadow import alpaca_orders
             from services.platform.shadow_credentials import ShadowCredentials
 
             if (creds := ShadowCredentials().of(user.user_id)) is not None:
-                listed = await alpaca_orders(creds, status)
+                listed = await alpaca_orders(creds, status, _alpaca_filters(request))
                 return pb.ListOrdersResponse(orders=listed[:size], source="alpaca_paper")
-        q, newest_first = _filtered(q, request)
         by = (
             (orders.c.submitted_at.desc(), orders.c.id.desc())
             if newest_first

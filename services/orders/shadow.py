@@ -208,6 +208,11 @@ def _wire_ts(v: Any) -> Any:
     return ts_to_wire(parse_rfc3339(v))
 
 
+# Alpaca's order status -> MBT's (the gateway's /v2 maps them back): Alpaca's working `new` is
+# MBT's `accepted`, its `pending_new` MBT's `new`
+MBT_STATUS = {"new": "accepted", "pending_new": "new"}
+
+
 def _order_pb(o: dict[str, Any]) -> pb.Order:
     return pb.Order(
         id=str(o.get("client_order_id") or o.get("id")),
@@ -219,7 +224,7 @@ def _order_pb(o: dict[str, Any]) -> pb.Order:
         time_in_force=str(o.get("time_in_force") or ""),
         limit_price=str(o.get("limit_price") or ""),
         stop_price=str(o.get("stop_price") or ""),
-        status=str(o.get("status") or ""),
+        status=MBT_STATUS.get(str(o.get("status") or ""), str(o.get("status") or "")),
         filled_qty=str(o.get("filled_qty") or "0"),
         filled_avg_price=str(o.get("filled_avg_price") or ""),
         status_reason=f"from Alpaca paper (shadow mode; Alpaca order {o.get('id')})",
@@ -230,11 +235,15 @@ def _order_pb(o: dict[str, Any]) -> pb.Order:
     )
 
 
-async def alpaca_orders(creds: AlpacaPaperCredentials, status: str) -> list[pb.Order]:
-    """A shadow user's orders as Alpaca paper has them (their reads come from Alpaca)."""
+async def alpaca_orders(
+    creds: AlpacaPaperCredentials, status: str, filters: dict[str, str] | None = None
+) -> list[pb.Order]:
+    """A shadow user's orders as Alpaca paper has them (their reads come from Alpaca);
+    `filters`: Alpaca's own query parameters (after, until, direction, symbols, side)."""
     wanted = status if status in ("open", "closed", "all") else "all"
-    listed = await read_paper(creds, lambda c: c.get("/orders", {"status": wanted, "limit": 500}))
+    query = {"status": wanted, "limit": 500, **(filters or {})}
+    listed = await read_paper(creds, lambda c: c.get("/orders", query))
     rows = [dict(o) for o in listed]
     if status not in ("open", "closed", "all"):
-        rows = [o for o in rows if o.get("status") == status]
+        rows = [o for o in rows if MBT_STATUS.get(str(o.get("status")), o.get("status")) == status]
     return [_order_pb(o) for o in rows]

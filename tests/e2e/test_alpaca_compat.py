@@ -78,7 +78,7 @@ def test_trading_client_end_to_end(system: RunningSystem, tmp_path: Path) -> Non
     buy = c.submit_order(
         MarketOrderRequest(symbol="IBM", qty=3, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
     )
-    assert isinstance(buy, Order) and buy.status in (OrderStatus.ACCEPTED, OrderStatus.FILLED)
+    assert isinstance(buy, Order) and buy.status in (OrderStatus.NEW, OrderStatus.FILLED)
     filled = _filled(c, buy.id)
     assert filled.filled_qty == "3" and Decimal(str(filled.filled_avg_price)) > 0
     # the ledger applies the fill from its event a moment later (accounts owns positions)
@@ -202,7 +202,7 @@ def test_trading_client_end_to_end(system: RunningSystem, tmp_path: Path) -> Non
     with pytest.raises(APIError) as e:
         c.replace_order_by_id(resting.id, ReplaceOrderRequest(limit_price=1.015))
     assert e.value.status_code == 422 and e.value.code == 42210000
-    assert c.get_order_by_id(resting.id).status == OrderStatus.ACCEPTED  # left as it was
+    assert c.get_order_by_id(resting.id).status == OrderStatus.NEW  # left as it was, working
     c.cancel_order_by_id(resting.id)
     assert c.get_orders(GetOrdersRequest(status=QueryOrderStatus.OPEN)) == open_before
 
@@ -222,6 +222,7 @@ def test_raw_data_is_alpacas_json(system: RunningSystem, tmp_path: Path) -> None
     assert isinstance(o, dict)
     assert o["qty"] == "2" and o["limit_price"] == "1.5" and o["type"] == "limit"
     assert o["order_class"] == "simple" and o["asset_class"] == "us_equity"
+    assert o["status"] == "new"  # resting on the book: working, Alpaca's `new`
     uuid.UUID(o["id"]), uuid.UUID(o["asset_id"])
     for ts in ("created_at", "updated_at", "submitted_at"):
         assert o[ts] and o[ts].endswith("Z")
@@ -266,6 +267,7 @@ def test_trading_stream_hears_new_and_fill_with_position_qty(
     timer.cancel()
     events = [(u.event, u.order.qty) for u in got]
     assert events == [("new", "2"), ("fill", "2"), ("new", "3"), ("fill", "3")]
+    assert [u.order.status for u in got if u.event == "new"] == [OrderStatus.NEW] * 2
     fills = [u for u in got if u.event == "fill"]
     assert [u.position_qty for u in fills] == [2.0, 5.0]  # the signed position after each
     assert all(u.price is not None and u.price > 0 and u.execution_id for u in fills)

@@ -280,7 +280,7 @@ def test_commands_through_the_gateway_go_straight_to_the_owner(two: RunningSyste
         order["time_in_force"] = "gtc"
         if alpaca:
             r = httpx.post(f"{two.url}/v2/orders", headers=h, json={**order, "type": "limit"})
-            assert r.status_code == 200 and r.json()["status"] == "accepted", r.text
+            assert r.status_code == 200 and r.json()["status"] == "new", r.text
         else:
             body = {**order, "order_type": "limit"}
             r = httpx.post(f"{two.url}/api/mbt/orders", headers=h, json=body)
