@@ -78,8 +78,9 @@ log = logging.getLogger("mbt.orders")
 
 # One statement, one round trip, one commit: behind the fence (the batch's partitions read
 # FOR SHARE: a claim by another process waits for this statement, and after the claim the rows
-# no longer match, so nothing is written), the batch's orders are inserted (a used
-# client_order_id is skipped by the unique constraint) and orders left `new` by an earlier
+# no longer match, so nothing is written), the batch's orders are inserted (a client_order_id
+# an order placed before holds is skipped: by the unique index, or for a refusal by the NOT
+# EXISTS, as a refused order does not hold its client_order_id) and orders left `new` by an earlier
 # version are finished (only if still `new`); each order written gets its outbox event and its
 # audit rows, in batch order. The rows come in as one JSON document (cheaper to encode than an
 # array per column), the event payloads as one bytea array.
@@ -105,7 +106,10 @@ WITH fence AS (
   SELECT id, user_id, account_id, client_order_id, symbol, side, qty, order_type,
     time_in_force, limit_price, stop_price, status, reject_reason, hold_amount, legs,
     fill_preference, replaces, submitted_at, accepted_at, updated_at
-  FROM d WHERE NOT resumed
+  FROM d WHERE NOT resumed AND (d.status <> 'rejected' OR NOT EXISTS (
+    SELECT 1 FROM orders.orders o WHERE o.user_id = d.user_id
+    AND o.client_order_id = d.client_order_id
+    AND (o.status <> 'rejected' OR o.accepted_at IS NOT NULL)))
   ON CONFLICT DO NOTHING
   RETURNING id
 ), upd AS (
@@ -296,11 +300,13 @@ class SubmitPipeline:
         """Hold and commit one order; the accepted (or earlier) order row, or the reason it
         was refused (raised)."""
         key = (user_id, coid)
-        ahead = self._in_flight.get(key)
-        if ahead is not None:  # the same client_order_id is on its way: its outcome
+        while (ahead := self._in_flight.get(key)) is not None:
+            # the same client_order_id is on its way: its order, once placed; refused, it
+            # placed nothing and this is a new attempt
             with contextlib.suppress(Exception):
                 await asyncio.shield(ahead.done)
-            return await self.repeat(user_id, coid, intent)
+            if await records.fetch_by_client_id(self.app.db, user_id, coid, placed=True):
+                return await self.repeat(user_id, coid, intent)
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         p = PendingSubmit(order_id, user_id, coid, intent, amount, replaces, submitted_at, done)
         self._in_flight[key] = p
@@ -312,9 +318,11 @@ class SubmitPipeline:
                 del self._in_flight[key]
 
     async def repeat(self, user_id: str, coid: str, intent: OrderIntent) -> dict[str, Any]:
-        """A client_order_id used before: the original order, if this is the same order."""
-        existing = await records.fetch_by_client_id(self.app.db, user_id, coid)
-        assert existing is not None
+        """A client_order_id an order placed before holds: that order, if this is the same
+        order."""
+        existing = await records.fetch_by_client_id(self.app.db, user_id, coid, placed=True)
+        if existing is None:  # not written, yet no order holds it (erased meanwhile)
+            raise Unavailable(f"client_order_id {coid!r}: the order was not placed; submit again")
         differ = payload_differences(intent, existing)
         if differ:
             raise AlreadyExists(

@@ -151,7 +151,7 @@ class OrdersApp:
         except MbtError:
             # no quote now: a repeated client_order_id still answers with its order
             if intent.client_order_id and await records.fetch_by_client_id(
-                self.db, user.user_id, coid
+                self.db, user.user_id, coid, placed=True
             ):
                 return await self.accepts.repeat(user.user_id, coid, intent)
             raise

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raxx.mbt.v1 import events_pb2
@@ -80,19 +80,18 @@ async def fetch_for_user(db: AsyncEngine, user_id: str, order_id: str) -> dict[s
     return dict(row)
 
 
-async def fetch_by_client_id(db: AsyncEngine, user_id: str, coid: str) -> dict[str, Any] | None:
+async def fetch_by_client_id(
+    db: AsyncEngine, user_id: str, coid: str, placed: bool = False
+) -> dict[str, Any] | None:
+    """The user's order with this client_order_id: the one placed with it, else (unless
+    `placed`) the newest attempt refused at submit (those do not use a client_order_id up)."""
+    live = or_(orders.c.status != "rejected", orders.c.accepted_at.is_not(None))  # LIVE_ORDER
+    q = select(orders).where(orders.c.user_id == user_id, orders.c.client_order_id == coid)
     async with db.connect() as conn:
-        row = (
-            (
-                await conn.execute(
-                    select(orders).where(
-                        orders.c.user_id == user_id, orders.c.client_order_id == coid
-                    )
-                )
-            )
-            .mappings()
-            .first()
-        )
+        row = (await conn.execute(q.where(live))).mappings().first()
+        if row is None and not placed:
+            refused = q.order_by(orders.c.submitted_at.desc()).limit(1)
+            row = (await conn.execute(refused)).mappings().first()
     return dict(row) if row else None
 
 

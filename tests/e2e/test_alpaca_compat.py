@@ -467,3 +467,46 @@ def test_listing_orders_filters_and_pages_as_alpaca(system: RunningSystem, tmp_p
     ):
         bad = httpx.get(url, headers=h, params=params)
         assert bad.status_code == 422 and word in bad.json()["message"], (params, bad.text)
+
+
+def test_a_refused_submit_does_not_use_up_its_client_order_id(
+    system: RunningSystem, tmp_path: Path
+) -> None:
+    """At Alpaca a 403 leaves no order, so a strategy retries with the same client_order_id;
+    on MBT the refusal is recorded (rejected, with its reason) but the id stays free: the retry
+    is a new attempt, and once an order is placed with it the id is that order's for good."""
+    key = _key(system, tmp_path, "alpaca-coid@example.com")
+    c = _client(system, key)
+    coid = f"retry-{uuid.uuid4().hex[:8]}"
+
+    def buy(qty: int) -> Any:
+        return c.submit_order(
+            LimitOrderRequest(
+                symbol="IBM",
+                qty=qty,
+                side=OrderSide.BUY,
+                time_in_force=TimeInForce.GTC,
+                limit_price=100.00,
+                client_order_id=coid,
+            )
+        )
+
+    for _ in range(2):  # $100,000 of cash: 1,001 × $100 is refused, the retry too
+        with pytest.raises(APIError) as e:
+            buy(1001)
+        assert e.value.status_code == 403 and "buying power" in e.value.message
+    placed = buy(10)  # the same client_order_id, now an order that fits
+    assert isinstance(placed, Order) and placed.status == OrderStatus.NEW
+    again = buy(10)  # a repeat: the same order, nothing new
+    assert isinstance(again, Order) and again.id == placed.id
+    with pytest.raises(APIError) as e:
+        buy(11)  # taken now: a different order under it is a conflict
+    assert e.value.status_code == 422 and "qty" in e.value.message
+    assert c.get_order_by_client_id(coid).id == placed.id
+    listed = c.get_orders(GetOrdersRequest(status=QueryOrderStatus.ALL))
+    assert [o.status for o in listed if o.client_order_id == coid] == [
+        OrderStatus.NEW,
+        OrderStatus.REJECTED,
+        OrderStatus.REJECTED,
+    ]
+    c.cancel_order_by_id(placed.id)

@@ -16,8 +16,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -36,6 +36,9 @@ SCHEMA = "orders"
 metadata = MetaData(schema=SCHEMA)
 PRICE = Numeric(20, 6)
 QTY = Numeric(20, 6)
+
+# an order that holds its client_order_id: any but one refused at submit
+LIVE_ORDER = "status <> 'rejected' OR accepted_at IS NOT NULL"
 
 orders = Table(
     "orders",
@@ -68,8 +71,17 @@ orders = Table(
     Column("filled_at", DateTime(timezone=True)),
     Column("canceled_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    # client_order_id is unique per account (one account per user in v1)
-    UniqueConstraint("user_id", "client_order_id", name="orders_client_order_id_per_user"),
+    # client_order_id is unique per account (one account per user in v1) among the orders it
+    # placed: an order refused at submit (rejected, never accepted) does not use it up, so a
+    # retry with the same client_order_id is a new attempt (as at Alpaca, where a refused
+    # submit leaves no order)
+    Index(
+        "orders_client_order_id_live",
+        "user_id",
+        "client_order_id",
+        unique=True,
+        postgresql_where=text(LIVE_ORDER),
+    ),
     Index("orders_by_user", "user_id", "submitted_at"),
     Index(
         "orders_open",
@@ -137,5 +149,11 @@ MIGRATIONS = SchemaMigrations(
         ),
         # shadow mode (services/orders/shadow.py): what was mirrored to Alpaca paper
         sql(SHADOW_DDL),
+        # an order refused at submit no longer uses up its client_order_id
+        sql(
+            "ALTER TABLE orders.orders DROP CONSTRAINT IF EXISTS orders_client_order_id_per_user",
+            "CREATE UNIQUE INDEX IF NOT EXISTS orders_client_order_id_live ON orders.orders "
+            f"(user_id, client_order_id) WHERE {LIVE_ORDER}",
+        ),
     ],
 )
