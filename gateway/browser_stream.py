@@ -39,7 +39,7 @@ def trade_updates_sse(
         req = opb.StreamTradeUpdatesRequest()
         after = request.headers.get("last-event-id") or request.query_params.get("after")
         if after:
-            if not after.isdigit() or len(after) > 19:
+            if not (after.isascii() and after.isdigit()) or len(after) > 19:
                 return JSONResponse(
                     {
                         "error": {

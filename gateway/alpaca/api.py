@@ -8,9 +8,10 @@ Alpaca's body ``{"code": <int>, "message": <str>}`` with Alpaca's status codes.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -125,9 +126,14 @@ def time_param(q: Mapping[str, str], name: str) -> datetime | None:
         return None
     try:
         dt = datetime.fromisoformat(raw)
-    except ValueError:
+        # in UTC, and a day inside the calendar's range either side (so arithmetic on it and
+        # the conversion to a Timestamp cannot overflow)
+        dt = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+        if not date(1, 1, 2) <= dt.date() <= date(9999, 12, 30):
+            raise ValueError(raw)
+    except (ValueError, OverflowError):
         raise AlpacaError(422, f"{name}: not an RFC 3339 time: {raw[:40]!r}") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    return dt
 
 
 def timestamp_pb(dt: datetime) -> Timestamp:
@@ -137,8 +143,6 @@ def timestamp_pb(dt: datetime) -> Timestamp:
 
 
 def _iso_date(field: str, raw: str) -> Any:
-    from datetime import date
-
     try:
         return date.fromisoformat(raw[:10])
     except ValueError:
@@ -257,13 +261,16 @@ class AlpacaApi:
             return JSONResponse(shapes.portfolio_history_json(hist, timeframe))
         period = (q.get("period") or "1M").upper()
         days = {"D": 1, "W": 7, "M": 31, "A": 366}
-        if len(period) < 2 or not period[:-1].isdigit() or period[-1] not in days:
+        if not re.fullmatch(r"[0-9]{1,5}[DWMA]", period):
             raise AlpacaError(422, "period must be a number and D, W, M or A (e.g. 1M)")
         clock = await self.call(request, self.marketdata.GetClock, mpb.GetClockRequest())
         end = clock.timestamp.ToDatetime().date()
         if q.get("end"):
             end = _iso_date("end", q["end"])
-        start = end - timedelta(days=int(period[:-1]) * days[period[-1]])
+        try:
+            start = end - timedelta(days=int(period[:-1]) * days[period[-1]])
+        except OverflowError:
+            raise AlpacaError(422, f"period {period[:20]} reaches before the year 1") from None
         if q.get("start"):
             start = _iso_date("start", q["start"])
         hist = await self.call(

@@ -137,9 +137,12 @@ def _date_param(q: Mapping[str, str], name: str) -> date | None:
     if not raw:
         return None
     try:
-        return date.fromisoformat(raw[:10])
+        day = date.fromisoformat(raw[:10])
     except ValueError:
         raise AlpacaError(422, f"{name}: not a date (YYYY-MM-DD): {raw[:40]!r}") from None
+    if not date(1, 1, 2) <= day <= date(9999, 12, 1):  # a day's or a week's arithmetic fits
+        raise AlpacaError(422, f"{name}: {day.isoformat()} is out of range")
+    return day
 
 
 def _decimal_param(q: Mapping[str, str], name: str) -> Decimal | None:
@@ -159,7 +162,7 @@ def _int_param(q: Mapping[str, str], name: str, default: int, most: int) -> int:
     raw = q.get(name)
     if not raw:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 9) or not 1 <= int(raw) <= most:
         raise AlpacaError(422, f"{name} must be an integer from 1 to {most}")
     return int(raw)
 

@@ -44,10 +44,14 @@ def _filtered(q: Select[Any], request: pb.ListOrdersRequest) -> tuple[Select[Any
     direction = request.direction.strip().lower() or "desc"
     if direction not in ("asc", "desc"):
         raise InvalidArgument("direction", f"must be asc or desc; got {request.direction[:20]!r}")
-    if request.HasField("after"):
-        q = q.where(orders.c.submitted_at > request.after.ToDatetime(tzinfo=UTC))
-    if request.HasField("until"):
-        q = q.where(orders.c.submitted_at < request.until.ToDatetime(tzinfo=UTC))
+    for name in ("after", "until"):
+        if request.HasField(name):
+            try:
+                at = getattr(request, name).ToDatetime(tzinfo=UTC)
+            except (ValueError, OverflowError):
+                raise InvalidArgument(name, "not a time MBT can represent") from None
+            column = orders.c.submitted_at
+            q = q.where(column > at if name == "after" else column < at)
     symbols = sorted({s.strip().upper() for s in request.symbols if s.strip()})
     if len(symbols) > MAX_SYMBOLS:
         raise InvalidArgument("symbols", f"at most {MAX_SYMBOLS} symbols; got {len(symbols)}")

@@ -80,3 +80,35 @@ def test_forged_page_tokens_are_invalid_arguments() -> None:
         with pytest.raises(InvalidArgument) as e:
             page_bounds(10, token)
         assert e.value.field == "page_token"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("path", "params", "named"),
+    [
+        ("/v2/orders", {"after": "9999-12-31T23:59:59-14:00"}, "after"),
+        ("/v2/orders", {"until": "0001-01-01T00:00:00+14:00"}, "until"),
+        ("/v2/orders", {"after": "2024-02-30"}, "after"),
+        ("/v2/account/activities", {"date": "9999-12-31"}, "date"),
+        ("/v2/account/activities", {"page_size": "\u00b2"}, "page_size"),
+        ("/v2/account/portfolio/history", {"period": "\u0661M"}, "period"),
+        ("/v2/account/portfolio/history", {"period": "9" * 5000 + "D"}, "period"),
+    ],
+)
+async def test_alpaca_times_and_numbers_out_of_range_are_422s_naming_them(
+    path: str, params: dict[str, str], named: str
+) -> None:
+    """Times at the calendar's ends, days past it, digits of other scripts: once 500s (an
+    overflow, int() of a superscript); refused before any service is called (none here)."""
+    import httpx
+
+    from gateway.app import GatewayConfig, create_app
+
+    addrs = {n: "127.0.0.1:9" for n in ("accounts", "orders", "marketdata", "sessions", "handoff")}
+    app = create_app(GatewayConfig(service_addrs=addrs, vouch_key=""))
+    h = {"APCA-API-KEY-ID": "AK" + "0" * 18, "APCA-API-SECRET-KEY": "s" * 40}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+        r = await c.get(path, params=params, headers=h)
+    assert r.status_code == 422, r.text
+    assert named in r.json()["message"]
