@@ -62,6 +62,8 @@ CODE_BY_STATUS = {
 STATUS_BY_REASON = {
     "INSUFFICIENT_BUYING_POWER": 403,
     "INSUFFICIENT_QTY": 403,
+    "SHORTING_DISABLED": 403,
+    "TRADE_SUSPENDED": 403,
     "ORDER_NOT_OPEN": 422,
 }
 # MBT reason -> Alpaca's code, where it is not the status's (42210000: a business rule)
@@ -239,10 +241,32 @@ class AlpacaApi:
         return JSONResponse(shapes.account_json(a))
 
     async def configurations(self, request: Request) -> Response:
+        """GET, or PATCH Alpaca's AccountConfiguration: no_shorting and suspend_trade change;
+        a field MBT does not let change may be sent as it is (alpaca-py sends them all), any
+        other value is a 422 naming it; null or absent: unchanged."""
+        body = await self.body(request) if request.method == "PATCH" else {}
         a = await self.call(request, self.accounts.GetAccount, apb.GetAccountRequest())
-        if request.method == "PATCH":
-            await self.body(request)  # accepted and kept as MBT's rules (nulls: unchanged)
-        return JSONResponse(shapes.account_configuration(a.account_type == "margin"))
+        current = shapes.account_configuration(a)
+        changes: dict[str, bool] = {}
+        for name, value in body.items():
+            if value is None:
+                continue
+            if name not in current:
+                raise AlpacaError(422, f"{name[:40]!r} is not an account configuration")
+            if name in shapes.CHANGEABLE_CONFIGURATION:
+                if not isinstance(value, bool):
+                    raise AlpacaError(422, f"{name} must be true or false")
+                if value != current[name]:
+                    changes[name] = value
+            elif str(value).lower() != str(current[name]).lower():
+                raise AlpacaError(422, f"{name} cannot be changed on MBT (it is {current[name]!r})")
+        if changes:
+            a = await self.call(
+                request,
+                self.accounts.UpdateAccountConfiguration,
+                apb.UpdateAccountConfigurationRequest(**changes),
+            )
+        return JSONResponse(shapes.account_configuration(a))
 
     async def portfolio_history(self, request: Request) -> Response:
         """Daily equity from the end-of-day snapshots (Alpaca's timeframe 1D)."""

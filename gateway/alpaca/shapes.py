@@ -177,7 +177,7 @@ def account_json(a: apb.Account) -> dict[str, Any]:
         "multiplier": "2" if margin else "1",
         "shorting_enabled": margin,
         "equity": a.equity,
-        "last_equity": a.equity,
+        "last_equity": a.last_equity or a.equity,
         "long_market_value": a.long_market_value,
         "short_market_value": a.short_market_value,
         "position_market_value": a.long_market_value,
@@ -193,19 +193,25 @@ def account_json(a: apb.Account) -> dict[str, Any]:
     }
 
 
-def account_configuration(margin: bool) -> dict[str, Any]:
-    """What MBT's rules are, in Alpaca's AccountConfiguration terms (not changeable here)."""
+def account_configuration(a: apb.Account) -> dict[str, Any]:
+    """The account's configuration in Alpaca's terms: no_shorting and suspend_trade are the
+    owner's to change; the rest state MBT's fixed rules."""
+    margin = a.account_type == "margin"
     return {
         "dtbp_check": "entry",
         "trade_confirm_email": "none",
-        "suspend_trade": False,
-        "no_shorting": not margin,
+        "suspend_trade": a.suspend_trade,
+        "no_shorting": a.no_shorting or not margin,
         "fractional_trading": False,
         "max_margin_multiplier": "2" if margin else "1",
         "max_options_trading_level": 3,
         "pdt_check": "entry",
         "ptp_no_exception_entry": False,
     }
+
+
+# what PATCH /v2/account/configurations may change on MBT
+CHANGEABLE_CONFIGURATION = ("no_shorting", "suspend_trade")
 
 
 def position_json(p: apb.Position) -> dict[str, Any]:

@@ -231,6 +231,13 @@ def _decide(
                     "hold); a sell may close the position, not also open a short (close it "
                     "first, then sell short)",
                 )
+            if b.acct.get("no_shorting"):
+                raise FailedPrecondition(
+                    "account is not allowed to short (its configuration's no_shorting is "
+                    f"true): selling {item.qty.normalize():f} {item.symbol} would open a short",
+                    reason="SHORTING_DISABLED",
+                    metadata={"symbol": item.symbol},
+                )
             if mark is None:
                 raise _short_of_qty(item, available_qty, f"no price for {item.symbol} to short at")
             # margin, flat or short: a short sale, held in buying power
@@ -281,6 +288,15 @@ def decide_holds(
         if acct["status"] != "active":
             results.append(
                 FailedPrecondition(f"account is {acct['status']}", reason="ACCOUNT_NOT_ACTIVE")
+            )
+            continue
+        if acct.get("suspend_trade"):
+            results.append(
+                FailedPrecondition(
+                    "trading is suspended on this account by its configuration "
+                    "(suspend_trade); set it to false to place orders",
+                    reason="TRADE_SUSPENDED",
+                )
             )
             continue
         b = budgets.get(account_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 import grpc
 from sqlalchemy import func, select, text, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from raxx.mbt.v1 import accounts_service_pb2 as pb
 from raxx.mbt.v1 import accounts_service_pb2_grpc as pb_grpc
@@ -132,18 +132,37 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             )
         return out
 
-    async def _unsettled(self, account_id: str) -> Decimal:
-        """Unsettled sale proceeds at the market clock (0 when the clock is unavailable)."""
-        if self.calendar is None:
-            return ZERO
+    async def _market_now(self) -> datetime | None:
+        """The market clock (None when market data does not answer)."""
         try:
             clock = await self.md.call(self.md_stub.GetClock, md_pb.GetClockRequest())
         except MbtError:
+            return None
+        return ts_from_wire(clock.timestamp)
+
+    async def _unsettled(self, account_id: str, now: datetime | None) -> Decimal:
+        """Unsettled sale proceeds at the market clock (0 when the clock is unavailable)."""
+        if self.calendar is None or now is None:
             return ZERO
         async with self.engine.connect() as conn:
-            return await unsettled_proceeds(
-                conn, account_id, ts_from_wire(clock.timestamp), self.calendar
-            )
+            return await unsettled_proceeds(conn, account_id, now, self.calendar)
+
+    async def _last_equity(self, account_id: str, now: datetime | None) -> Decimal | None:
+        """Equity at the newest end-of-day snapshot before the market clock's day."""
+        day = (now or datetime.now(UTC)).astimezone(NEW_YORK).date()
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(eod_snapshots.c.equity)
+                    .where(
+                        eod_snapshots.c.account_id == account_id,
+                        eod_snapshots.c.as_of_date < day,
+                    )
+                    .order_by(eod_snapshots.c.as_of_date.desc())
+                    .limit(1)
+                )
+            ).first()
+        return Decimal(row.equity) if row is not None else None
 
     async def _marks(self, wanted: dict[str, set[str]]) -> dict[str, dict[str, Decimal]]:
         """Marks by user for the symbols wanted (what a margin account's holds are judged on)."""
@@ -165,9 +184,12 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         long_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) > 0), ZERO)
         short_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) < 0), ZERO)
         buying_power = buying_power_cash_account(cash, held)
+        now = await self._market_now()
         unsettled = (
-            await self._unsettled(str(acct["id"])) if acct["account_type"] == "cash" else ZERO
+            await self._unsettled(str(acct["id"]), now) if acct["account_type"] == "cash" else ZERO
         )
+        equity = cash + long_mv + short_mv
+        last_equity = await self._last_equity(str(acct["id"]), now)
         buying_power = max(buying_power - unsettled, ZERO)
         initial = maintenance = ""
         if acct["account_type"] == "margin":
@@ -187,7 +209,10 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             tier=str(acct["tier"]),
             cash=money(cash),
             buying_power=money(buying_power),
-            equity=money(cash + long_mv + short_mv),
+            equity=money(equity),
+            last_equity=money(last_equity if last_equity is not None else equity),
+            no_shorting=acct["account_type"] != "margin" or bool(acct["no_shorting"]),
+            suspend_trade=bool(acct["suspend_trade"]),
             long_market_value=money(long_mv),
             short_market_value=money(short_mv),
             held_for_orders=money(held),
@@ -607,16 +632,24 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         return report
 
     async def _audit(
-        self, actor: str, action: str, user_id: str | None, detail: dict[str, Any]
+        self,
+        actor: str,
+        action: str,
+        user_id: str | None,
+        detail: dict[str, Any],
+        conn: AsyncConnection | None = None,
     ) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(
-                text(
-                    "INSERT INTO accounts.audit_log (actor, action, user_id, detail) "
-                    "VALUES (:a, :act, :u, CAST(:d AS jsonb))"
-                ),
-                {"a": actor[:80], "act": action, "u": user_id, "d": json.dumps(detail)},
-            )
+        """An audit row (in `conn`'s transaction when given)."""
+        if conn is None:
+            async with self.engine.begin() as own:
+                return await self._audit(actor, action, user_id, detail, own)
+        await conn.execute(
+            text(
+                "INSERT INTO accounts.audit_log (actor, action, user_id, detail) "
+                "VALUES (:a, :act, :u, CAST(:d AS jsonb))"
+            ),
+            {"a": actor[:80], "act": action, "u": user_id, "d": json.dumps(detail)},
+        )
 
     async def parity(self, day: date) -> pb.ParityReport:
         from services.accounts.parity import verify_parity
@@ -671,6 +704,31 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         require_service()
         async with self.engine.connect() as conn:
             acct = await handlers.account_of_user(conn, request.user_id)
+            held = await handlers.held_amount(conn, str(acct["id"]))
+        return await self._account_message(acct, held)
+
+    async def UpdateAccountConfiguration(
+        self, request: pb.UpdateAccountConfigurationRequest, context: Ctx
+    ) -> pb.Account:
+        user = require_user()
+        changes: dict[str, bool] = {}
+        for name in ("no_shorting", "suspend_trade"):
+            if request.HasField(name):
+                changes[name] = getattr(request, name)
+        async with self.engine.begin() as conn:
+            acct = await handlers.account_of_user(conn, user.user_id, lock=True)
+            if changes.get("no_shorting") is False and acct["account_type"] != "margin":
+                raise FailedPrecondition(
+                    "no_shorting: a cash account cannot sell short (open a margin account)",
+                    reason="CASH_ACCOUNT_NO_SHORTING",
+                )
+            if changes:
+                await conn.execute(
+                    update(accounts).where(accounts.c.id == acct["id"]).values(**changes)
+                )
+                # the owner, by user id (erasure keeps only a keyed hash of it)
+                await self._audit("owner", "configure", user.user_id, changes, conn)
+            acct = await handlers.account_of_user(conn, user.user_id)
             held = await handlers.held_amount(conn, str(acct["id"]))
         return await self._account_message(acct, held)
 

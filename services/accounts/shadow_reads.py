@@ -30,6 +30,7 @@ async def alpaca_account(creds: AlpacaPaperCredentials, mbt: pb.Account) -> pb.A
     out.cash = _m(a.get("cash"))
     out.buying_power = _m(a.get("buying_power"))
     out.equity = _m(a.get("equity") or a.get("portfolio_value"))
+    out.last_equity = _m(a.get("last_equity") or a.get("equity") or a.get("portfolio_value"))
     out.long_market_value = _m(a.get("long_market_value"))
     out.short_market_value = _m(a.get("short_market_value"))
     out.held_for_orders = money(Decimal(0))

@@ -510,3 +510,71 @@ def test_a_refused_submit_does_not_use_up_its_client_order_id(
         OrderStatus.REJECTED,
     ]
     c.cancel_order_by_id(placed.id)
+
+
+def test_account_configuration_changes_what_the_account_may_do(
+    system: RunningSystem, tmp_path: Path
+) -> None:
+    """PATCH /v2/account/configurations through alpaca-py: suspend_trade refuses new orders
+    until it is switched off; no_shorting cannot be turned off on a cash account; what MBT
+    does not let change is refused by name, yet alpaca-py's full echo of it is fine."""
+    from alpaca.trading.models import AccountConfiguration
+
+    key = _key(system, tmp_path, "alpaca-config@example.com")
+    c = _client(system, key)
+    conf = c.get_account_configurations()
+    assert isinstance(conf, AccountConfiguration)
+    assert (conf.no_shorting, conf.suspend_trade) == (True, False)
+    assert c.set_account_configurations(conf) == conf  # everything sent back as it was
+
+    suspended = c.set_account_configurations(conf.model_copy(update={"suspend_trade": True}))
+    assert suspended.suspend_trade is True and c.get_account_configurations().suspend_trade
+    order = LimitOrderRequest(
+        symbol="IBM", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.GTC, limit_price=1.00
+    )
+    with pytest.raises(APIError) as e:
+        c.submit_order(order)
+    assert e.value.status_code == 403 and "suspend_trade" in e.value.message
+    resumed = c.set_account_configurations(conf.model_copy(update={"suspend_trade": False}))
+    assert resumed.suspend_trade is False
+    placed = c.submit_order(order)
+    assert isinstance(placed, Order) and placed.status == OrderStatus.NEW
+    c.cancel_order_by_id(placed.id)
+
+    for change, word in (
+        ({"no_shorting": False}, "cash account"),
+        ({"max_margin_multiplier": "4"}, "max_margin_multiplier"),
+        ({"fractional_trading": True}, "fractional_trading"),
+    ):
+        with pytest.raises(APIError) as e:
+            c.set_account_configurations(conf.model_copy(update=change))
+        assert e.value.status_code == 422 and word in e.value.message, (change, e.value.message)
+    assert c.get_account_configurations() == conf
+
+
+def test_last_equity_is_the_previous_close(system: RunningSystem, tmp_path: Path) -> None:
+    """last_equity is the equity of the newest end-of-day snapshot before the market clock's
+    day (equity now, before the account has one): equity - last_equity is today's P&L."""
+    from datetime import timedelta
+
+    import psycopg
+
+    from tests.e2e.test_privacy import pg_url
+
+    key = _key(system, tmp_path, "alpaca-last-equity@example.com")
+    c = _client(system, key)
+    fresh = c.get_account()
+    assert fresh.last_equity == fresh.equity == "100000.00"
+    today = c.get_clock().timestamp.date()
+    rows = [(today - timedelta(days=10), "99000.00"), (today - timedelta(days=1), "98000.00")]
+    rows.append((today, "97000.00"))  # today's own close (once past): not the previous one
+    with psycopg.connect(pg_url(system)) as conn:
+        for day, equity in rows:
+            conn.execute(
+                "INSERT INTO accounts.eod_snapshots (account_id, as_of_date, cash, "
+                "long_market_value, short_market_value, equity, positions) "
+                "VALUES (%s, %s, 100000, 0, 0, %s, '[]')",
+                (str(fresh.id), day, equity),
+            )
+    acct = c.get_account()
+    assert (acct.last_equity, acct.equity) == ("98000.00", "100000.00")

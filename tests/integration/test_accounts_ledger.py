@@ -400,3 +400,41 @@ async def test_one_order_never_turns_a_margin_position_from_long_to_short_or_bac
 
     # flat: a sell is a short sale, held in buying power (5 × $5)
     assert await hold("ABC", "sell", 5) == D("25")
+
+
+async def test_the_owners_configuration_refuses_shorts_or_every_order(engine) -> None:  # type: ignore[no-untyped-def]
+    """no_shorting: a margin account's short sale is refused, its closing sale is not;
+    suspend_trade: every new order is refused, buys and sells alike."""
+    from sqlalchemy import update
+
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "diversifier", "free", None, "margin")
+    bought = str(uuid.uuid4())
+    async with engine.begin() as conn:
+        await handlers.apply_fill_event(
+            conn, f"{bought}:1", fill(user, bought, "buy", "10", "100", "filled")
+        )
+        await conn.execute(
+            update(accounts).where(accounts.c.user_id == user).values(no_shorting=True)
+        )
+    marks = {"IBM": D("100"), "XYZ": D("10")}
+
+    async def hold(symbol: str, side: str, qty: int, amount: int = 0) -> D:
+        _, held, _ = await handlers.place_hold(
+            engine, user, str(uuid.uuid4()), symbol, side, D(qty), D(amount), marks
+        )
+        return held
+
+    with pytest.raises(FailedPrecondition) as err:
+        await hold("XYZ", "sell", 5)
+    assert err.value.reason == "SHORTING_DISABLED" and "not allowed to short" in err.value.message
+    assert await hold("IBM", "sell", 10) == 0  # closing the long: fine
+    assert await hold("XYZ", "buy", 5, 50) == D(50)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(accounts).where(accounts.c.user_id == user).values(suspend_trade=True)
+        )
+    for symbol, side in (("XYZ", "buy"), ("IBM", "sell")):
+        with pytest.raises(FailedPrecondition) as err:
+            await hold(symbol, side, 1, 10)
+        assert err.value.reason == "TRADE_SUSPENDED"

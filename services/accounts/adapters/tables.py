@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import (
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -39,6 +40,9 @@ accounts = Table(
     Column("cash", MONEY, nullable=False),
     # the cash its active holds reserve, kept by triggers on holds (HELD_CASH_DDL)
     Column("held_cash", MONEY, nullable=False, server_default="0"),
+    # the owner's configuration (Alpaca's names): refuse short sales / every new order
+    Column("no_shorting", Boolean, nullable=False, server_default="false"),
+    Column("suspend_trade", Boolean, nullable=False, server_default="false"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
@@ -221,5 +225,11 @@ MIGRATIONS = SchemaMigrations(
         sql(IMPORTS_DDL),
         sql(PARITY_DDL),
         sql(AUDIT_DDL),
+        sql(
+            "ALTER TABLE accounts.accounts ADD COLUMN IF NOT EXISTS no_shorting boolean "
+            "NOT NULL DEFAULT false",
+            "ALTER TABLE accounts.accounts ADD COLUMN IF NOT EXISTS suspend_trade boolean "
+            "NOT NULL DEFAULT false",
+        ),
     ],
 )

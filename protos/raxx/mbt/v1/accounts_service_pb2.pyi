@@ -42,6 +42,9 @@ class Account(_message.Message):
     INITIAL_MARGIN_FIELD_NUMBER: _builtins.int
     MAINTENANCE_MARGIN_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    LAST_EQUITY_FIELD_NUMBER: _builtins.int
+    NO_SHORTING_FIELD_NUMBER: _builtins.int
+    SUSPEND_TRADE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """the account's id"""
     user_id: _builtins.str
@@ -78,6 +81,14 @@ class Account(_message.Message):
     """where these figures come from: "mbt", or "alpaca_paper" while the user is in shadow mode
     (FLAG_MBT_PAPER_TRADING=shadow: Alpaca is the source of truth; MBT keeps its own books)
     """
+    last_equity: _builtins.str
+    """equity at the close of the previous trading day (its end-of-day snapshot); before the
+    account's first snapshot, equity now
+    """
+    no_shorting: _builtins.bool
+    """short sales are refused: always in a cash account, in a margin account by choice"""
+    suspend_trade: _builtins.bool
+    """every new order is refused (the owner's own switch; cancels still work)"""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """when the account was opened"""
@@ -103,14 +114,48 @@ class Account(_message.Message):
         initial_margin: _builtins.str = ...,
         maintenance_margin: _builtins.str = ...,
         source: _builtins.str = ...,
+        last_equity: _builtins.str = ...,
+        no_shorting: _builtins.bool = ...,
+        suspend_trade: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "buying_power", b"buying_power", "cash", b"cash", "created_at", b"created_at", "currency", b"currency", "default_fill_preference", b"default_fill_preference", "equity", b"equity", "held_for_orders", b"held_for_orders", "id", b"id", "initial_margin", b"initial_margin", "long_market_value", b"long_market_value", "maintenance_margin", b"maintenance_margin", "profile", b"profile", "short_market_value", b"short_market_value", "source", b"source", "status", b"status", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_type", b"account_type", "buying_power", b"buying_power", "cash", b"cash", "created_at", b"created_at", "currency", b"currency", "default_fill_preference", b"default_fill_preference", "equity", b"equity", "held_for_orders", b"held_for_orders", "id", b"id", "initial_margin", b"initial_margin", "last_equity", b"last_equity", "long_market_value", b"long_market_value", "maintenance_margin", b"maintenance_margin", "no_shorting", b"no_shorting", "profile", b"profile", "short_market_value", b"short_market_value", "source", b"source", "status", b"status", "suspend_trade", b"suspend_trade", "tier", b"tier", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Account: _TypeAlias = Account  # noqa: Y015
+
+@_typing.final
+class UpdateAccountConfigurationRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NO_SHORTING_FIELD_NUMBER: _builtins.int
+    SUSPEND_TRADE_FIELD_NUMBER: _builtins.int
+    no_shorting: _builtins.bool
+    """refuse short sales (a cash account cannot turn this off)"""
+    suspend_trade: _builtins.bool
+    """refuse every new order"""
+    def __init__(
+        self,
+        *,
+        no_shorting: _builtins.bool | None = ...,
+        suspend_trade: _builtins.bool | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_no_shorting", b"_no_shorting", "_suspend_trade", b"_suspend_trade", "no_shorting", b"no_shorting", "suspend_trade", b"suspend_trade"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_no_shorting", b"_no_shorting", "_suspend_trade", b"_suspend_trade", "no_shorting", b"no_shorting", "suspend_trade", b"suspend_trade"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__no_shorting: _TypeAlias = _typing.Literal["no_shorting"]  # noqa: Y015
+    _WhichOneofArgType__no_shorting: _TypeAlias = _typing.Literal["_no_shorting", b"_no_shorting"]  # noqa: Y015
+    _WhichOneofReturnType__suspend_trade: _TypeAlias = _typing.Literal["suspend_trade"]  # noqa: Y015
+    _WhichOneofArgType__suspend_trade: _TypeAlias = _typing.Literal["_suspend_trade", b"_suspend_trade"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__no_shorting) -> _WhichOneofReturnType__no_shorting | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__suspend_trade) -> _WhichOneofReturnType__suspend_trade | None: ...
+
+Global___UpdateAccountConfigurationRequest: _TypeAlias = UpdateAccountConfigurationRequest  # noqa: Y015
 
 @_typing.final
 class Position(_message.Message):

@@ -65,6 +65,11 @@ class AccountsServiceStub:
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPnlRequest.SerializeToString,
                 response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Pnl.FromString,
                 _registered_method=True)
+        self.UpdateAccountConfiguration = channel.unary_unary(
+                '/raxx.mbt.v1.AccountsService/UpdateAccountConfiguration',
+                request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UpdateAccountConfigurationRequest.SerializeToString,
+                response_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
+                _registered_method=True)
         self.OpenAccount = channel.unary_unary(
                 '/raxx.mbt.v1.AccountsService/OpenAccount',
                 request_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.OpenAccountRequest.SerializeToString,
@@ -169,6 +174,14 @@ class AccountsServiceServicer:
     def GetPnl(self, request, context):
         """Realized and unrealized P&L over a window of trading days (from the EOD snapshots and
         the fills in between).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAccountConfiguration(self, request, context):
+        """Change the caller's account configuration (Alpaca's no_shorting and suspend_trade); the
+        fields not sent keep their values.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -303,6 +316,11 @@ def add_AccountsServiceServicer_to_server(servicer, server):
                     servicer.GetPnl,
                     request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPnlRequest.FromString,
                     response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Pnl.SerializeToString,
+            ),
+            'UpdateAccountConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAccountConfiguration,
+                    request_deserializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UpdateAccountConfigurationRequest.FromString,
+                    response_serializer=raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.SerializeToString,
             ),
             'OpenAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.OpenAccount,
@@ -528,6 +546,33 @@ class AccountsService:
             '/raxx.mbt.v1.AccountsService/GetPnl',
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.GetPnlRequest.SerializeToString,
             raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Pnl.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAccountConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raxx.mbt.v1.AccountsService/UpdateAccountConfiguration',
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.UpdateAccountConfigurationRequest.SerializeToString,
+            raxx_dot_mbt_dot_v1_dot_accounts__service__pb2.Account.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class AccountsServiceStub:
     """Realized and unrealized P&L over a window of trading days (from the EOD snapshots and
     the fills in between).
     """
+    UpdateAccountConfiguration: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.UpdateAccountConfigurationRequest, _accounts_service_pb2.Account]
+    """Change the caller's account configuration (Alpaca's no_shorting and suspend_trade); the
+    fields not sent keep their values.
+    """
     OpenAccount: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]
     """Internal (service principal only): open the account of a new user."""
     LookupAccount: _grpc.UnaryUnaryMultiCallable[_accounts_service_pb2.LookupAccountRequest, _accounts_service_pb2.Account]
@@ -109,6 +113,10 @@ class AccountsServiceAsyncStub(AccountsServiceStub):
     GetPnl: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.GetPnlRequest, _accounts_service_pb2.Pnl]  # type: ignore[assignment]
     """Realized and unrealized P&L over a window of trading days (from the EOD snapshots and
     the fills in between).
+    """
+    UpdateAccountConfiguration: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.UpdateAccountConfigurationRequest, _accounts_service_pb2.Account]  # type: ignore[assignment]
+    """Change the caller's account configuration (Alpaca's no_shorting and suspend_trade); the
+    fields not sent keep their values.
     """
     OpenAccount: _aio.UnaryUnaryMultiCallable[_accounts_service_pb2.OpenAccountRequest, _accounts_service_pb2.Account]  # type: ignore[assignment]
     """Internal (service principal only): open the account of a new user."""
@@ -205,6 +213,16 @@ class AccountsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_accounts_service_pb2.Pnl, _abc.Awaitable[_accounts_service_pb2.Pnl]]:
         """Realized and unrealized P&L over a window of trading days (from the EOD snapshots and
         the fills in between).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateAccountConfiguration(
+        self,
+        request: _accounts_service_pb2.UpdateAccountConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_accounts_service_pb2.Account, _abc.Awaitable[_accounts_service_pb2.Account]]:
+        """Change the caller's account configuration (Alpaca's no_shorting and suspend_trade); the
+        fields not sent keep their values.
         """
 
     @_abc_1.abstractmethod
