@@ -159,9 +159,9 @@ async def apply_fills(conn: AsyncConnection, items: list[tuple[str, FillApplied]
         cash_delta[account_id] += effect.cash_delta
         if f.order_status in DONE:
             release.add(f.order_id)
-        elif f.side == "buy":
-            hold_amount[f.order_id] += f.qty * f.price * multiplier_of(f.symbol)
-        else:
+        else:  # what is left open holds less: a buy's cash (and a cover's shares), a sell's shares
+            if f.side == "buy":
+                hold_amount[f.order_id] += f.qty * f.price * multiplier_of(f.symbol)
             hold_qty[f.order_id] += f.qty
         acts.append(
             {
@@ -252,6 +252,17 @@ async def _write(
 
 
 async def release_holds(conn: AsyncConnection, order_ids: list[str]) -> int:
+    """Release the orders' active holds. Their accounts' rows are locked first, in id order, as
+    every transaction that touches holds does (a hold's change updates its account's held_cash
+    by trigger): a release that locked the hold first deadlocked against the ledger applying a
+    fill of the same account (accounts, then holds)."""
+    await conn.execute(
+        text(
+            "SELECT id FROM accounts.accounts WHERE id IN (SELECT account_id FROM accounts.holds "
+            "WHERE order_id = ANY(:ids) AND status = 'active') ORDER BY id FOR UPDATE"
+        ).bindparams(bindparam("ids")),
+        {"ids": order_ids},
+    )
     res = await conn.execute(
         text(
             "UPDATE accounts.holds SET status = 'released', amount = 0, qty = 0 "

@@ -209,12 +209,23 @@ class OrdersApp:
                         await records.audit(uow, self.sim_now, user.user_id, "cancel", order_id, {})
         done = await records.fetch(self.db, order_id)
         if done["status"] == "canceled":
-            # give the buying power back now, not when the ledger sees the event (idempotent)
+            # give the buying power back now, not when the ledger sees the event (idempotent);
+            # the cancel is committed either way, and without an answer the ledger releases it
+            await self._release_now(user.user_id, order_id)
+        return done
+
+    async def _release_now(self, user_id: str, order_id: str) -> bool:
+        """Release an ended order's hold at once (the ledger would on the order's event); on
+        success the user's next hold need not wait for the ledger to see the end."""
+        try:
             await self.accounts.call(
                 self.accounts_stub.ReleaseHold, acct_pb.ReleaseHoldRequest(order_id=order_id)
             )
-            self.ledger_marks.released(user.user_id, order_id)
-        return done
+        except MbtError as exc:
+            log.warning("order %s: hold not released now (%s); the ledger will", order_id, exc)
+            return False
+        self.ledger_marks.released(user_id, order_id)
+        return True
 
     async def replace(
         self, user: Principal, order_id: str, changes: dict[str, Any], new_coid: str
@@ -284,10 +295,11 @@ class OrdersApp:
                     order_id,
                     {"changes": {k: str(v) for k, v in changes.items()}},
                 )
-        await self.accounts.call(
-            self.accounts_stub.ReleaseHold, acct_pb.ReleaseHoldRequest(order_id=order_id)
-        )
-        self.ledger_marks.released(user.user_id, order_id)  # the new order need not wait
+        # the old order is replaced (committed): its successor is submitted whatever happens
+        # here. Released now, the new order's hold need not wait for the ledger; if accounts
+        # does not answer, the ledger releases it on the `replaced` event, and the new hold
+        # waits for that (`ledger_marks`) instead of being decided with the old one still on
+        await self._release_now(user.user_id, order_id)
         new = await self.submit(user, intent, replaces=order_id)
         async with self.db.begin() as conn:
             await conn.execute(

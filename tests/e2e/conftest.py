@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 
@@ -36,7 +37,8 @@ def running_system(*extra: str, real_limits: bool = False) -> Iterator[RunningSy
         yield system
     finally:
         system.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if not os.environ.get("MBT_KEEP_E2E_DATA"):  # set it to read a failed run's logs
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -438,3 +438,58 @@ async def test_the_owners_configuration_refuses_shorts_or_every_order(engine) ->
         with pytest.raises(FailedPrecondition) as err:
             await hold(symbol, side, 1, 10)
         assert err.value.reason == "TRADE_SUSPENDED"
+
+
+async def test_releasing_a_hold_while_the_ledger_holds_the_account_does_not_deadlock(
+    engine,
+) -> None:  # type: ignore[no-untyped-def]
+    """orders' ReleaseHold (on a cancel or replace) and the ledger's release of the same hold
+    (on the order's end event, in a transaction that locks the account first) once deadlocked:
+    the RPC locked the hold, then its trigger waited for the account row, which the ledger
+    held while it waited for the hold. Every release now locks the account first."""
+    from services.accounts.ledger_batch import release_holds
+
+    user, order = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.open_account(engine, user, "trial", "free", None)
+    await handlers.place_hold(engine, user, order, "IBM", "buy", D(1), D(100))
+    locked = asyncio.Event()
+
+    async def ledger() -> int:
+        async with engine.begin() as conn:  # as apply_fills: accounts first, then holds
+            await conn.execute(
+                select(accounts.c.id).where(accounts.c.user_id == user).with_for_update()
+            )
+            locked.set()
+            await asyncio.sleep(0.3)  # the RPC's release starts meanwhile
+            return await release_holds(conn, [order])
+
+    async def rpc() -> bool:
+        await locked.wait()
+        return await handlers.release_hold_tx(engine, order)
+
+    by_ledger, by_rpc = await asyncio.gather(ledger(), rpc())
+    assert (by_ledger, by_rpc) == (1, False)  # released once, by the first; no deadlock
+    async with engine.connect() as conn:
+        acct = await handlers.account_of_user(conn, user)
+        assert await handlers.held_amount(conn, str(acct["id"])) == 0
+
+
+async def test_a_partly_filled_cover_holds_only_what_is_left_of_it(engine) -> None:  # type: ignore[no-untyped-def]
+    """Short 20, a buy of 12 covering: 8 more may be covered. 5 of the 12 fill (short 15, 7
+    left open): still 8, not 15 - 12 = 3."""
+
+    user, short, cover = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.open_account(engine, user, "diversifier", "free", None, "margin")
+    async with engine.begin() as conn:
+        f = fill(user, short, "sell", "20", "100", "filled")
+        await handlers.apply_fill_event(conn, f.execution_id, f)
+    marks = {"IBM": D("100")}
+    await handlers.place_hold(engine, user, cover, "IBM", "buy", D(12), D(1200), marks)
+    async with engine.begin() as conn:
+        part = fill(user, cover, "buy", "5", "100", "partially_filled")
+        await handlers.apply_fill_event(conn, part.execution_id, part)
+    with pytest.raises(FailedPrecondition, match=r"available: 8\)"):
+        await handlers.place_hold(
+            engine, user, str(uuid.uuid4()), "IBM", "buy", D(9), D(900), marks
+        )
+    await handlers.place_hold(engine, user, str(uuid.uuid4()), "IBM", "buy", D(8), D(800), marks)
