@@ -11,7 +11,7 @@ import json
 import re
 import uuid
 from collections.abc import Callable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -144,11 +144,14 @@ def timestamp_pb(dt: datetime) -> Timestamp:
     return ts
 
 
-def _iso_date(field: str, raw: str) -> Any:
+def _iso_date(field: str, raw: str) -> date:
     try:
-        return date.fromisoformat(raw[:10])
+        day = date.fromisoformat(raw[:10])
     except ValueError:
         raise AlpacaError(422, f"{field}: not a date: {raw[:40]!r}") from None
+    if not date(1, 1, 2) <= day <= date(9999, 12, 1):  # room for a few days' arithmetic
+        raise AlpacaError(422, f"{field}: {day.isoformat()} is out of range")
+    return day
 
 
 class AlpacaApi:
@@ -270,8 +273,6 @@ class AlpacaApi:
 
     async def portfolio_history(self, request: Request) -> Response:
         """Daily equity from the end-of-day snapshots (Alpaca's timeframe 1D)."""
-        from datetime import timedelta
-
         q = request.query_params
         timeframe = q.get("timeframe") or "1D"
         if timeframe != "1D":
@@ -514,19 +515,50 @@ class AlpacaApi:
             c = await self.call(request, self.marketdata.GetClock, mpb.GetClockRequest())
             today = c.timestamp.ToDatetime().date()
             start = start or today.isoformat()
-            end = end or today.replace(year=today.year + 1).isoformat()
+            end = end or (today + timedelta(days=365)).isoformat()
+        last = _iso_date("end", end)
         cal = await self.call(
             request,
             self.marketdata.ListCalendar,
             mpb.ListCalendarRequest(start_date=start, end_date=end),
         )
-        return JSONResponse([shapes.calendar_json(s) for s in cal.sessions])
+        # and the session after the last: a day's trades settle on the next trading day (T+1)
+        after = await self.call(
+            request,
+            self.marketdata.ListCalendar,
+            mpb.ListCalendarRequest(
+                start_date=(last + timedelta(days=1)).isoformat(),
+                end_date=(last + timedelta(days=10)).isoformat(),
+            ),
+        )
+        days = list(cal.sessions)
+        nexts = [d.date for d in days[1:]] + [after.sessions[0].date if after.sessions else ""]
+        return JSONResponse(
+            [shapes.calendar_json(s, nxt) for s, nxt in zip(days, nexts, strict=True)]
+        )
 
     async def assets(self, request: Request) -> Response:
         listed = await self.call(request, self.marketdata.ListSymbols, mpb.ListSymbolsRequest())
         symbol = request.path_params.get("symbol")
         if symbol is None:
-            return JSONResponse([shapes.asset_json(s) for s in listed.symbols])
+            q = request.query_params
+            status = (q.get("status") or "").lower()
+            if status not in ("", "active", "inactive"):
+                raise AlpacaError(422, "status must be active or inactive")
+            classes = {c.strip().lower() for c in (q.get("asset_class") or "").split(",")} - {""}
+            exchange = (q.get("exchange") or "").upper()
+            attributes = {x.strip() for x in (q.get("attributes") or "").split(",")} - {""}
+            out = []
+            for a in (shapes.asset_json(s) for s in listed.symbols):
+                if (
+                    (status and a["status"] != status)
+                    or (classes and a["class"] not in classes)
+                    or (exchange and a["exchange"] != exchange)
+                    or (attributes and not attributes & set(a["attributes"]))
+                ):
+                    continue
+                out.append(a)
+            return JSONResponse(out)
         if symbol.upper() not in listed.symbols and symbol not in {
             shapes.asset_id(s) for s in listed.symbols
         }:

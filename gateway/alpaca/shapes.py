@@ -252,7 +252,8 @@ def clock_json(c: mpb.Clock) -> dict[str, Any]:
     }
 
 
-def calendar_json(s: mpb.TradingSession) -> dict[str, Any]:
+def calendar_json(s: mpb.TradingSession, settles: str = "") -> dict[str, Any]:
+    """One trading day; `settles`: the next trading day's date (T+1)."""
     from zoneinfo import ZoneInfo
 
     et = ZoneInfo("America/New_York")
@@ -264,7 +265,7 @@ def calendar_json(s: mpb.TradingSession) -> dict[str, Any]:
         "close": c.strftime("%H:%M"),
         "session_open": "0400",
         "session_close": "2000",
-        "settlement_date": s.date,
+        "settlement_date": settles or s.date,
     }
 
 

@@ -73,6 +73,23 @@ def test_trading_client_end_to_end(system: RunningSystem, tmp_path: Path) -> Non
     assert [d.date.isoformat() for d in cal][:1] == ["2013-10-07"]
     assert cal[0].open.strftime("%H:%M") == "09:30" and cal[0].close.strftime("%H:%M") == "16:00"
     assert c.get_asset("IBM").symbol == "IBM"
+    # Friday 2013-10-11's trades settle Monday 10-14 (T+1, the next trading day)
+    raw_cal = _client(system, key, raw=True).get_calendar(
+        GetCalendarRequest(start="2013-10-10", end="2013-10-11")
+    )
+    assert [(d["date"], d["settlement_date"]) for d in raw_cal] == [  # type: ignore[index, union-attr]
+        ("2013-10-10", "2013-10-11"),
+        ("2013-10-11", "2013-10-14"),
+    ]
+    from alpaca.trading.enums import AssetClass
+    from alpaca.trading.requests import GetAssetsRequest
+
+    equities = c.get_all_assets(GetAssetsRequest(asset_class=AssetClass.US_EQUITY))
+    options = c.get_all_assets(GetAssetsRequest(asset_class=AssetClass.US_OPTION))
+    assert "IBM" in {a.symbol for a in equities}
+    assert all(a.asset_class == AssetClass.US_EQUITY for a in equities)
+    assert options == []  # contracts are listed at /v2/options/contracts, as at Alpaca
+    assert not c.get_all_assets(GetAssetsRequest(status="inactive"))
 
     # market buy: fills at the ask of a later quote; the position follows
     buy = c.submit_order(
