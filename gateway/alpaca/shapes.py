@@ -221,6 +221,15 @@ def position_json(p: apb.Position) -> dict[str, Any]:
     cost = Decimal(p.cost_basis or "0")
     upl = Decimal(p.unrealized_pl or "0")
     plpc = (upl / abs(cost)) if cost else Decimal(0)
+    # today: since the previous close (its mark) if held then, else since it was bought
+    current = Decimal(p.current_price) if p.current_price else None
+    last = Decimal(p.lastday_price) if p.lastday_price else current
+    intraday = Decimal(p.unrealized_intraday_pl) if p.unrealized_intraday_pl else upl
+    intraday_pc = plpc
+    if p.lastday_price:  # held at the close: relative to its value then
+        base = abs(qty * Decimal(p.lastday_price) * (100 if is_occ_symbol(p.symbol) else 1))
+        intraday_pc = intraday / base if base else Decimal(0)
+    change = (current - last) / last if current is not None and last else Decimal(0)
     return {
         "asset_id": asset_id(p.symbol),
         "symbol": p.symbol,
@@ -235,11 +244,11 @@ def position_json(p: apb.Position) -> dict[str, Any]:
         "cost_basis": p.cost_basis,
         "unrealized_pl": p.unrealized_pl,
         "unrealized_plpc": f"{plpc:f}",
-        "unrealized_intraday_pl": p.unrealized_pl,
-        "unrealized_intraday_plpc": f"{plpc:f}",
+        "unrealized_intraday_pl": p.unrealized_intraday_pl or p.unrealized_pl,
+        "unrealized_intraday_plpc": f"{intraday_pc:f}",
         "current_price": p.current_price,
-        "lastday_price": p.current_price,
-        "change_today": "0",
+        "lastday_price": p.lastday_price or p.current_price,
+        "change_today": f"{change:f}",
     }
 
 

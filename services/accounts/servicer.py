@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
@@ -54,6 +55,15 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 TIERS = ("free", "pro", "pro_plus")
 
 
+@dataclass(frozen=True)
+class PreviousClose:
+    """An account at the previous trading day's close: its equity and its positions' marks
+    (None and {} before its first end-of-day snapshot)."""
+
+    equity: Decimal | None
+    marks: dict[str, Decimal]
+
+
 class AccountsServicer(pb_grpc.AccountsServiceServicer):
     def __init__(
         self,
@@ -85,7 +95,12 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         was behind."""
         return self.freshness is not None and await self.freshness.wait(account_id)
 
-    async def _positions(self, account_id: str) -> list[pb.Position]:
+    async def _positions(
+        self, account_id: str, close: PreviousClose | None = None
+    ) -> list[pb.Position]:
+        """The open positions at their marks; `close`: the previous close (read when None)."""
+        if close is None:
+            close = await self._previous_close(account_id, await self._market_now())
         async with self.engine.connect() as conn:
             rows = (
                 (
@@ -115,6 +130,10 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             mark = await self._mark(r["symbol"])
             m = multiplier_of(r["symbol"])
             mv = (qty * mark if mark is not None else qty * avg) * m
+            upl = mv - qty * avg * m
+            # since the previous close: held then, from its mark; opened since, from its cost
+            last = close.marks.get(r["symbol"])
+            intraday = qty * (mark - last) * m if last is not None and mark is not None else upl
             out.append(
                 pb.Position(
                     symbol=r["symbol"],
@@ -125,9 +144,11 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                     cost_basis=money(qty * avg * m),
                     current_price=dec_to_wire(mark) if mark is not None else "",
                     market_value=money(mv),
-                    unrealized_pl=money(mv - qty * avg * m),
+                    unrealized_pl=money(upl),
                     realized_pl=money(Decimal(r["realized_pl"])),
                     opened_at=ts_to_wire(r["opened_at"]),
+                    lastday_price=dec_to_wire(last) if last is not None else "",
+                    unrealized_intraday_pl=money(intraday),
                 )
             )
         return out
@@ -147,13 +168,13 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         async with self.engine.connect() as conn:
             return await unsettled_proceeds(conn, account_id, now, self.calendar)
 
-    async def _last_equity(self, account_id: str, now: datetime | None) -> Decimal | None:
-        """Equity at the newest end-of-day snapshot before the market clock's day."""
+    async def _previous_close(self, account_id: str, now: datetime | None) -> PreviousClose:
+        """The newest end-of-day snapshot before the market clock's day (the previous close)."""
         day = (now or datetime.now(UTC)).astimezone(NEW_YORK).date()
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    select(eod_snapshots.c.equity)
+                    select(eod_snapshots.c.equity, eod_snapshots.c.positions)
                     .where(
                         eod_snapshots.c.account_id == account_id,
                         eod_snapshots.c.as_of_date < day,
@@ -162,7 +183,14 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                     .limit(1)
                 )
             ).first()
-        return Decimal(row.equity) if row is not None else None
+        if row is None:
+            return PreviousClose(None, {})
+        marks = {
+            str(p["symbol"]): Decimal(str(p["mark"]))
+            for p in row.positions or []
+            if p.get("mark") is not None
+        }
+        return PreviousClose(Decimal(row.equity), marks)
 
     async def _marks(self, wanted: dict[str, set[str]]) -> dict[str, dict[str, Decimal]]:
         """Marks by user for the symbols wanted (what a margin account's holds are judged on)."""
@@ -180,16 +208,17 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
 
     async def _account_message(self, acct: dict[str, Any], held: Decimal) -> pb.Account:
         cash = Decimal(str(acct["cash"]))
-        pos = await self._positions(str(acct["id"]))
+        now = await self._market_now()
+        close = await self._previous_close(str(acct["id"]), now)
+        pos = await self._positions(str(acct["id"]), close)
         long_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) > 0), ZERO)
         short_mv = sum((Decimal(p.market_value) for p in pos if Decimal(p.qty) < 0), ZERO)
         buying_power = buying_power_cash_account(cash, held)
-        now = await self._market_now()
         unsettled = (
             await self._unsettled(str(acct["id"]), now) if acct["account_type"] == "cash" else ZERO
         )
         equity = cash + long_mv + short_mv
-        last_equity = await self._last_equity(str(acct["id"]), now)
+        last_equity = close.equity
         buying_power = max(buying_power - unsettled, ZERO)
         initial = maintenance = ""
         if acct["account_type"] == "margin":

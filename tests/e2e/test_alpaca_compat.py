@@ -569,9 +569,13 @@ def test_account_configuration_changes_what_the_account_may_do(
     assert c.get_account_configurations() == conf
 
 
-def test_last_equity_is_the_previous_close(system: RunningSystem, tmp_path: Path) -> None:
+def test_last_equity_and_lastday_price_are_the_previous_close(
+    system: RunningSystem, tmp_path: Path
+) -> None:
     """last_equity is the equity of the newest end-of-day snapshot before the market clock's
-    day (equity now, before the account has one): equity - last_equity is today's P&L."""
+    day (equity now, before the account has one), a position's lastday_price its mark there:
+    equity - last_equity is today's P&L, change_today and unrealized_intraday_pl follow."""
+    import json
     from datetime import timedelta
 
     import psycopg
@@ -582,16 +586,34 @@ def test_last_equity_is_the_previous_close(system: RunningSystem, tmp_path: Path
     c = _client(system, key)
     fresh = c.get_account()
     assert fresh.last_equity == fresh.equity == "100000.00"
+    buy = c.submit_order(
+        MarketOrderRequest(symbol="IBM", qty=2, side=OrderSide.BUY, time_in_force=TimeInForce.DAY)
+    )
+    _filled(c, buy.id)
+    held = wait_for(lambda: c.get_all_positions() or None, timeout=15, what="position")[0]
+    assert held.lastday_price == held.current_price and held.change_today == "0"  # bought today
+    assert held.unrealized_intraday_pl == held.unrealized_pl
+
     today = c.get_clock().timestamp.date()
-    rows = [(today - timedelta(days=10), "99000.00"), (today - timedelta(days=1), "98000.00")]
-    rows.append((today, "97000.00"))  # today's own close (once past): not the previous one
+    ibm = json.dumps([{"symbol": "IBM", "qty": "2", "mark": "150.25"}])
+    rows = [
+        (today - timedelta(days=10), "99000.00", "[]"),
+        (today - timedelta(days=1), "98000.00", ibm),
+    ]
+    rows.append((today, "97000.00", "[]"))  # today's own close (once past): not the previous one
     with psycopg.connect(pg_url(system)) as conn:
-        for day, equity in rows:
+        for day, equity, marks in rows:
             conn.execute(
                 "INSERT INTO accounts.eod_snapshots (account_id, as_of_date, cash, "
                 "long_market_value, short_market_value, equity, positions) "
-                "VALUES (%s, %s, 100000, 0, 0, %s, '[]')",
-                (str(fresh.id), day, equity),
+                "VALUES (%s, %s, 100000, 0, 0, %s, %s::jsonb)",
+                (str(fresh.id), day, equity, marks),
             )
     acct = c.get_account()
-    assert (acct.last_equity, acct.equity) == ("98000.00", "100000.00")
+    assert acct.last_equity == "98000.00"
+    assert Decimal(acct.equity) == Decimal(acct.cash) + Decimal(acct.long_market_value)
+    p = c.get_open_position("IBM")
+    now, last = Decimal(p.current_price), Decimal("150.25")
+    assert Decimal(p.lastday_price) == last
+    assert Decimal(p.change_today) == (now - last) / last
+    assert Decimal(p.unrealized_intraday_pl) == (2 * (now - last)).quantize(Decimal("0.01"))

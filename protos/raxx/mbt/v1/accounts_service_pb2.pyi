@@ -172,6 +172,8 @@ class Position(_message.Message):
     REALIZED_PL_FIELD_NUMBER: _builtins.int
     OPENED_AT_FIELD_NUMBER: _builtins.int
     QTY_AVAILABLE_FIELD_NUMBER: _builtins.int
+    LASTDAY_PRICE_FIELD_NUMBER: _builtins.int
+    UNREALIZED_INTRADAY_PL_FIELD_NUMBER: _builtins.int
     symbol: _builtins.str
     """the instrument held"""
     asset_class: _builtins.str
@@ -194,6 +196,10 @@ class Position(_message.Message):
     """qty less what open closing orders hold (sells of a long, buys covering a short); signed
     as qty. What a new closing order may still close.
     """
+    lastday_price: _builtins.str
+    """the mark at the previous trading day's close (empty: not held then)"""
+    unrealized_intraday_pl: _builtins.str
+    """P&L since the previous close: from lastday_price if held then, else from the cost"""
     @_builtins.property
     def opened_at(self) -> _timestamp_pb2.Timestamp:
         """when the position was opened"""
@@ -212,10 +218,12 @@ class Position(_message.Message):
         realized_pl: _builtins.str = ...,
         opened_at: _timestamp_pb2.Timestamp | None = ...,
         qty_available: _builtins.str = ...,
+        lastday_price: _builtins.str = ...,
+        unrealized_intraday_pl: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["opened_at", b"opened_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_class", b"asset_class", "avg_entry_price", b"avg_entry_price", "cost_basis", b"cost_basis", "current_price", b"current_price", "market_value", b"market_value", "opened_at", b"opened_at", "qty", b"qty", "qty_available", b"qty_available", "realized_pl", b"realized_pl", "symbol", b"symbol", "unrealized_pl", b"unrealized_pl"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["asset_class", b"asset_class", "avg_entry_price", b"avg_entry_price", "cost_basis", b"cost_basis", "current_price", b"current_price", "lastday_price", b"lastday_price", "market_value", b"market_value", "opened_at", b"opened_at", "qty", b"qty", "qty_available", b"qty_available", "realized_pl", b"realized_pl", "symbol", b"symbol", "unrealized_intraday_pl", b"unrealized_intraday_pl", "unrealized_pl", b"unrealized_pl"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
