@@ -305,17 +305,23 @@ class SubmitPipeline:
             # placed nothing and this is a new attempt
             with contextlib.suppress(Exception):
                 await asyncio.shield(ahead.done)
+            if self._in_flight.get(key) is ahead:
+                del self._in_flight[key]
             if await records.fetch_by_client_id(self.app.db, user_id, coid, placed=True):
                 return await self.repeat(user_id, coid, intent)
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         p = PendingSubmit(order_id, user_id, coid, intent, amount, replaces, submitted_at, done)
         self._in_flight[key] = p
-        try:
-            self._hold_q.put_nowait(p)
-            return await asyncio.shield(done)
-        finally:
+
+        def settled(_: object) -> None:
+            # in flight until decided, even when its caller has gone (a timed-out RPC): a
+            # retry with the same id waits for this attempt's outcome, never runs beside it
             if self._in_flight.get(key) is p:
                 del self._in_flight[key]
+
+        done.add_done_callback(settled)
+        self._hold_q.put_nowait(p)
+        return await asyncio.shield(done)
 
     async def repeat(self, user_id: str, coid: str, intent: OrderIntent) -> dict[str, Any]:
         """A client_order_id an order placed before holds: that order, if this is the same
