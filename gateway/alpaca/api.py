@@ -522,6 +522,8 @@ class AlpacaApi:
             self.marketdata.ListCalendar,
             mpb.ListCalendarRequest(start_date=start, end_date=end),
         )
+        if not cal.sessions:  # a weekend, a holiday
+            return JSONResponse([])
         # and the session after the last: a day's trades settle on the next trading day (T+1)
         after = await self.call(
             request,

@@ -39,7 +39,7 @@ MARK_TO_MARKET_SQL = text(
             AS m(symbol, mark)
     ),
     valued AS (
-        SELECT p.account_id, p.symbol, p.qty,
+        SELECT p.account_id, p.symbol, p.qty, p.avg_entry_price AS avg,
                coalesce(m.mark, p.avg_entry_price) AS mark,
                p.qty * coalesce(m.mark, p.avg_entry_price)
                  * (CASE WHEN p.asset_class = 'option' THEN 100 ELSE 1 END) AS value
@@ -52,7 +52,8 @@ MARK_TO_MARKET_SQL = text(
            coalesce(sum(v.value) FILTER (WHERE v.qty > 0), 0),
            coalesce(sum(v.value) FILTER (WHERE v.qty < 0), 0),
            a.cash + coalesce(sum(v.value), 0),
-           coalesce(jsonb_agg(jsonb_build_object('symbol', v.symbol, 'qty', v.qty, 'mark', v.mark))
+           coalesce(jsonb_agg(jsonb_build_object('symbol', v.symbol, 'qty', v.qty, 'mark', v.mark,
+                                                 'avg', v.avg))
                     FILTER (WHERE v.symbol IS NOT NULL), '[]'::jsonb)
     FROM accounts.accounts a LEFT JOIN valued v ON v.account_id = a.id
     WHERE a.status <> 'closed'

@@ -26,6 +26,7 @@ from services.accounts.adapters.tables import (
     positions,
 )
 from services.accounts.domain.ledger import ZERO, buying_power_cash_account
+from services.accounts.domain.valuation import intraday_pl
 from services.accounts.freshness import LedgerFreshness
 from services.accounts.ledger_batch import multiplier_of
 from services.accounts.settlement import NEW_YORK, unsettled_proceeds
@@ -57,11 +58,12 @@ TIERS = ("free", "pro", "pro_plus")
 
 @dataclass(frozen=True)
 class PreviousClose:
-    """An account at the previous trading day's close: its equity and its positions' marks
-    (None and {} before its first end-of-day snapshot)."""
+    """An account at the previous trading day's close: its equity and its positions' (qty,
+    mark, average cost or None in older snapshots) by symbol (None and {} before its first
+    end-of-day snapshot)."""
 
     equity: Decimal | None
-    marks: dict[str, Decimal]
+    marks: dict[str, tuple[Decimal, Decimal, Decimal | None]]
 
 
 class AccountsServicer(pb_grpc.AccountsServiceServicer):
@@ -131,9 +133,10 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             m = multiplier_of(r["symbol"])
             mv = (qty * mark if mark is not None else qty * avg) * m
             upl = mv - qty * avg * m
-            # since the previous close: held then, from its mark; opened since, from its cost
-            last = close.marks.get(r["symbol"])
-            intraday = qty * (mark - last) * m if last is not None and mark is not None else upl
+            # since the previous close (`intraday_pl`)
+            then = close.marks.get(r["symbol"])
+            last = then[1] if then is not None and then[0] * qty > 0 else None  # held then
+            intraday = intraday_pl(qty, avg, mark, then, m) if mark is not None else upl
             out.append(
                 pb.Position(
                     symbol=r["symbol"],
@@ -186,9 +189,13 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
         if row is None:
             return PreviousClose(None, {})
         marks = {
-            str(p["symbol"]): Decimal(str(p["mark"]))
+            str(p["symbol"]): (
+                Decimal(str(p["qty"])),
+                Decimal(str(p["mark"])),
+                Decimal(str(p["avg"])) if p.get("avg") is not None else None,
+            )
             for p in row.positions or []
-            if p.get("mark") is not None
+            if p.get("mark") is not None and p.get("qty") is not None
         }
         return PreviousClose(Decimal(row.equity), marks)
 

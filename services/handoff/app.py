@@ -79,6 +79,8 @@ PREPARED_TTL = timedelta(minutes=5)
 RECOVERY_INTERVAL_S = 5.0
 OPEN_STATUSES = ("sending", "sent", "new", "accepted", "pending_new", "partially_filled")
 SYMBOL = re.compile(r"^[A-Z][A-Z.]{0,9}$")
+# a live limit price above this is a typo, not an order (and a decimal this large breaks %)
+MAX_LIVE_PRICE = Decimal(1_000_000)
 ALPACA_STATUSES = {
     "new",
     "accepted",
@@ -894,7 +896,11 @@ def _payload(live_order_id: str, req: Any) -> dict[str, str]:
             limit = Decimal(req.limit_price)
         except InvalidOperation:
             raise InvalidArgument("limit_price", "is required for a limit order") from None
-        if not limit.is_finite() or limit <= 0 or off_tick(limit, option=False) is not None:
+        if (
+            not limit.is_finite()
+            or not 0 < limit < MAX_LIVE_PRICE
+            or off_tick(limit, option=False) is not None
+        ):
             raise InvalidArgument(
                 "limit_price",
                 "must be a positive price in cents (e.g. 185.10), or in $0.0001 below $1",

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from raxx.mbt.v1 import events_pb2
-from services.orders.adapters.tables import audit_log, orders
+from services.orders.adapters.tables import LIVE_ORDER, audit_log, orders
 from services.orders.convert import order_to_pb
 from services.orders.domain.model import (
     FillPreference,
@@ -85,7 +85,7 @@ async def fetch_by_client_id(
 ) -> dict[str, Any] | None:
     """The user's order with this client_order_id: the one placed with it, else (unless
     `placed`) the newest attempt refused at submit (those do not use a client_order_id up)."""
-    live = or_(orders.c.status != "rejected", orders.c.accepted_at.is_not(None))  # LIVE_ORDER
+    live = text(f"({LIVE_ORDER})")  # the partial unique index's own predicate: it is used
     q = select(orders).where(orders.c.user_id == user_id, orders.c.client_order_id == coid)
     async with db.connect() as conn:
         row = (await conn.execute(q.where(live))).mappings().first()

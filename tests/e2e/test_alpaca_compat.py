@@ -577,6 +577,7 @@ def test_last_equity_and_lastday_price_are_the_previous_close(
     equity - last_equity is today's P&L, change_today and unrealized_intraday_pl follow."""
     import json
     from datetime import timedelta
+    from zoneinfo import ZoneInfo
 
     import psycopg
 
@@ -594,7 +595,7 @@ def test_last_equity_and_lastday_price_are_the_previous_close(
     assert held.lastday_price == held.current_price and held.change_today == "0"  # bought today
     assert held.unrealized_intraday_pl == held.unrealized_pl
 
-    today = c.get_clock().timestamp.date()
+    today = c.get_clock().timestamp.astimezone(ZoneInfo("America/New_York")).date()
     ibm = json.dumps([{"symbol": "IBM", "qty": "2", "mark": "150.25"}])
     rows = [
         (today - timedelta(days=10), "99000.00", "[]"),

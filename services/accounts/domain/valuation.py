@@ -35,6 +35,7 @@ __all__ = [
     "PortfolioHistory",
     "WindowPnl",
     "eod_snapshot",
+    "intraday_pl",
     "pnl_for_window",
     "portfolio_history",
 ]
@@ -151,3 +152,26 @@ def portfolio_history(
         points.append(HistoryPoint(s.day, s.equity, pl, pct, s.net_deposits - prev_deposits))
         prev_deposits = s.net_deposits
     return PortfolioHistory(ref.equity, tuple(points))
+
+
+def intraday_pl(
+    qty: Decimal,
+    avg_entry_price: Decimal,
+    mark: Decimal,
+    at_close: tuple[Decimal, Decimal, Decimal | None] | None,
+    multiplier: int = 1,
+) -> Decimal:
+    """A position's unrealized P&L since the previous close. `at_close`: its qty, mark and
+    average cost at the close. What is still held of that is counted from the close's mark,
+    what was added since from what it cost (the cost now less the cost of what was kept, or,
+    without the close's average, the position's average). Held on the other side at the
+    close, or not at all: all of it from its cost."""
+    if at_close is None or at_close[0] * qty <= 0:
+        return qty * (mark - avg_entry_price) * multiplier
+    held, last, avg_then = at_close
+    kept = min(abs(held), abs(qty)) * (1 if qty > 0 else -1)
+    added = qty - kept
+    added_cost = (
+        qty * avg_entry_price - kept * avg_then if avg_then is not None else added * avg_entry_price
+    )
+    return (kept * (mark - last) + added * mark - added_cost) * multiplier

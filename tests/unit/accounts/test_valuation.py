@@ -89,3 +89,38 @@ def test_missing_close_and_empty_history() -> None:
     s = acct.snapshot(FRI, {"AAPL": D(600)})
     with pytest.raises(ValueError):
         pnl_for_window(s, acct.snapshot(THU, {"AAPL": D(600)}))
+
+
+@pytest.mark.parametrize(
+    ("qty", "avg", "mark", "at_close", "expected"),
+    [
+        # held 2 at the close ($150 mark, $140 cost), marked $156 now: 2 x 6
+        (D(2), D(140), D(156), (D(2), D(150), D(140)), D(12)),
+        # and 8 more bought today at $155 (average (2 x 140 + 8 x 155) / 10 = 152): the 2 from
+        # the close (+12), the 8 from what they cost (8 x (156 - 155) = +8)
+        (D(10), D(152), D(156), (D(2), D(150), D(140)), D(20)),
+        # the same from a snapshot without the average: the 8 from the position's average
+        (D(10), D(152), D(156), (D(2), D(150), None), D(12) + D(32)),
+        # held 10 at the close, 6 sold today: the 4 kept, from the close
+        (D(4), D(140), D(156), (D(10), D(150), D(140)), D(24)),
+        # short 5 at the close ($150), now $147: +15; 3 more shorted today at $149: +6 more
+        (D(-5), D(160), D(147), (D(-5), D(150), D(160)), D(15)),
+        (D(-8), D("155.875"), D(147), (D(-5), D(150), D(160)), D(15) + D(6)),
+        # long 3 at the close, short 2 now (flipped today at $149): all from the cost
+        (D(-2), D(149), D(147), (D(3), D(150), D(140)), D(4)),
+        # opened today: from the cost
+        (D(2), D(155), D(156), None, D(2)),
+    ],
+)
+def test_intraday_pl_counts_what_was_held_at_the_close_from_the_close(
+    qty: D, avg: D, mark: D, at_close: tuple[D, D, D | None] | None, expected: D
+) -> None:
+    from services.accounts.domain.valuation import intraday_pl
+
+    assert intraday_pl(qty, avg, mark, at_close) == expected
+
+
+def test_intraday_pl_of_option_contracts_is_per_100() -> None:
+    from services.accounts.domain.valuation import intraday_pl
+
+    assert intraday_pl(D(1), D("2.00"), D("2.50"), (D(1), D("2.10"), D("2.00")), 100) == D(40)

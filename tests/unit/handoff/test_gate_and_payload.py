@@ -58,6 +58,14 @@ def test_payload_is_exactly_what_alpaca_takes() -> None:
             {"symbol": "AAPL", "side": "buy", "qty": "1", "type": "limit", "limit_price": "1.001"},
             "limit_price",
         ),
+        (
+            {"symbol": "AAPL", "side": "buy", "qty": "1", "type": "limit", "limit_price": "1e30"},
+            "limit_price",
+        ),
+        (
+            {"symbol": "AAPL", "side": "buy", "qty": "1", "type": "limit", "limit_price": "2e6"},
+            "limit_price",
+        ),
         ({"symbol": "AAPL", "side": "buy", "qty": "1", "limit_price": "10"}, "limit_price"),
         ({"symbol": "AAPL", "side": "buy", "qty": "1", "time_in_force": "ioc"}, "time_in_force"),
     ],
