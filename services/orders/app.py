@@ -259,6 +259,17 @@ class OrdersApp:
             client_order_id=new_coid,
         )
         check_ticks(intent.limit_price, intent.stop_price, option=intent.is_option)
+        # refused for sure? then before the old order leaves the book (once it has, a refused
+        # replacement leaves neither; the hold decides the rest, as for any new order)
+        acct = await self.accounts.call(
+            self.accounts_stub.LookupAccount, acct_pb.LookupAccountRequest(user_id=user.user_id)
+        )
+        if acct.suspend_trade:
+            raise FailedPrecondition(
+                "trading is suspended on this account by its configuration (suspend_trade); "
+                "the order is left as it is",
+                reason="TRADE_SUSPENDED",
+            )
         async with self.lock:
             self.matching.cancel(order_id, self.sim_now)  # leaves the book; recorded below
             new_id_placeholder = str(uuid.uuid4())
@@ -300,7 +311,12 @@ class OrdersApp:
         # does not answer, the ledger releases it on the `replaced` event, and the new hold
         # waits for that (`ledger_marks`) instead of being decided with the old one still on
         await self._release_now(user.user_id, order_id)
-        new = await self.submit(user, intent, replaces=order_id)
+        try:
+            new = await self.submit(user, intent, replaces=order_id)
+        except MbtError as exc:  # say what became of the old order
+            exc.message = f"order {order_id} was replaced but its replacement refused: {exc}"
+            exc.args = (exc.message,)
+            raise
         async with self.db.begin() as conn:
             await conn.execute(
                 update(orders).where(orders.c.id == order_id).values(replaced_by=new["id"])

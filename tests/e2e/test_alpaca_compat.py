@@ -544,14 +544,22 @@ def test_account_configuration_changes_what_the_account_may_do(
     assert (conf.no_shorting, conf.suspend_trade) == (True, False)
     assert c.set_account_configurations(conf) == conf  # everything sent back as it was
 
-    suspended = c.set_account_configurations(conf.model_copy(update={"suspend_trade": True}))
-    assert suspended.suspend_trade is True and c.get_account_configurations().suspend_trade
     order = LimitOrderRequest(
         symbol="IBM", qty=1, side=OrderSide.BUY, time_in_force=TimeInForce.GTC, limit_price=1.00
     )
+    resting = c.submit_order(order)
+    suspended = c.set_account_configurations(conf.model_copy(update={"suspend_trade": True}))
+    assert suspended.suspend_trade is True and c.get_account_configurations().suspend_trade
+    assert c.get_account().trade_suspended_by_user is True
     with pytest.raises(APIError) as e:
         c.submit_order(order)
     assert e.value.status_code == 403 and "suspend_trade" in e.value.message
+    with pytest.raises(APIError) as e:  # a replace too, and the order stays as it was
+        c.replace_order_by_id(resting.id, ReplaceOrderRequest(limit_price=1.05))
+    assert e.value.status_code == 403 and "suspend_trade" in e.value.message
+    kept = c.get_order_by_id(resting.id)
+    assert (kept.status, kept.limit_price) == (OrderStatus.NEW, "1")
+    assert c.cancel_order_by_id(resting.id) is None  # cancels still work
     resumed = c.set_account_configurations(conf.model_copy(update={"suspend_trade": False}))
     assert resumed.suspend_trade is False
     placed = c.submit_order(order)
