@@ -60,6 +60,8 @@ READS = (
     "FROM accounts.holds WHERE account_id = ANY(%(margin)s::text[]) "
     "AND symbol = ANY(%(buys)s::text[]) AND side = 'buy' AND status = 'active' "
     "GROUP BY account_id, symbol "
+    "UNION ALL SELECT 'replaced', order_id, NULL, amount, qty, NULL, NULL "
+    "FROM accounts.holds WHERE order_id = ANY(%(replaced)s::text[]) AND status = 'active' "
     "UNION ALL SELECT 'sale', NULL, account_id, amount, NULL, NULL, occurred_at "
     "FROM accounts.activities WHERE account_id = ANY(%(cash)s::text[]) "
     "AND activity_type = 'fill' AND amount > 0 AND occurred_at > %(since)s::timestamptz "
@@ -93,6 +95,8 @@ class HoldRequest:
     after_event: str = ""
     # a multi-leg order's package (cash only, under the underlying's symbol: no shares)
     package: bool = False
+    # the open order this one replaces: its hold's cash and shares count as available here
+    replaces: str = ""
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,8 @@ class Snapshot:
     sell_held: dict[tuple[str, str], Decimal] = field(default_factory=dict)
     # (account id, symbol) -> shares open buys would cover of a short (margin accounts)
     buy_held: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    # order id -> (cash, shares) its active hold reserves: the orders the batch replaces
+    replaced: dict[str, tuple[Decimal, Decimal]] = field(default_factory=dict)
     positions: dict[str, list[Any]] = field(default_factory=dict)  # account id -> rows
     sales: dict[str, list[tuple[Any, datetime]]] = field(default_factory=dict)
     # users whose holds wait: the ledger has not applied an event one of them waits for
@@ -193,7 +199,9 @@ def _decide(
     buys do not already cover; beyond that it is refused (403 "insufficient qty available").
     """
     key = _available(b, snap, item, calendar)
-    available = b.cash[key]
+    # a replacement may use what the order it replaces holds (still held until it is released)
+    credit_cash, credit_qty = snap.replaced.get(item.replaces, (ZERO, ZERO))
+    available = b.cash[key] + credit_cash
     if item.side == "buy":
         hold_qty = ZERO
         owned = _owned(b, snap, item.symbol) if b.margin and not item.package else ZERO
@@ -201,10 +209,10 @@ def _decide(
             cover = b.cover.setdefault(
                 item.symbol, -owned - snap.buy_held.get((b.id, item.symbol), ZERO)
             )
-            if item.qty > cover:
+            if item.qty > cover + credit_qty:
                 raise _short_of_qty(
                     item,
-                    cover,
+                    cover + credit_qty,
                     f"you are short {item.symbol}; a buy may cover the short, not also open a "
                     "long position (cover it first, then buy)",
                 )
@@ -217,7 +225,7 @@ def _decide(
         owned = _owned(b, snap, item.symbol)
         if item.symbol not in b.qty:
             b.qty[item.symbol] = owned - snap.sell_held.get((b.id, item.symbol), ZERO)
-        available_qty = b.qty[item.symbol]
+        available_qty = b.qty[item.symbol] + credit_qty
         hold_amount, hold_qty = ZERO, item.qty
         if item.qty > available_qty:
             mark = b.marks.get(item.symbol)
@@ -244,7 +252,7 @@ def _decide(
             short_notional = item.qty * mark * multiplier_of(item.symbol)
             _require(short_notional, available)
             hold_amount, hold_qty = short_notional, ZERO
-        b.qty[item.symbol] = available_qty - hold_qty
+        b.qty[item.symbol] = available_qty - credit_qty - hold_qty
     # every budget of this account (each settlement day) falls by what this hold reserves
     b.held += hold_amount
     for k in b.cash:
@@ -373,6 +381,7 @@ async def _place(
                 # what open buys cover of a short: margin accounts only (cash cannot be short)
                 "margin": [str(a["id"]) for a in locked if a["account_type"] == "margin"],
                 "buys": sorted({i.symbol for i in items if i.side == "buy" and not i.package}),
+                "replaced": sorted({i.replaces for i in items if i.replaces}),
                 "cash": [str(a["id"]) for a in locked if a["account_type"] == "cash"]
                 if settling
                 else [],
@@ -391,6 +400,8 @@ async def _place(
                 positions[str(r["account_id"])].append(_Row(r["key"], r["qty"], r["price"]))
             elif kind == "sell_held":
                 snap.sell_held[str(r["account_id"]), str(r["key"])] = Decimal(r["qty"])
+            elif kind == "replaced":
+                snap.replaced[str(r["key"])] = (Decimal(r["amount"]), Decimal(r["qty"]))
             elif kind == "buy_held":
                 snap.buy_held[str(r["account_id"]), str(r["key"])] = Decimal(r["qty"])
             elif kind == "applied":

@@ -841,6 +841,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                     ts_from_wire(r.as_of) if r.HasField("as_of") else None,
                     r.after_event,
                     r.package,
+                    r.replaces,
                 )
             except MbtError as exc:
                 parsed.append(exc)

@@ -46,6 +46,7 @@ from services.orders.validation import OrderIntent
 from services.platform.errors import (
     LEDGER_BEHIND,
     AlreadyExists,
+    FailedPrecondition,
     MbtError,
     Unavailable,
     error_from_status,
@@ -447,6 +448,7 @@ class SubmitPipeline:
                 as_of=ts_to_wire(app.sim_now),
                 after_event=p.after_event,
                 package=bool(p.intent.legs),
+                replaces=p.replaces or "",
             )
         try:
             reply = await app.holds.call(request)
@@ -511,6 +513,15 @@ class SubmitPipeline:
         async with app.lock:
             now, wall = app.sim_now, datetime.now(UTC)
             sim = now.isoformat()
+            for p in batch:  # a replacement of an order that has filled or ended meanwhile
+                if p.replaces and p.refusal is None and p.row is None:
+                    old = app.matching.get(p.replaces)
+                    if old is None or not old.is_open:
+                        p.refusal = FailedPrecondition(
+                            f"order {p.replaces} is no longer open (it filled or ended before "
+                            "it could be replaced)",
+                            reason="ORDER_NOT_OPEN",
+                        )
             after: dict[str, dict[str, Any]] = {}
             rows: list[dict[str, Any]] = []
             payloads: list[bytes] = []
@@ -557,6 +568,12 @@ class SubmitPipeline:
                 )
             done = set(result["changed"])
             accepted = [p for p in batch if p.refusal is None]
+            # each accepted replacement's old order leaves the book now, before the new one
+            # enters it (a crash in between: `recovery.finish_replacements` on the restart)
+            replaced = [p for p in accepted if p.replaces and p.row is None and p.order_id in done]
+            for p in replaced:
+                assert p.replaces is not None
+                await app.replace_old(p.replaces, p.order_id, p.user_id)
             ORDERS.labels("accepted").inc(sum(1 for p in accepted if p.order_id in done))
             ORDERS.labels("rejected").inc(sum(1 for p in batch if p.refusal and p.order_id in done))
             engine_events: list[Event] = []
@@ -568,9 +585,14 @@ class SubmitPipeline:
                 for e in {ev.order_id for ev in engine_events}:
                     if e in after:
                         after[e] = await records.fetch(app.db, e)
+        for p in replaced:  # the old orders' holds, now that the new ones hold theirs
+            assert p.replaces is not None
+            self._aside(app.release_now(p.user_id, p.replaces))
         for p in batch:
             if p.done.done():
                 continue
+            if p.refusal is not None and p.held:
+                self._aside(self._release(p.order_id))  # refused at commit, after its hold
             if p.order_id not in done:
                 if p.row is not None:  # an earlier version's order, canceled meanwhile
                     if p.held:

@@ -211,10 +211,10 @@ class OrdersApp:
         if done["status"] == "canceled":
             # give the buying power back now, not when the ledger sees the event (idempotent);
             # the cancel is committed either way, and without an answer the ledger releases it
-            await self._release_now(user.user_id, order_id)
+            await self.release_now(user.user_id, order_id)
         return done
 
-    async def _release_now(self, user_id: str, order_id: str) -> bool:
+    async def release_now(self, user_id: str, order_id: str) -> bool:
         """Release an ended order's hold at once (the ledger would on the order's event); on
         success the user's next hold need not wait for the ledger to see the end."""
         try:
@@ -230,10 +230,15 @@ class OrdersApp:
     async def replace(
         self, user: Principal, order_id: str, changes: dict[str, Any], new_coid: str
     ) -> dict[str, Any]:
-        """Replace an open order: the old one becomes `replaced`, a new one is submitted.
+        """Replace an open order: a new order is submitted, and the old one becomes `replaced`
+        in the same step as the new one is accepted.
 
-        Like Alpaca, this is cancel-then-submit: the old order leaves the book first (and its
-        hold is released), so a replacement never needs buying power for both.
+        The new order's hold may use what the old one holds (`PlaceHoldRequest.replaces`), so
+        a replacement never needs buying power for both; both stay held until the old order is
+        replaced, and a replacement that is refused (buying power, quantity, a suspended
+        account) leaves the old order working as it was. An old order that fills or is canceled
+        before its replacement is committed refuses the replacement (`ORDER_NOT_OPEN`), as at
+        Alpaca.
         """
         self.check_new_orders()
         old = await self.get_for_user(user.user_id, order_id)
@@ -259,69 +264,37 @@ class OrdersApp:
             client_order_id=new_coid,
         )
         check_ticks(intent.limit_price, intent.stop_price, option=intent.is_option)
-        # refused for sure? then before the old order leaves the book (once it has, a refused
-        # replacement leaves neither; the hold decides the rest, as for any new order)
-        acct = await self.accounts.call(
-            self.accounts_stub.LookupAccount, acct_pb.LookupAccountRequest(user_id=user.user_id)
-        )
-        if acct.suspend_trade:
-            raise FailedPrecondition(
-                "trading is suspended on this account by its configuration (suspend_trade); "
-                "the order is left as it is",
-                reason="TRADE_SUSPENDED",
-            )
-        async with self.lock:
-            self.matching.cancel(order_id, self.sim_now)  # leaves the book; recorded below
-            new_id_placeholder = str(uuid.uuid4())
-            async with UnitOfWork(self.db, self.outbox, self.fence) as uow:
-                row = (
-                    (
-                        await uow.conn.execute(
-                            update(orders)
-                            .where(
-                                orders.c.id == order_id, orders.c.status.in_(records.OPEN_STATUSES)
-                            )
-                            .values(
-                                status="replaced",
-                                replaced_by=new_id_placeholder,
-                                canceled_at=self.sim_now,
-                                updated_at=datetime.now(UTC),
-                            )
-                            .returning(*orders.c)
+        return await self.submit(user, intent, replaces=order_id)
+
+    async def replace_old(self, old_id: str, new_id: str, user_id: str) -> bool:
+        """The old order of an accepted replacement leaves the book and becomes `replaced`
+        (call under `lock`); whether it was still open. Its hold is released after."""
+        self.matching.cancel(old_id, self.sim_now)
+        async with UnitOfWork(self.db, self.outbox, self.fence) as uow:
+            row = (
+                (
+                    await uow.conn.execute(
+                        update(orders)
+                        .where(orders.c.id == old_id, orders.c.status.in_(records.OPEN_STATUSES))
+                        .values(
+                            status="replaced",
+                            replaced_by=new_id,
+                            canceled_at=self.sim_now,
+                            updated_at=datetime.now(UTC),
                         )
+                        .returning(*orders.c)
                     )
-                    .mappings()
-                    .first()
                 )
-                if row is None:
-                    raise FailedPrecondition(
-                        f"order {order_id} is no longer open", reason="ORDER_NOT_OPEN"
-                    )
-                records.emit_order(uow, "replaced", row, user.user_id)
-                await records.audit(
-                    uow,
-                    self.sim_now,
-                    user.user_id,
-                    "replace",
-                    order_id,
-                    {"changes": {k: str(v) for k, v in changes.items()}},
-                )
-        # the old order is replaced (committed): its successor is submitted whatever happens
-        # here. Released now, the new order's hold need not wait for the ledger; if accounts
-        # does not answer, the ledger releases it on the `replaced` event, and the new hold
-        # waits for that (`ledger_marks`) instead of being decided with the old one still on
-        await self._release_now(user.user_id, order_id)
-        try:
-            new = await self.submit(user, intent, replaces=order_id)
-        except MbtError as exc:  # say what became of the old order
-            exc.message = f"order {order_id} was replaced but its replacement refused: {exc}"
-            exc.args = (exc.message,)
-            raise
-        async with self.db.begin() as conn:
-            await conn.execute(
-                update(orders).where(orders.c.id == order_id).values(replaced_by=new["id"])
+                .mappings()
+                .first()
             )
-        return new
+            if row is None:
+                return False
+            records.emit_order(uow, "replaced", row, user_id)
+            await records.audit(
+                uow, self.sim_now, user_id, "replace", old_id, {"replaced_by": new_id}
+            )
+        return True
 
     async def cancel_all(self, user: Principal) -> list[dict[str, Any]]:
         return [

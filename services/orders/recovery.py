@@ -58,6 +58,8 @@ async def rearm(app: OrdersApp) -> int:
             .all()
         )
     rows = [r for r in rows if app.ownership.owns(str(r["user_id"]))]  # this instance's only
+    finished = await finish_replacements(app, [str(r["id"]) for r in rows])
+    rows = [r for r in rows if str(r["id"]) not in finished]
     armed = 0
     for r in rows:
         if r["status"] == "new":
@@ -71,6 +73,31 @@ async def rearm(app: OrdersApp) -> int:
     log.info("re-armed %d open orders", armed)
     await catch_up(app, [dict(r) for r in rows if r["status"] != "new"])
     return armed
+
+
+async def finish_replacements(app: OrdersApp, open_ids: list[str]) -> set[str]:
+    """Open orders whose replacement was accepted (a crash came between committing the new
+    order and marking the old one): the old ones become `replaced` now, their holds released.
+    The ids of those finished."""
+    if not open_ids:
+        return set()
+    async with app.db.connect() as conn:
+        pending = (
+            await conn.execute(
+                select(orders.c.id, orders.c.user_id, orders.c.replaces).where(
+                    orders.c.replaces.in_(open_ids), orders.c.accepted_at.is_not(None)
+                )
+            )
+        ).all()
+    finished: set[str] = set()
+    for r in pending:
+        async with app.lock:
+            if await app.replace_old(str(r.replaces), str(r.id), str(r.user_id)):
+                finished.add(str(r.replaces))
+        await app.release_now(str(r.user_id), str(r.replaces))
+    if finished:
+        log.info("finished %d replacements a stop left half done", len(finished))
+    return finished
 
 
 async def catch_up(app: OrdersApp, rows: list[dict[str, Any]]) -> int:

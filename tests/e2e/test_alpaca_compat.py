@@ -626,3 +626,38 @@ def test_last_equity_and_lastday_price_are_the_previous_close(
     assert Decimal(p.lastday_price) == last
     assert Decimal(p.change_today) == (now - last) / last
     assert Decimal(p.unrealized_intraday_pl) == (2 * (now - last)).quantize(Decimal("0.01"))
+
+
+def test_a_refused_replace_leaves_the_order_working(system: RunningSystem, tmp_path: Path) -> None:
+    """The replacement's hold may use what the old order holds (so it never needs buying
+    power for both), and a replacement that is refused leaves the old order as it was."""
+    key = _key(system, tmp_path, "alpaca-replace@example.com")
+    c = _client(system, key)
+    resting = c.submit_order(
+        LimitOrderRequest(
+            symbol="IBM",
+            qty=500,
+            side=OrderSide.BUY,
+            time_in_force=TimeInForce.GTC,
+            limit_price=100.00,
+        )
+    )  # $50,000 of the $100,000 held
+    # 900 x $100 = $90,000: more than is free ($50,000), within it with the old order's hold
+    bigger = c.replace_order_by_id(resting.id, ReplaceOrderRequest(qty=900))
+    assert bigger.qty == "900" and bigger.replaces == resting.id
+    assert c.get_order_by_id(resting.id).status == OrderStatus.REPLACED
+    # both held until the old order is replaced, then its hold released: one hold, $90,000
+    wait_for(
+        lambda: Decimal(c.get_account().buying_power) == Decimal("10000") or None,
+        timeout=10,
+        what="the old order's hold released",
+    )
+
+    with pytest.raises(APIError) as e:  # 1,001 x $100: more than the account has
+        c.replace_order_by_id(bigger.id, ReplaceOrderRequest(qty=1001))
+    assert e.value.status_code == 403 and "buying power" in e.value.message
+    kept = c.get_order_by_id(bigger.id)
+    assert (kept.status, kept.qty, kept.replaced_by) == (OrderStatus.NEW, "900", None)
+    assert Decimal(c.get_account().buying_power) == Decimal("10000")  # its hold as it was
+    c.cancel_order_by_id(bigger.id)
+    assert Decimal(c.get_account().buying_power) == Decimal("100000")

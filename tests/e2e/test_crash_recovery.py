@@ -405,3 +405,47 @@ def test_orders_rides_out_an_accounts_restart_between_its_orders(system: Running
         r = httpx.post(f"{url}/api/mbt/orders", headers=h, json=RESTING_BUY, timeout=30)
         assert r.status_code == 200 and r.json()["data"]["status"] == "accepted", r.text
     assert pid_listening_on(system.grpc_ports["orders"]) == orders_pid  # never restarted
+
+
+def test_a_replacement_left_half_done_by_a_crash_is_finished_on_restart(
+    system: RunningSystem,
+) -> None:
+    """A replacement is committed, then the old order is marked `replaced` in a second
+    transaction; a crash in between (made here: the new order's row written as the first
+    transaction writes it, and orders killed) must not leave both working. On the restart
+    the old order is replaced and off the book, and the new one trades."""
+    import uuid
+
+    import psycopg
+
+    from tests.e2e.test_privacy import pg_url
+
+    url = system.url
+    token, _ = signup_http(url, "crash-replace@example.com")
+    h = {"authorization": f"Bearer {token}"}
+    r = httpx.post(f"{url}/api/mbt/orders", headers=h, json=RESTING_BUY)
+    assert r.status_code == 200, r.text
+    old = r.json()["data"]
+    new_id = str(uuid.uuid4())
+    with psycopg.connect(pg_url(system)) as conn:  # the replacement, committed
+        conn.execute(
+            "INSERT INTO orders.orders (id, user_id, account_id, client_order_id, symbol, side, "
+            "qty, order_type, time_in_force, limit_price, status, hold_amount, replaces, "
+            "submitted_at, accepted_at, updated_at) SELECT %s, user_id, account_id, %s, "
+            "symbol, side, qty, order_type, time_in_force, limit_price + 0.01, 'accepted', "
+            "hold_amount, id, now(), accepted_at, now() FROM orders.orders WHERE id = %s",
+            (new_id, f"replacement-{new_id[:8]}", old["id"]),
+        )
+    kill_service(system, "orders")
+    log = system.data_dir / "logs" / "orders.log"
+    wait_for(lambda: "finished 1 replacements" in log.read_text(), timeout=60, what="restart")
+
+    def order(oid: str) -> dict[str, object] | None:
+        x = httpx.get(f"{url}/api/mbt/orders/{oid}", headers=h)
+        return x.json()["data"] if x.status_code == 200 else None
+
+    replaced = wait_for(lambda: order(old["id"]), what="orders back")
+    assert (replaced["status"], replaced["replaced_by"]) == ("replaced", new_id)
+    assert wait_for(lambda: order(new_id), what="the new order")["status"] == "accepted"
+    opened = httpx.get(f"{url}/api/mbt/orders", headers=h, params={"status": "open"})
+    assert [o["id"] for o in opened.json()["data"]["orders"]] == [new_id]  # one, not both

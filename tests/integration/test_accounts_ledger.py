@@ -493,3 +493,47 @@ async def test_a_partly_filled_cover_holds_only_what_is_left_of_it(engine) -> No
             engine, user, str(uuid.uuid4()), "IBM", "buy", D(9), D(900), marks
         )
     await handlers.place_hold(engine, user, str(uuid.uuid4()), "IBM", "buy", D(8), D(800), marks)
+
+
+async def test_a_replacement_may_use_what_the_order_it_replaces_holds(engine) -> None:  # type: ignore[no-untyped-def]
+    """PlaceHoldRequest.replaces: the old order's cash and shares count as available to its
+    replacement, to it alone; both stay held until the old one is released."""
+    user = str(uuid.uuid4())
+    await handlers.open_account(engine, user, "trial", "free", None)  # $10,000
+    bought = str(uuid.uuid4())
+    async with engine.begin() as conn:  # 10 IBM at $100: $9,000 of cash left
+        await handlers.apply_fill_event(
+            conn, f"{bought}:1", fill(user, bought, "buy", "10", "100", "filled")
+        )
+    old_buy, old_sell = str(uuid.uuid4()), str(uuid.uuid4())
+    await handlers.place_hold(engine, user, old_buy, "IBM", "buy", D(60), D(6000))
+    await handlers.place_hold(engine, user, old_sell, "IBM", "sell", D(10), D(0))
+
+    def item(side: str, qty: int, amount: int, replaces: str = "") -> handlers.HoldRequest:
+        return handlers.HoldRequest(
+            user, str(uuid.uuid4()), "IBM", side, D(qty), D(amount), replaces=replaces
+        )
+
+    # $8,000 > the $3,000 free, but within it with the old buy's $6,000; the next order in the
+    # same batch gets no such credit; the sell of 10 again, within the old sell's 10
+    results = await handlers.place_holds(
+        engine,
+        [
+            item("buy", 80, 8000, replaces=old_buy),
+            item("buy", 10, 1000),
+            item("sell", 10, 0, replaces=old_sell),
+            item("sell", 1, 0),
+        ],
+    )
+    assert [getattr(r, "reason", "placed") for r in results] == [
+        "placed",
+        "INSUFFICIENT_BUYING_POWER",
+        "placed",
+        "INSUFFICIENT_QTY",
+    ]
+    async with engine.connect() as conn:  # both held until orders releases the old ones
+        acct = await handlers.account_of_user(conn, user)
+        assert await handlers.held_amount(conn, str(acct["id"])) == D(14000)
+    assert await handlers.release_hold_tx(engine, old_buy)
+    async with engine.connect() as conn:
+        assert await handlers.held_amount(conn, str(acct["id"])) == D(8000)

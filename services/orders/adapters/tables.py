@@ -83,6 +83,8 @@ orders = Table(
         postgresql_where=text(LIVE_ORDER),
     ),
     Index("orders_by_user", "user_id", "submitted_at"),
+    # replacements by the order they replace (a restart finishes any left half done)
+    Index("orders_by_replaced", "replaces", postgresql_where=text("replaces IS NOT NULL")),
     Index(
         "orders_open",
         "status",
@@ -149,6 +151,10 @@ MIGRATIONS = SchemaMigrations(
         ),
         # shadow mode (services/orders/shadow.py): what was mirrored to Alpaca paper
         sql(SHADOW_DDL),
+        sql(
+            "CREATE INDEX IF NOT EXISTS orders_by_replaced ON orders.orders (replaces) "
+            "WHERE replaces IS NOT NULL"
+        ),
         # an order refused at submit no longer uses up its client_order_id
         sql(
             "ALTER TABLE orders.orders DROP CONSTRAINT IF EXISTS orders_client_order_id_per_user",

@@ -523,6 +523,7 @@ class PlaceHoldRequest(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     AFTER_EVENT_FIELD_NUMBER: _builtins.int
     PACKAGE_FIELD_NUMBER: _builtins.int
+    REPLACES_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     order_id: _builtins.str
     symbol: _builtins.str
@@ -540,6 +541,11 @@ class PlaceHoldRequest(_message.Message):
     """a multi-leg order's hold: cash for the package, under its underlying's symbol; it buys no
     shares of that symbol (so it cannot cover a short of it)
     """
+    replaces: _builtins.str
+    """the open order this one replaces: what that order's hold reserves (cash, shares) counts
+    as available to this one. Both stay held until orders releases the old one, so a refused
+    replacement leaves the old order and its hold as they were.
+    """
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """the market clock when the order was accepted: sale proceeds settle T+1 from it"""
@@ -556,10 +562,11 @@ class PlaceHoldRequest(_message.Message):
         as_of: _timestamp_pb2.Timestamp | None = ...,
         after_event: _builtins.str = ...,
         package: _builtins.bool = ...,
+        replaces: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_event", b"after_event", "amount", b"amount", "as_of", b"as_of", "order_id", b"order_id", "package", b"package", "qty", b"qty", "side", b"side", "symbol", b"symbol", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_event", b"after_event", "amount", b"amount", "as_of", b"as_of", "order_id", b"order_id", "package", b"package", "qty", b"qty", "replaces", b"replaces", "side", b"side", "symbol", b"symbol", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
