@@ -62,6 +62,7 @@ READS = (
     "GROUP BY account_id, symbol "
     "UNION ALL SELECT 'replaced', order_id, NULL, amount, qty, NULL, NULL "
     "FROM accounts.holds WHERE order_id = ANY(%(replaced)s::text[]) AND status = 'active' "
+    "AND account_id = ANY(%(accounts)s::text[]) "
     "UNION ALL SELECT 'sale', NULL, account_id, amount, NULL, NULL, occurred_at "
     "FROM accounts.activities WHERE account_id = ANY(%(cash)s::text[]) "
     "AND activity_type = 'fill' AND amount > 0 AND occurred_at > %(since)s::timestamptz "

@@ -31,6 +31,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -40,6 +41,7 @@ from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from services.orders import records
 from services.orders.convert import built_row
 from services.orders.domain.events import Event
+from services.orders.domain.model import Order
 from services.orders.partitions import Fenced, user_partition
 from services.orders.records import order_event
 from services.orders.validation import OrderIntent
@@ -186,6 +188,9 @@ class PendingSubmit:
     # when it entered its current stage's queue (monotonic)
     queued_at: float = field(default_factory=time.monotonic)
     row: dict[str, Any] | None = None  # the row an earlier version left `new` (recovery)
+    # a replacement: what the order it replaces had filled when it was asked for (it is
+    # refused if that changed before its commit: it was sized, and held, for the rest)
+    replaces_filled: Decimal = Decimal(0)
 
 
 def order_row(p: PendingSubmit, now: datetime, wall: datetime) -> dict[str, Any]:
@@ -262,6 +267,30 @@ def payload_differences(intent: OrderIntent, row: dict[str, Any]) -> list[str]:
     return [name for name, mine, stored in pairs if mine != stored]
 
 
+def refuse_stale_replacements(
+    batch: list[PendingSubmit], book: Callable[[str], Order | None]
+) -> None:
+    """Refuse (in place) each replacement whose old order, on the `book`, has filled (even in
+    part: the replacement was sized and held for the rest) or ended since it was asked for, or
+    that an earlier replacement in the batch replaces already."""
+    claimed: set[str] = set()
+    for p in batch:
+        if not p.replaces or p.refusal is not None or p.row is not None:
+            continue
+        old = book(p.replaces)
+        if old is None or not old.is_open or p.replaces in claimed:
+            why = "it filled or ended, or was replaced, before"
+        elif old.filled_qty != p.replaces_filled:
+            why = f"it filled {old.filled_qty - p.replaces_filled:f} more before"
+        else:
+            claimed.add(p.replaces)
+            continue
+        p.refusal = FailedPrecondition(
+            f"order {p.replaces} was not replaced: {why} its replacement was accepted; ask again",
+            reason="ORDER_NOT_OPEN",
+        )
+
+
 def _drain(q: asyncio.Queue[PendingSubmit], first: PendingSubmit) -> list[PendingSubmit]:
     batch = [first]
     while not q.empty() and len(batch) < MAX_BATCH:
@@ -297,6 +326,7 @@ class SubmitPipeline:
         amount: Decimal,
         replaces: str | None,
         submitted_at: datetime,
+        replaces_filled: Decimal = Decimal(0),
     ) -> dict[str, Any]:
         """Hold and commit one order; the accepted (or earlier) order row, or the reason it
         was refused (raised)."""
@@ -312,6 +342,7 @@ class SubmitPipeline:
                 return await self.repeat(user_id, coid, intent)
         done: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         p = PendingSubmit(order_id, user_id, coid, intent, amount, replaces, submitted_at, done)
+        p.replaces_filled = replaces_filled
         self._in_flight[key] = p
 
         def settled(_: object) -> None:
@@ -513,15 +544,7 @@ class SubmitPipeline:
         async with app.lock:
             now, wall = app.sim_now, datetime.now(UTC)
             sim = now.isoformat()
-            for p in batch:  # a replacement of an order that has filled or ended meanwhile
-                if p.replaces and p.refusal is None and p.row is None:
-                    old = app.matching.get(p.replaces)
-                    if old is None or not old.is_open:
-                        p.refusal = FailedPrecondition(
-                            f"order {p.replaces} is no longer open (it filled or ended before "
-                            "it could be replaced)",
-                            reason="ORDER_NOT_OPEN",
-                        )
+            refuse_stale_replacements(batch, app.matching.get)
             after: dict[str, dict[str, Any]] = {}
             rows: list[dict[str, Any]] = []
             payloads: list[bytes] = []
@@ -573,7 +596,8 @@ class SubmitPipeline:
             replaced = [p for p in accepted if p.replaces and p.row is None and p.order_id in done]
             for p in replaced:
                 assert p.replaces is not None
-                await app.replace_old(p.replaces, p.order_id, p.user_id)
+                if not await app.replace_old(p.replaces, p.order_id, p.user_id):
+                    log.error("replacement %s: %s was not open", p.order_id, p.replaces)
             ORDERS.labels("accepted").inc(sum(1 for p in accepted if p.order_id in done))
             ORDERS.labels("rejected").inc(sum(1 for p in batch if p.refusal and p.order_id in done))
             engine_events: list[Event] = []

@@ -131,7 +131,11 @@ class OrdersApp:
             )
 
     async def submit(
-        self, user: Principal, intent: OrderIntent, replaces: str | None = None
+        self,
+        user: Principal,
+        intent: OrderIntent,
+        replaces: str | None = None,
+        replaces_filled: Decimal = Decimal(0),
     ) -> dict[str, Any]:
         self.check_new_orders()
         if self.flags.paper_mode(user.user_id) == "off":
@@ -156,7 +160,14 @@ class OrdersApp:
                 return await self.accepts.repeat(user.user_id, coid, intent)
             raise
         return await self.accepts.submit(
-            str(uuid.uuid4()), user.user_id, coid, intent, amount, replaces, datetime.now(UTC)
+            str(uuid.uuid4()),
+            user.user_id,
+            coid,
+            intent,
+            amount,
+            replaces,
+            datetime.now(UTC),
+            replaces_filled,
         )
 
     async def _ask_market_data(self, symbol: str) -> Quote:
@@ -264,7 +275,9 @@ class OrdersApp:
             client_order_id=new_coid,
         )
         check_ticks(intent.limit_price, intent.stop_price, option=intent.is_option)
-        return await self.submit(user, intent, replaces=order_id)
+        return await self.submit(
+            user, intent, replaces=order_id, replaces_filled=Decimal(old["filled_qty"])
+        )
 
     async def replace_old(self, old_id: str, new_id: str, user_id: str) -> bool:
         """The old order of an accepted replacement leaves the book and becomes `replaced`

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ARRAY, String, any_, cast, func, select
 
 from raxx.mbt.v1 import accounts_service_pb2 as acct_pb
 from raxx.mbt.v1 import marketdata_service_pb2 as md_pb
@@ -85,7 +85,8 @@ async def finish_replacements(app: OrdersApp, open_ids: list[str]) -> set[str]:
         pending = (
             await conn.execute(
                 select(orders.c.id, orders.c.user_id, orders.c.replaces).where(
-                    orders.c.replaces.in_(open_ids), orders.c.accepted_at.is_not(None)
+                    orders.c.replaces == any_(cast(open_ids, ARRAY(String))),
+                    orders.c.accepted_at.is_not(None),
                 )
             )
         ).all()

@@ -151,15 +151,16 @@ MIGRATIONS = SchemaMigrations(
         ),
         # shadow mode (services/orders/shadow.py): what was mirrored to Alpaca paper
         sql(SHADOW_DDL),
-        sql(
-            "CREATE INDEX IF NOT EXISTS orders_by_replaced ON orders.orders (replaces) "
-            "WHERE replaces IS NOT NULL"
-        ),
         # an order refused at submit no longer uses up its client_order_id
         sql(
             "ALTER TABLE orders.orders DROP CONSTRAINT IF EXISTS orders_client_order_id_per_user",
             "CREATE UNIQUE INDEX IF NOT EXISTS orders_client_order_id_live ON orders.orders "
             f"(user_id, client_order_id) WHERE {LIVE_ORDER}",
+        ),
+        # replacements by the order they replace (a restart finishes any left half done)
+        sql(
+            "CREATE INDEX IF NOT EXISTS orders_by_replaced ON orders.orders (replaces) "
+            "WHERE replaces IS NOT NULL"
         ),
     ],
 )
