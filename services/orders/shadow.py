@@ -96,6 +96,9 @@ class ShadowRelay:
                             "ON s.order_id = o.id WHERE s.order_id IS NULL AND o.legs IS NULL "
                             # accepted ones only: a submit whose hold is refused never leaves
                             "AND o.accepted_at IS NOT NULL AND o.status <> 'rejected' "
+                            # a replacement once its old order is replaced (canceled below first)
+                            "AND NOT EXISTS (SELECT 1 FROM orders.orders r WHERE r.id = o.replaces "
+                            "AND r.status IN ('new', 'accepted', 'partially_filled')) "
                             "AND o.status_reason NOT LIKE "
                             f"'imported%' {where} AND o.submitted_at >= :since "
                             "ORDER BY o.submitted_at LIMIT 200"
@@ -120,6 +123,9 @@ class ShadowRelay:
                 .mappings()
                 .all()
             )
+        for c in to_cancel:  # first: what they held at Alpaca is free for what follows
+            if self.owns(str(c["user_id"])):
+                await self._cancel(dict(c))
         n = 0
         for o in pending:
             uid = str(o["user_id"])
@@ -130,9 +136,6 @@ class ShadowRelay:
                 continue  # placed before this user's shadow period began
             await self._mirror(dict(o))
             n += 1
-        for c in to_cancel:
-            if self.owns(str(c["user_id"])):
-                await self._cancel(dict(c))
         return n
 
     async def _record(
