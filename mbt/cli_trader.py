@@ -202,7 +202,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     c.add_argument("--expiry", help="YYYY-MM-DD (default: the nearest)")
     c.add_argument("--as-of", help="a recorded day to read, YYYY-MM-DD")
     c.set_defaults(func=cmd_chain)
-    r = sub.add_parser("replace", parents=[common], help="change an open order (cancel + new)")
+    r = sub.add_parser(
+        "replace",
+        parents=[common],
+        help="change an open order (a new one replaces it; refused, it stays)",
+    )
     r.add_argument("order_id")
     r.add_argument("--qty")
     r.add_argument("--limit")

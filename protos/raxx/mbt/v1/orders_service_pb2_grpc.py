@@ -153,7 +153,8 @@ class OrdersServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReplaceOrder(self, request, context):
-        """Replace an open order: a new order is created and the old one becomes `replaced`.
+        """Replace an open order: a new order is created and the old one becomes `replaced`. The new
+        order may use the buying power the old one holds; refused, it leaves the old one working.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -57,7 +57,9 @@ class OrdersServiceStub:
     ListFills: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ListFillsRequest, _orders_service_pb2.ListFillsResponse]
     """Your fills, newest first, each with the quote it filled on and why."""
     ReplaceOrder: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ReplaceOrderRequest, _orders_service_pb2.Order]
-    """Replace an open order: a new order is created and the old one becomes `replaced`."""
+    """Replace an open order: a new order is created and the old one becomes `replaced`. The new
+    order may use the buying power the old one holds; refused, it leaves the old one working.
+    """
     CancelAllOrders: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.CancelAllOrdersRequest, _orders_service_pb2.CancelAllOrdersResponse]
     """Cancel every open order of the caller."""
     ReplayOrders: _grpc.UnaryUnaryMultiCallable[_orders_service_pb2.ReplayOrdersRequest, _orders_service_pb2.ReplayOrdersResponse]
@@ -104,7 +106,9 @@ class OrdersServiceAsyncStub(OrdersServiceStub):
     ListFills: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ListFillsRequest, _orders_service_pb2.ListFillsResponse]  # type: ignore[assignment]
     """Your fills, newest first, each with the quote it filled on and why."""
     ReplaceOrder: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ReplaceOrderRequest, _orders_service_pb2.Order]  # type: ignore[assignment]
-    """Replace an open order: a new order is created and the old one becomes `replaced`."""
+    """Replace an open order: a new order is created and the old one becomes `replaced`. The new
+    order may use the buying power the old one holds; refused, it leaves the old one working.
+    """
     CancelAllOrders: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.CancelAllOrdersRequest, _orders_service_pb2.CancelAllOrdersResponse]  # type: ignore[assignment]
     """Cancel every open order of the caller."""
     ReplayOrders: _aio.UnaryUnaryMultiCallable[_orders_service_pb2.ReplayOrdersRequest, _orders_service_pb2.ReplayOrdersResponse]  # type: ignore[assignment]
@@ -190,7 +194,9 @@ class OrdersServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _orders_service_pb2.ReplaceOrderRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_orders_service_pb2.Order, _abc.Awaitable[_orders_service_pb2.Order]]:
-        """Replace an open order: a new order is created and the old one becomes `replaced`."""
+        """Replace an open order: a new order is created and the old one becomes `replaced`. The new
+        order may use the buying power the old one holds; refused, it leaves the old one working.
+        """
 
     @_abc_1.abstractmethod
     def CancelAllOrders(
