@@ -33,7 +33,7 @@ from raxx.mbt.v1 import orders_service_pb2_grpc as ogrpc
 from services.platform.grpc_server import FOLLOW_UP_HEADER
 from services.platform.owner_routes import OwnerRoutes
 
-__all__ = ["AlpacaApi", "AlpacaError", "time_param", "timestamp_pb"]
+__all__ = ["AlpacaApi", "AlpacaError", "iso_date", "time_param", "timestamp_pb"]
 
 ORDERS_SERVICE = opb.DESCRIPTOR.services_by_name["OrdersService"].full_name
 COMMAND_REPLIES: dict[str, Any] = {
@@ -144,12 +144,14 @@ def timestamp_pb(dt: datetime) -> Timestamp:
     return ts
 
 
-def _iso_date(field: str, raw: str) -> date:
+def iso_date(field: str, raw: str) -> date:
+    """A date (YYYY-MM-DD, or a time's first ten characters), with room for a few days' or a
+    week's arithmetic either side."""
     try:
         day = date.fromisoformat(raw[:10])
     except ValueError:
-        raise AlpacaError(422, f"{field}: not a date: {raw[:40]!r}") from None
-    if not date(1, 1, 2) <= day <= date(9999, 12, 1):  # room for a few days' arithmetic
+        raise AlpacaError(422, f"{field}: not a date (YYYY-MM-DD): {raw[:40]!r}") from None
+    if not date(1, 1, 2) <= day <= date(9999, 12, 1):
         raise AlpacaError(422, f"{field}: {day.isoformat()} is out of range")
     return day
 
@@ -277,7 +279,7 @@ class AlpacaApi:
         timeframe = q.get("timeframe") or "1D"
         if timeframe != "1D":
             # one session's equity per interval; accounts says which timeframes it keeps
-            day = _iso_date("end", q["end"]).isoformat() if q.get("end") else ""
+            day = iso_date("end", q["end"]).isoformat() if q.get("end") else ""
             hist = await self.call(  # no day: the market clock's session
                 request,
                 self.accounts.GetPortfolioHistory,
@@ -291,13 +293,13 @@ class AlpacaApi:
         clock = await self.call(request, self.marketdata.GetClock, mpb.GetClockRequest())
         end = clock.timestamp.ToDatetime().date()
         if q.get("end"):
-            end = _iso_date("end", q["end"])
+            end = iso_date("end", q["end"])
         try:
             start = end - timedelta(days=int(period[:-1]) * days[period[-1]])
         except OverflowError:
             raise AlpacaError(422, f"period {period[:20]} reaches before the year 1") from None
         if q.get("start"):
-            start = _iso_date("start", q["start"])
+            start = iso_date("start", q["start"])
         hist = await self.call(
             request,
             self.accounts.GetPortfolioHistory,
@@ -516,7 +518,7 @@ class AlpacaApi:
             today = c.timestamp.ToDatetime().date()
             start = start or today.isoformat()
             end = end or (today + timedelta(days=365)).isoformat()
-        last = _iso_date("end", end)
+        last = iso_date("end", end)
         cal = await self.call(
             request,
             self.marketdata.ListCalendar,

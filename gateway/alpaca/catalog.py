@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.alpaca import shapes
-from gateway.alpaca.api import AlpacaApi, AlpacaError, time_param, timestamp_pb
+from gateway.alpaca.api import AlpacaApi, AlpacaError, iso_date, time_param, timestamp_pb
 from gateway.alpaca.market_data import quote_json
 from raxx.mbt.v1 import accounts_service_pb2 as apb
 from raxx.mbt.v1 import marketdata_service_pb2 as mpb
@@ -134,15 +134,7 @@ def contract_json(c: mpb.OptionContract, today: date) -> dict[str, Any]:
 
 def _date_param(q: Mapping[str, str], name: str) -> date | None:
     raw = q.get(name)
-    if not raw:
-        return None
-    try:
-        day = date.fromisoformat(raw[:10])
-    except ValueError:
-        raise AlpacaError(422, f"{name}: not a date (YYYY-MM-DD): {raw[:40]!r}") from None
-    if not date(1, 1, 2) <= day <= date(9999, 12, 1):  # a day's or a week's arithmetic fits
-        raise AlpacaError(422, f"{name}: {day.isoformat()} is out of range")
-    return day
+    return iso_date(name, raw) if raw else None
 
 
 def _decimal_param(q: Mapping[str, str], name: str) -> Decimal | None:

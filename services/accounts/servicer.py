@@ -133,9 +133,10 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             m = multiplier_of(r["symbol"])
             mv = (qty * mark if mark is not None else qty * avg) * m
             upl = mv - qty * avg * m
-            # since the previous close (`intraday_pl`)
+            # since the previous close (`intraday_pl`), if held then on the same side
             then = close.marks.get(r["symbol"])
-            last = then[1] if then is not None and then[0] * qty > 0 else None  # held then
+            if then is not None and then[0] * qty <= 0:
+                then = None
             intraday = intraday_pl(qty, avg, mark, then, m) if mark is not None else upl
             out.append(
                 pb.Position(
@@ -150,7 +151,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
                     unrealized_pl=money(upl),
                     realized_pl=money(Decimal(r["realized_pl"])),
                     opened_at=ts_to_wire(r["opened_at"]),
-                    lastday_price=dec_to_wire(last) if last is not None else "",
+                    lastday_price=dec_to_wire(then[1]) if then is not None else "",
                     unrealized_intraday_pl=money(intraday),
                 )
             )
@@ -225,7 +226,6 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             await self._unsettled(str(acct["id"]), now) if acct["account_type"] == "cash" else ZERO
         )
         equity = cash + long_mv + short_mv
-        last_equity = close.equity
         buying_power = max(buying_power - unsettled, ZERO)
         initial = maintenance = ""
         if acct["account_type"] == "margin":
@@ -246,7 +246,7 @@ class AccountsServicer(pb_grpc.AccountsServiceServicer):
             cash=money(cash),
             buying_power=money(buying_power),
             equity=money(equity),
-            last_equity=money(last_equity if last_equity is not None else equity),
+            last_equity=money(close.equity if close.equity is not None else equity),
             no_shorting=acct["account_type"] != "margin" or bool(acct["no_shorting"]),
             suspend_trade=bool(acct["suspend_trade"]),
             long_market_value=money(long_mv),

@@ -83,7 +83,8 @@ log = logging.getLogger("mbt.orders")
 # FOR SHARE: a claim by another process waits for this statement, and after the claim the rows
 # no longer match, so nothing is written), the batch's orders are inserted (a client_order_id
 # an order placed before holds is skipped: by the unique index, or for a refusal by the NOT
-# EXISTS, as a refused order does not hold its client_order_id) and orders left `new` by an earlier
+# EXISTS on tables.LIVE_ORDER's predicate, as a refused order does not hold its
+# client_order_id) and orders left `new` by an earlier
 # version are finished (only if still `new`); each order written gets its outbox event and its
 # audit rows, in batch order. The rows come in as one JSON document (cheaper to encode than an
 # array per column), the event payloads as one bytea array.
